@@ -1,0 +1,228 @@
+"""CreateRun with Flyte's semantics (flyte-anchor.md §2.1), made safe for at-least-once delivery.
+
+The steps, in order:
+
+1. Resolve the run: ``run_id`` (validated: <= 30 chars, DNS-1035) or ``project_id`` (a generated
+   name). Every check happens before anything is written.
+2. Resolve the task: an inline ``task_spec``. Task references and triggers need the task registry
+   and the trigger store, which do not exist yet: they are ``not_found``.
+3. A run that already exists answers at once: the same request again returns it with OK, a
+   different request for the name is ``already_exists``. Nothing is written for a duplicate.
+4. Inputs go to the data bucket at a content-addressed URI (``.../inputs/<sha>/inputs.pb``), so a
+   concurrent different request for the same name can never overwrite the inputs of the run that
+   wins (Flyte quirk Q5).
+5. The root action ``a0`` is written QUEUED with a conditional put; the stream then materialises
+   it as a TaskAction (functions/reconcile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from flyteidl2.task import common_pb2, run_pb2
+from flyteidl2.core.tasks_pb2 import TaskTemplate
+from flyteidl2.task.task_definition_pb2 import TaskIdentifier, TaskSpec
+from flyteidl2.workflow import run_definition_pb2 as wf
+from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunResponse
+
+from runplane import phases
+from runplane.blobs import BlobStore
+from runplane.connect.errors import already_exists, invalid_argument, not_found
+from runplane.identifiers import (
+    ROOT_ACTION_NAME,
+    RunKey,
+    generate_run_name,
+    validate_run_name,
+    validate_scope_name,
+)
+from runplane.records import ActionRecord, utcnow
+from runplane.store import ActionStore, RecordTooLarge
+from runplane.transformers import action_identifier, run_message
+
+INPUTS_FILE = "inputs.pb"
+# SDKs from this version on understand run_start_time (Flyte's meetsRunStartTimeSDKVersion).
+RUN_START_TIME_MIN_SDK = (2, 3, 6)
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+_VALID_SOURCES = frozenset(wf.RunSource.values())
+
+
+def request_digest(request: CreateRunRequest) -> str:
+    """Identity of a request for duplicate detection: org is ignored, as everywhere in Flyte."""
+    canonical = CreateRunRequest()
+    canonical.CopyFrom(request)
+    canonical.run_id.ClearField("org")
+    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()
+
+
+class CreateRunService:
+    def __init__(
+        self,
+        *,
+        store: ActionStore,
+        blobs: BlobStore,
+        storage_prefix: str,
+        clock: Callable[[], datetime] = utcnow,
+        generate_name: Callable[[], str] = generate_run_name,
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._storage_prefix = storage_prefix.rstrip("/")
+        self._clock = clock
+        self._generate_name = generate_name
+
+    def create_run(self, request: CreateRunRequest) -> CreateRunResponse:
+        run = self._resolve_run(request)
+        task_spec = self._resolve_task(request)
+        if request.source not in _VALID_SOURCES:
+            raise invalid_argument(f"source {request.source} is not a RunSource")
+        digest = request_digest(request)
+
+        existing = self._store.get_action(run.action(ROOT_ACTION_NAME))
+        if existing is not None:
+            return self._answer_duplicate(existing, digest)
+
+        record = self._build_root(request, run=run, task_spec=task_spec, digest=digest)
+        try:
+            outcome = self._store.create_action(record)
+        except RecordTooLarge as exc:
+            raise invalid_argument(f"run is too large to store: {exc}") from None
+        if not outcome.created:  # lost a race with a concurrent create of the same name
+            return self._answer_duplicate(outcome.record, digest)
+        return CreateRunResponse(run=run_message(outcome.record))
+
+    # --- resolution -------------------------------------------------------------------------
+
+    def _resolve_run(self, request: CreateRunRequest) -> RunKey:
+        which = request.WhichOneof("id")
+        if which == "run_id":
+            run_id = request.run_id
+            return RunKey(
+                project=validate_scope_name(run_id.project, field="run_id.project"),
+                domain=validate_scope_name(run_id.domain, field="run_id.domain"),
+                name=validate_run_name(run_id.name),
+            )
+        if which == "project_id":
+            project = request.project_id
+            return RunKey(
+                project=validate_scope_name(project.name, field="project_id.name"),
+                domain=validate_scope_name(project.domain, field="project_id.domain"),
+                name=self._generate_name(),
+            )
+        raise invalid_argument("a run_id or a project_id is required")
+
+    def _resolve_task(self, request: CreateRunRequest) -> TaskSpec:
+        which = request.WhichOneof("task")
+        if which == "task_spec":
+            spec = request.task_spec
+            template = spec.task_template
+            if not template.type:
+                raise invalid_argument("task_spec.task_template.type is required")
+            if not template.id.name:
+                raise invalid_argument("task_spec.task_template.id.name is required")
+            return spec
+        if which == "task_id":
+            task = request.task_id
+            raise not_found(f"task {task.project}/{task.domain}/{task.name}@{task.version} is not registered")
+        if which == "trigger_name":
+            trigger = request.trigger_name
+            raise not_found(f"trigger {trigger.project}/{trigger.domain}/{trigger.name} not found")
+        raise invalid_argument("a task_spec is required")
+
+    def _answer_duplicate(self, existing: ActionRecord, digest: str) -> CreateRunResponse:
+        if existing.request_digest == digest:
+            return CreateRunResponse(run=run_message(existing))
+        raise already_exists(f"run {existing.key.run_key} already exists")
+
+    # --- the root action --------------------------------------------------------------------
+
+    def _build_root(
+        self, request: CreateRunRequest, *, run: RunKey, task_spec: TaskSpec, digest: str
+    ) -> ActionRecord:
+        now = self._clock()
+        run_spec = run_pb2.RunSpec()
+        run_spec.CopyFrom(request.run_spec)
+        if _understands_run_start_time(task_spec) and not run_spec.HasField("run_start_time"):
+            if request.HasField("run_start_time"):
+                run_spec.run_start_time.CopyFrom(request.run_start_time)
+            else:
+                run_spec.run_start_time.FromDatetime(now)
+        if not run_spec.raw_data_storage.raw_data_prefix:
+            run_spec.raw_data_storage.raw_data_prefix = self._storage_prefix
+
+        run_base = (run_spec.run_base_dir or self._storage_prefix).rstrip("/")
+        run_dir = f"{run_base}/{run.project}/{run.domain}/{run.name}"
+        input_dir = self._store_inputs(request, task_spec=task_spec, run_dir=run_dir)
+        inputs_uri = f"{input_dir}/{INPUTS_FILE}"
+
+        template = task_spec.task_template
+        task_id = _task_identifier(template, run)
+        action_spec = wf.ActionSpec(
+            action_id=action_identifier(run.action(ROOT_ACTION_NAME)),
+            run_spec=run_spec,
+            input_uri=inputs_uri,
+            run_output_base=f"{run_dir}/",
+            task=wf.TaskAction(
+                id=task_id,
+                spec=task_spec,
+            ),
+        )
+        return ActionRecord(
+            key=run.action(ROOT_ACTION_NAME),
+            phase=phases.QUEUED,
+            action_type=wf.ActionType.ACTION_TYPE_TASK,
+            run_source=wf.RunSource.Name(request.source),
+            attempts=1,
+            task_project=task_id.project,
+            task_domain=task_id.domain,
+            task_name=task_id.name,
+            task_version=task_id.version,
+            task_type=template.type,
+            task_short_name=task_spec.short_name or template.id.name,
+            function_name=template.id.name,
+            environment_name=task_spec.environment.name,
+            action_spec=action_spec.SerializeToString(),
+            run_spec=run_spec.SerializeToString(),
+            inputs_uri=inputs_uri,
+            request_digest=digest,
+            created_at=now,
+        )
+
+    def _store_inputs(self, request: CreateRunRequest, *, task_spec: TaskSpec, run_dir: str) -> str:
+        """Write the inputs (or adopt the offloaded ones); returns the input directory URI."""
+        if request.WhichOneof("input_wrapper") == "offloaded_input_data":
+            uri = request.offloaded_input_data.uri.rstrip("/")
+            if not uri.startswith("s3://"):
+                raise invalid_argument("offloaded_input_data.uri must be an s3:// URI")
+            return uri
+        inputs = common_pb2.Inputs()
+        inputs.CopyFrom(request.inputs)
+        _fill_default_inputs(inputs, task_spec)
+        data = inputs.SerializeToString(deterministic=True)
+        input_dir = f"{run_dir}/inputs/{hashlib.sha256(data).hexdigest()[:32]}"
+        self._blobs.put(f"{input_dir}/{INPUTS_FILE}", data)
+        return input_dir
+
+
+def _fill_default_inputs(inputs: common_pb2.Inputs, task_spec: TaskSpec) -> None:
+    """Add the task's declared defaults for inputs the request left out; never override one."""
+    provided = {literal.name for literal in inputs.literals}
+    for parameter in task_spec.default_inputs:
+        if parameter.name not in provided and parameter.parameter.HasField("default"):
+            inputs.literals.add(name=parameter.name, value=parameter.parameter.default)
+
+
+def _understands_run_start_time(task_spec: TaskSpec) -> bool:
+    match = _VERSION.search(task_spec.task_template.metadata.runtime.version)
+    return bool(match) and tuple(int(part) for part in match.groups()) >= RUN_START_TIME_MIN_SDK
+
+
+def _task_identifier(template: TaskTemplate, run: RunKey) -> TaskIdentifier:
+    return TaskIdentifier(
+        project=template.id.project or run.project,
+        domain=template.id.domain or run.domain,
+        name=template.id.name,
+        version=template.id.version,
+    )

@@ -1,0 +1,1 @@
+"""reconcile: how an action becomes a TaskAction. DynamoDB Streams -> Kubernetes."""

@@ -1,0 +1,1 @@
+"""update_action: the single writer of everything that happens to a run after CreateRun."""

@@ -1,0 +1,165 @@
+"""A local API Gateway HTTP API: HTTP requests -> payload-v2 events -> the very same handlers.
+
+Routes come from template.yaml. As on AWS: an unrouted request gets 404 ``{"message":"Not
+Found"}``, a body over 10 MB gets 413, a handler that raises gets 500 ``{"message":"Internal
+Server Error"}``, text bodies arrive as text and everything else base64-encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from local_stack.lambda_runtime import Handler, LambdaContext, load_handler
+from local_stack.template import HttpRoute
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API payload quota
+_TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
+
+
+class ApiGatewayFront:
+    def __init__(self, *, routes: list[HttpRoute], host: str = "127.0.0.1", port: int = 8080) -> None:
+        self._routes = {(route.method, route.path): route for route in routes}
+        self._handlers: dict[str, Handler] = {}
+        self._server = ThreadingHTTPServer((host, port), self._request_handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ApiGatewayFront:
+        for route in self._routes.values():  # import at start, like Lambda's init phase
+            self._handlers.setdefault(route.handler, load_handler(route.handler))
+        self._thread = threading.Thread(target=self._server.serve_forever, name="api-gateway", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def invoke(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        route = self._routes.get((method, path))
+        if route is None:
+            return _json(404, {"message": "Not Found"})
+        if len(body) > MAX_BODY_BYTES:
+            return _json(413, {"message": "Request Entity Too Large"})
+        event = payload_v2_event(method=method, path=path, query=query, headers=headers, body=body)
+        try:
+            result = self._handlers[route.handler](event, LambdaContext(function_name=route.function))
+        except Exception:
+            logger.exception("%s raised", route.function)
+            return _json(500, {"message": "Internal Server Error"})
+        return _response_from_result(result)
+
+    def _request_handler_class(self):
+        front = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # Nagle + delayed ACK costs ~40 ms per keep-alive call
+
+            def _serve(self) -> None:
+                path, _, query = self.path.partition("?")
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                body = self._read_body(headers)
+                if body is None:
+                    status, response_headers, payload = _json(413, {"message": "Request Entity Too Large"})
+                    self.close_connection = True
+                else:
+                    status, response_headers, payload = front.invoke(self.command, path, query, headers, body)
+                self.send_response(status)
+                for name, value in response_headers.items():
+                    if name.lower() not in ("content-length", "connection"):
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _read_body(self, headers: dict[str, str]) -> bytes | None:
+                if "chunked" in headers.get("transfer-encoding", "").lower():
+                    chunks, size = [], 0
+                    while True:
+                        length = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if length == 0:
+                            while self.rfile.readline().strip():  # trailers
+                                pass
+                            return b"".join(chunks)
+                        size += length
+                        if size > MAX_BODY_BYTES:
+                            return None
+                        chunks.append(self.rfile.read(length))
+                        self.rfile.readline()
+                length = int(headers.get("content-length") or 0)
+                if length > MAX_BODY_BYTES:
+                    return None
+                return self.rfile.read(length) if length else b""
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                logger.debug("%s - %s", self.address_string(), format % args)
+
+        return RequestHandler
+
+
+def payload_v2_event(*, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    content_type = headers.get("content-type", "")
+    is_text = not headers.get("content-encoding") and content_type.startswith(_TEXT_TYPES)
+    if is_text:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            is_text = False
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": headers.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": text if is_text else base64.b64encode(body).decode(),
+        "isBase64Encoded": not is_text,
+    }
+
+
+def _response_from_result(result: Any) -> tuple[int, dict[str, str], bytes]:
+    if not isinstance(result, dict) or "statusCode" not in result:
+        return 200, {"content-type": "application/json"}, json.dumps(result).encode()
+    body = result.get("body") or ""
+    payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    return int(result["statusCode"]), dict(result.get("headers") or {}), payload
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    return status, {"content-type": "application/json"}, json.dumps(body).encode()

@@ -1,0 +1,90 @@
+"""moto's server on loopback as the local AWS: the table with its stream, and the data bucket.
+
+Never create an event source mapping in moto: without Docker it cannot run the handler and it
+empties the stream shard (aws-stack.md §1c). ``local_stack.stream_poller`` plays that role.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from local_stack.template import table_definition
+
+logger = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+# Credentials moto accepts; set so boto3 never looks for real ones on a developer's machine.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@dataclass(frozen=True)
+class AwsResources:
+    endpoint: str
+    table_name: str
+    bucket: str
+    stream_arn: str
+
+
+class MotoServer:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server = None
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def start(self) -> MotoServer:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def aws_environment(endpoint: str) -> dict[str, str]:
+    """Environment that points every boto3 client of this process at moto."""
+    return {
+        **FAKE_CREDENTIALS,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": endpoint,
+        # botocore >= 1.44 sends streams calls to an account-based host unless told not to.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }
+
+
+def provision(*, endpoint: str, table_name: str, bucket: str) -> AwsResources:
+    """Create the table (as template.yaml defines it) and the bucket; idempotent."""
+    import boto3
+
+    session = boto3.session.Session(
+        region_name=REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    try:
+        description = dynamodb.describe_table(TableName=table_name)["Table"]
+    except dynamodb.exceptions.ResourceNotFoundException:
+        description = dynamodb.create_table(TableName=table_name, **table_definition())["TableDescription"]
+    s3 = session.client("s3", endpoint_url=endpoint)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        s3.create_bucket(Bucket=bucket)
+    return AwsResources(
+        endpoint=endpoint, table_name=table_name, bucket=bucket, stream_arn=description["LatestStreamArn"]
+    )
+

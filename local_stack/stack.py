@@ -1,0 +1,158 @@
+"""The whole local stack, started and stopped as one: what ``python -m local_stack`` runs.
+
+Order of start: moto (table, stream, bucket) -> the Kubernetes control plane (CRD, namespace,
+garbage collector) -> the handlers' environment -> the API Gateway front -> the stream poller.
+Everything binds to loopback. A lock file in the state directory makes a second start fail
+clearly instead of sharing (and corrupting) the first one's state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from local_stack.apigateway import ApiGatewayFront
+from local_stack.aws import REGION, AwsResources, MotoServer, aws_environment, provision
+from local_stack.kube import KubeControlPlane, KubeEndpoints
+from local_stack.lambda_runtime import load_handler
+from local_stack.stream_poller import StreamPoller
+from local_stack.template import function_handler, http_routes, stream_settings
+
+logger = logging.getLogger(__name__)
+
+TABLE_NAME = "flyte-actions"
+BUCKET_NAME = "flyte-data"
+NAMESPACE = "flyte"
+
+
+class StackAlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    state_dir: Path
+    api_port: int = 8080
+    moto_port: int = 0
+    apiserver_port: int = 0
+    # Lambda's ESM retries per the template; locally fewer, faster retries keep failures visible.
+    stream_max_retries: int | None = None
+    stream_retry_backoff_seconds: float = 0.2
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self._lock_file = None
+        self._moto = MotoServer(port=config.moto_port)
+        self._kube = KubeControlPlane(
+            state_dir=config.state_dir / "kube", apiserver_port=config.apiserver_port, namespaces=(NAMESPACE,)
+        )
+        self._front: ApiGatewayFront | None = None
+        self._stop_polling = threading.Event()
+        self._poll_thread: threading.Thread | None = None
+        self.aws: AwsResources | None = None
+        self.kube: KubeEndpoints | None = None
+        self.poller: StreamPoller | None = None
+        self.environment: dict[str, str] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return self._front.endpoint
+
+    def start(self) -> LocalStack:
+        self._acquire_lock()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        state = self.config.state_dir
+        self._moto.start()
+        self.aws = provision(endpoint=self._moto.endpoint, table_name=TABLE_NAME, bucket=BUCKET_NAME)
+        kube_state = state / "kube"
+        if kube_state.exists():  # a previous run's etcd data is stale: its apiserver is gone
+            shutil.rmtree(kube_state)
+        self.kube = self._kube.start()
+
+        # The handlers run in this process, configured as template.yaml configures them on AWS.
+        self.environment = {
+            **aws_environment(self.aws.endpoint),
+            "ACTIONS_TABLE": self.aws.table_name,
+            "DATA_BUCKET": self.aws.bucket,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "TASKACTION_NAMESPACE": NAMESPACE,
+            "POWERTOOLS_SERVICE_NAME": "flyte-serverless-local",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }
+        os.environ.update(self.environment)
+
+        self._front = ApiGatewayFront(routes=http_routes(), port=self.config.api_port).start()
+
+        import boto3
+
+        settings = stream_settings()
+        self.poller = StreamPoller(
+            streams_client=boto3.client("dynamodbstreams", endpoint_url=self.aws.endpoint, region_name=REGION),
+            stream_arn=self.aws.stream_arn,
+            handler=load_handler(function_handler("ReconcileFunction")),
+            batch_size=int(settings.get("BatchSize", 100)),
+            max_retries=self.config.stream_max_retries
+            if self.config.stream_max_retries is not None
+            else int(settings.get("MaximumRetryAttempts", 2)),
+            retry_backoff_seconds=self.config.stream_retry_backoff_seconds,
+            region=REGION,
+        )
+        self._poll_thread = threading.Thread(target=self.poller.run, args=(self._stop_polling,), name="stream-poller", daemon=True)
+        self._poll_thread.start()
+
+    def stop(self) -> None:
+        self._stop_polling.set()
+        if self._poll_thread is not None:
+            self._poll_thread.join(timeout=30)
+        if self._front is not None:
+            self._front.stop()
+        self._kube.stop()
+        self._moto.stop()
+        self._release_lock()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- single instance --------------------------------------------------------------------
+
+    def _acquire_lock(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.config.state_dir / "stack.lock"
+        lock_file = open(lock_path, "a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise StackAlreadyRunning(
+                f"a local stack is already running from {self.config.state_dir} (pid {owner}); stop it first"
+            ) from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(str(os.getpid()))
+        lock_file.flush()
+        self._lock_file = lock_file
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None

@@ -1,0 +1,97 @@
+"""Names: validation and generation of run names, scope names, and TaskAction resource names.
+
+Flyte's rules (flyte-anchor.md §2.1, §4.2, invariants 4-5): a run name is at most 30 characters
+and a DNS-1035 label because the TaskAction is named ``<run>-<action>`` and plugins derive pod and
+service names from it; a generated name is ``r`` + 19 characters from Kubernetes' random alphabet.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from runplane.connect.errors import invalid_argument
+
+ROOT_ACTION_NAME = "a0"  # a run is its root action, always named a0
+
+RUN_NAME_MAX_LENGTH = 30  # CRD: spec.runName maxLength
+ACTION_NAME_MAX_LENGTH = 30  # CRD: spec.actionName maxLength
+SCOPE_NAME_MAX_LENGTH = 63  # CRD: spec.project / spec.domain maxLength, and label values
+
+_DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Project and domain become label values (flyte.org/project, flyte.org/domain) and part of the
+# table's partition key, so they must be valid label values and never contain the key separator.
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+# k8s.io/apimachinery/pkg/util/rand: consonants and digits without look-alikes; Flyte uses it.
+GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+GENERATED_NAME_RANDOM_LENGTH = 19
+
+
+@dataclass(frozen=True, slots=True)
+class RunKey:
+    project: str
+    domain: str
+    name: str
+
+    def action(self, name: str) -> ActionKey:
+        return ActionKey(project=self.project, domain=self.domain, run=self.name, name=name)
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.domain}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionKey:
+    """An action's identity: (project, domain, run name, action name). Org is never part of it."""
+
+    project: str
+    domain: str
+    run: str
+    name: str
+
+    @property
+    def run_key(self) -> RunKey:
+        return RunKey(project=self.project, domain=self.domain, name=self.run)
+
+    @property
+    def is_root(self) -> bool:
+        return self.name == ROOT_ACTION_NAME
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.domain}/{self.run}/{self.name}"
+
+
+def validate_run_name(name: str) -> str:
+    if not name:
+        raise invalid_argument("run name must not be empty")
+    if len(name) > RUN_NAME_MAX_LENGTH:
+        raise invalid_argument(f"run name {name!r} is longer than {RUN_NAME_MAX_LENGTH} characters")
+    if not _DNS_1035_LABEL.match(name):
+        raise invalid_argument(
+            f"run name {name!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
+            "starting with a letter and ending with a letter or digit"
+        )
+    return name
+
+
+def validate_scope_name(value: str, *, field: str) -> str:
+    if not value:
+        raise invalid_argument(f"{field} must not be empty")
+    if len(value) > SCOPE_NAME_MAX_LENGTH or not _LABEL_VALUE.match(value):
+        raise invalid_argument(
+            f"{field} {value!r} must be at most {SCOPE_NAME_MAX_LENGTH} characters of letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return value
+
+
+def generate_run_name() -> str:
+    suffix = "".join(secrets.choice(GENERATED_NAME_ALPHABET) for _ in range(GENERATED_NAME_RANDOM_LENGTH))
+    return "r" + suffix
+
+
+def taskaction_name(run: str, action: str) -> str:
+    """The TaskAction resource of an action: ``<run>-<action>``, no hashing, no truncation."""
+    return f"{run}-{action}"

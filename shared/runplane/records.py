@@ -1,0 +1,202 @@
+"""The Action record and its DynamoDB item: one table, one partition per run.
+
+Key design (flyte-anchor.md §7):
+
+- ``pk = <project>#<domain>#<run>``: a run's actions share a partition, so a run is read with one
+  Query and its stream records stay in order on one shard.
+- ``sk = A#<action name>``: the ``A#`` prefix leaves room for other item kinds in the run's
+  partition (the per-attempt events of the action lifecycle) without a collision; the root is
+  ``A#a0``.
+- Root items also carry ``run_index_pk``/``run_index_sk`` for the sparse ``RunsByCreatedAt``
+  index (ListRuns, newest first). The index key is sharded so that one project can create runs
+  faster than one partition's ~1,000 writes/s; readers merge the shards.
+
+The serialized flyteidl2 messages (``ActionSpec``, ``RunSpec``) are stored as binary attributes,
+exactly as Flyte stores them in Postgres.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from runplane import phases
+from runplane.identifiers import ROOT_ACTION_NAME, ActionKey
+
+KEY_SEPARATOR = "#"
+ACTION_SORT_PREFIX = "A#"
+RUN_INDEX_NAME = "RunsByCreatedAt"
+# 16 shards x ~1,000 writes/s per index partition leaves headroom over 10,000 runs/s per project.
+RUN_INDEX_SHARDS = 16
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """Fixed-width UTC ISO-8601 with microseconds, so string order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def run_partition_key(project: str, domain: str, run: str) -> str:
+    return KEY_SEPARATOR.join((project, domain, run))
+
+
+def action_sort_key(name: str) -> str:
+    return ACTION_SORT_PREFIX + name
+
+
+def item_key(key: ActionKey) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": run_partition_key(key.project, key.domain, key.run)}, "sk": {"S": action_sort_key(key.name)}}
+
+
+def run_index_shard(run: str) -> int:
+    return zlib.crc32(run.encode()) % RUN_INDEX_SHARDS
+
+
+@dataclass(kw_only=True)
+class ActionRecord:
+    """One action as stored. A run is the record whose name is ``a0`` and that has no parent."""
+
+    key: ActionKey
+    parent: str | None = None
+    phase: int = phases.QUEUED
+    action_type: int = 1  # flyteidl2.workflow.ActionType.ACTION_TYPE_TASK
+    run_source: str = ""  # the RunSource enum *name*, as Flyte stores it; roots only
+    attempts: int = 1
+    cache_status: int = 0
+    task_project: str = ""
+    task_domain: str = ""
+    task_name: str = ""
+    task_version: str = ""
+    task_type: str = ""
+    task_short_name: str = ""
+    function_name: str = ""
+    environment_name: str = ""
+    action_spec: bytes = b""  # serialized flyteidl2.workflow.ActionSpec
+    run_spec: bytes = b""  # serialized flyteidl2.task.RunSpec; roots only
+    inputs_uri: str = ""  # the inputs.pb file; the spec's input_uri is its directory
+    request_digest: str = ""  # sha256 of the CreateRun request that made the run; roots only
+    error_kind: str = ""
+    error_message: str = ""
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    version: int = 1  # bumped on every write; the basis of optimistic concurrency
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent is None and self.key.name == ROOT_ACTION_NAME
+
+    def with_changes(self, **changes: Any) -> ActionRecord:
+        return replace(self, **changes)
+
+    # --- DynamoDB mapping -------------------------------------------------------------------
+
+    def to_item(self) -> dict[str, dict[str, Any]]:
+        key = self.key
+        item: dict[str, dict[str, Any]] = {
+            **item_key(key),
+            "project": {"S": key.project},
+            "domain": {"S": key.domain},
+            "run_name": {"S": key.run},
+            "name": {"S": key.name},
+            "phase": {"N": str(self.phase)},
+            "action_type": {"N": str(self.action_type)},
+            "attempts": {"N": str(self.attempts)},
+            "cache_status": {"N": str(self.cache_status)},
+            "created_at": {"S": format_time(self.created_at)},
+            "updated_at": {"S": format_time(self.updated_at or self.created_at)},
+            "version": {"N": str(self.version)},
+        }
+        for name in _OPTIONAL_STRINGS:
+            value = getattr(self, name)
+            if value:
+                item[name] = {"S": value}
+        for name in _OPTIONAL_BINARIES:
+            value = getattr(self, name)
+            if value:
+                item[name] = {"B": value}
+        if self.ended_at is not None:
+            item["ended_at"] = {"S": format_time(self.ended_at)}
+        if self.duration_ms is not None:
+            item["duration_ms"] = {"N": str(self.duration_ms)}
+        if self.is_root:
+            shard = run_index_shard(key.run)
+            item["run_index_pk"] = {"S": KEY_SEPARATOR.join((key.project, key.domain, f"{shard:02d}"))}
+            item["run_index_sk"] = {"S": f"{format_time(self.created_at)}{KEY_SEPARATOR}{key.run}"}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, dict[str, Any]]) -> ActionRecord:
+        """Read a stored item, from a boto3 response (``B`` as bytes) or a Lambda stream event
+        (``B`` as base64 text)."""
+        get = _AttributeReader(item)
+        return cls(
+            key=ActionKey(
+                project=get.string("project"),
+                domain=get.string("domain"),
+                run=get.string("run_name"),
+                name=get.string("name"),
+            ),
+            parent=get.string("parent") or None,
+            phase=get.number("phase"),
+            action_type=get.number("action_type"),
+            attempts=get.number("attempts"),
+            cache_status=get.number("cache_status"),
+            created_at=parse_time(get.string("created_at")),
+            updated_at=parse_time(get.string("updated_at")) if "updated_at" in item else None,
+            ended_at=parse_time(get.string("ended_at")) if "ended_at" in item else None,
+            duration_ms=get.number("duration_ms") if "duration_ms" in item else None,
+            version=get.number("version", default=1),
+            **{name: get.string(name) for name in _OPTIONAL_STRINGS if name != "parent"},
+            **{name: get.binary(name) for name in _OPTIONAL_BINARIES},
+        )
+
+
+_OPTIONAL_STRINGS = (
+    "parent",
+    "run_source",
+    "task_project",
+    "task_domain",
+    "task_name",
+    "task_version",
+    "task_type",
+    "task_short_name",
+    "function_name",
+    "environment_name",
+    "inputs_uri",
+    "request_digest",
+    "error_kind",
+    "error_message",
+)
+_OPTIONAL_BINARIES = ("action_spec", "run_spec")
+
+
+class _AttributeReader:
+    def __init__(self, item: dict[str, dict[str, Any]]) -> None:
+        self._item = item
+
+    def string(self, name: str) -> str:
+        value = self._item.get(name)
+        return value["S"] if value and "S" in value else ""
+
+    def number(self, name: str, default: int = 0) -> int:
+        value = self._item.get(name)
+        return int(value["N"]) if value and "N" in value else default
+
+    def binary(self, name: str) -> bytes:
+        value = self._item.get(name)
+        if not value or "B" not in value:
+            return b""
+        raw = value["B"]
+        return base64.b64decode(raw) if isinstance(raw, str) else bytes(raw)

@@ -1,0 +1,66 @@
+"""Stored records -> the flyteidl2 messages the wire returns (Flyte's convertRunToProto)."""
+
+from __future__ import annotations
+
+from flyteidl2.common.identifier_pb2 import ActionIdentifier, RunIdentifier
+from flyteidl2.task.task_definition_pb2 import TaskIdentifier
+from flyteidl2.workflow import run_definition_pb2 as wf
+
+from runplane.identifiers import ActionKey
+from runplane.records import ActionRecord
+
+
+def action_identifier(key: ActionKey) -> ActionIdentifier:
+    # Org is never stored; Flyte answers with org "" too.
+    return ActionIdentifier(
+        run=RunIdentifier(project=key.project, domain=key.domain, name=key.run),
+        name=key.name,
+    )
+
+
+def action_status(record: ActionRecord) -> wf.ActionStatus:
+    status = wf.ActionStatus(phase=record.phase, attempts=record.attempts, cache_status=record.cache_status)
+    status.start_time.FromDatetime(record.created_at)
+    if record.ended_at is not None:
+        status.end_time.FromDatetime(record.ended_at)
+    if record.duration_ms is not None and record.duration_ms >= 0:
+        status.duration_ms = record.duration_ms
+    return status
+
+
+def action_metadata(record: ActionRecord) -> wf.ActionMetadata:
+    metadata = wf.ActionMetadata(
+        action_type=record.action_type,
+        environment_name=record.environment_name,
+        funtion_name=record.function_name,  # sic: the proto's field name
+    )
+    if record.parent:
+        metadata.parent = record.parent
+    if record.run_source:
+        metadata.source = wf.RunSource.Value(record.run_source)
+    if record.action_type == wf.ActionType.ACTION_TYPE_TASK:
+        metadata.task.CopyFrom(
+            wf.TaskActionMetadata(
+                id=TaskIdentifier(
+                    project=record.task_project,
+                    domain=record.task_domain,
+                    name=record.task_name,
+                    version=record.task_version,
+                ),
+                task_type=record.task_type,
+                short_name=record.task_short_name,
+            )
+        )
+    return metadata
+
+
+def action_message(record: ActionRecord) -> wf.Action:
+    return wf.Action(
+        id=action_identifier(record.key),
+        metadata=action_metadata(record),
+        status=action_status(record),
+    )
+
+
+def run_message(record: ActionRecord) -> wf.Run:
+    return wf.Run(action=action_message(record))
