@@ -46,11 +46,21 @@ class StackConfig:
 
 
 class LocalStack:
-    def __init__(self, config: StackConfig) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        *,
+        moto: MotoServer | None = None,
+        kube: KubeControlPlane | None = None,
+    ) -> None:
+        """``moto``/``kube`` may be already-running components shared with other users (tests);
+        the stack then neither starts nor stops them."""
         self.config = config
         self._lock_file = None
-        self._moto = MotoServer(port=config.moto_port)
-        self._kube = KubeControlPlane(
+        self._owns_moto = moto is None
+        self._owns_kube = kube is None
+        self._moto = moto or MotoServer(port=config.moto_port)
+        self._kube = kube or KubeControlPlane(
             state_dir=config.state_dir / "kube", apiserver_port=config.apiserver_port, namespaces=(NAMESPACE,)
         )
         self._front: ApiGatewayFront | None = None
@@ -75,13 +85,14 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        state = self.config.state_dir
-        self._moto.start()
+        if self._owns_moto:
+            self._moto.start()
         self.aws = provision(endpoint=self._moto.endpoint, table_name=TABLE_NAME, bucket=BUCKET_NAME)
-        kube_state = state / "kube"
-        if kube_state.exists():  # a previous run's etcd data is stale: its apiserver is gone
-            shutil.rmtree(kube_state)
-        self.kube = self._kube.start()
+        if self._owns_kube:
+            if self._kube.state_dir.exists():  # a previous run's etcd data is stale: its apiserver is gone
+                shutil.rmtree(self._kube.state_dir)
+            self._kube.start()
+        self.kube = self._kube.endpoints
 
         # The handlers run in this process, configured as template.yaml configures them on AWS.
         self.environment = {
@@ -120,8 +131,11 @@ class LocalStack:
             self._poll_thread.join(timeout=30)
         if self._front is not None:
             self._front.stop()
-        self._kube.stop()
-        self._moto.stop()
+            self._front = None
+        if self._owns_kube:
+            self._kube.stop()
+        if self._owns_moto:
+            self._moto.stop()
         self._release_lock()
 
     def __enter__(self) -> LocalStack:

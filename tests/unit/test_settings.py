@@ -1,0 +1,28 @@
+import pytest
+
+from runplane.settings import ApiSettings, ReconcileSettings, SettingsError
+
+
+def test_api_settings_name_the_missing_variable():
+    with pytest.raises(SettingsError, match="ACTIONS_TABLE"):
+        ApiSettings.from_env({"DATA_BUCKET": "bucket"})
+
+
+def test_api_settings_default_storage_prefix_is_the_bucket():
+    settings = ApiSettings.from_env({"ACTIONS_TABLE": "t-1", "DATA_BUCKET": "bucket"})
+    assert settings.effective_storage_prefix == "s3://bucket"
+    with pytest.raises(SettingsError, match="s3://"):
+        ApiSettings.from_env({"ACTIONS_TABLE": "t-1", "DATA_BUCKET": "bucket", "STORAGE_PREFIX": "/tmp"})
+
+
+def test_reconcile_needs_exactly_one_way_to_the_cluster():
+    with pytest.raises(SettingsError):
+        ReconcileSettings.from_env({"ACTIONS_TABLE": "t-1"})
+    with pytest.raises(SettingsError):
+        ReconcileSettings.from_env({"ACTIONS_TABLE": "t-1", "KUBECONFIG": "/k", "EKS_CLUSTER_NAME": "c"})
+    assert ReconcileSettings.from_env({"ACTIONS_TABLE": "t-1", "EKS_CLUSTER_NAME": "c"}).namespace == "flyte"
+
+
+def test_reconcile_namespace_must_be_a_label():
+    with pytest.raises(SettingsError, match="TASKACTION_NAMESPACE"):
+        ReconcileSettings.from_env({"ACTIONS_TABLE": "t-1", "KUBECONFIG": "/k", "TASKACTION_NAMESPACE": "Bad_NS"})

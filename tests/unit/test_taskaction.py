@@ -1,0 +1,84 @@
+"""How an action record becomes a TaskAction body (Flyte's actions service, §4.1-4.3)."""
+
+import base64
+from datetime import UTC, datetime
+
+from flyteidl2.core.tasks_pb2 import TaskTemplate
+from flyteidl2.task import run_pb2
+from flyteidl2.workflow import run_definition_pb2 as wf
+from google.protobuf import wrappers_pb2
+
+from functions.reconcile.taskaction import build_taskaction, identity_of, input_directory, substitute_run_start_time
+from runplane.identifiers import ActionKey
+from runplane.records import ActionRecord
+from tests.builders import task_spec
+
+
+def root_record(*, run_spec=None, args=("pyflyte-execute",)):
+    run_spec = run_spec or run_pb2.RunSpec()
+    spec = wf.ActionSpec(
+        input_uri="s3://bucket/p/d/r1/inputs/abc/inputs.pb",
+        run_output_base="s3://bucket/p/d/r1/",
+        run_spec=run_spec,
+        task=wf.TaskAction(spec=task_spec(args=args)),
+    )
+    return ActionRecord(
+        key=ActionKey(project="p", domain="d", run="r1", name="a0"),
+        action_spec=spec.SerializeToString(),
+        run_spec=run_spec.SerializeToString(),
+    )
+
+
+def test_root_taskaction_has_flytes_name_labels_and_spec():
+    body = build_taskaction(root_record(), namespace="flyte")
+    assert body["apiVersion"] == "flyte.org/v1" and body["kind"] == "TaskAction"
+    assert body["metadata"]["name"] == "r1-a0" and body["metadata"]["namespace"] == "flyte"
+    assert body["metadata"]["labels"] == {
+        "flyte.org/project": "p",
+        "flyte.org/domain": "d",
+        "flyte.org/run": "r1",
+        "flyte.org/action": "a0",
+        "flyte.org/action-type": "task",
+        "flyte.org/is-root": "true",
+    }
+    spec = body["spec"]
+    assert spec["inputUri"] == "s3://bucket/p/d/r1/inputs/abc"  # the directory: the executor adds inputs.pb
+    assert spec["runOutputBase"] == "s3://bucket/p/d/r1/"
+    assert spec["taskType"] == "python-task" and spec["shortName"] == "main"
+    template = TaskTemplate.FromString(base64.b64decode(spec["taskTemplate"]))
+    assert template.id.name == "hello.main"
+    assert "parentActionName" not in spec and "envVars" not in spec and "interruptible" not in spec
+
+
+def test_run_spec_is_projected_without_overriding_flyte_labels():
+    run_spec = run_pb2.RunSpec(
+        envs=run_pb2.Envs(values=[{"key": "A", "value": "1"}]),
+        interruptible=wrappers_pb2.BoolValue(value=False),
+        labels=run_pb2.Labels(values={"team": "ml", "flyte.org/run": "hijack"}),
+        annotations=run_pb2.Annotations(values={"note": "x"}),
+    )
+    body = build_taskaction(root_record(run_spec=run_spec), namespace="flyte")
+    assert body["spec"]["envVars"] == {"A": "1"}
+    assert body["spec"]["interruptible"] is False  # set explicitly, so projected even when false
+    assert body["metadata"]["labels"]["team"] == "ml"
+    assert body["metadata"]["labels"]["flyte.org/run"] == "r1"
+    assert body["metadata"]["annotations"] == {"note": "x"}
+
+
+def test_run_start_time_placeholder_is_rendered_in_container_args():
+    run_spec = run_pb2.RunSpec()
+    run_spec.run_start_time.FromDatetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    record = root_record(run_spec=run_spec, args=("run", "--at={{.runStartTime}}"))
+    template = TaskTemplate.FromString(base64.b64decode(build_taskaction(record, namespace="f")["spec"]["taskTemplate"]))
+    assert list(template.container.args) == ["run", "--at=2026-01-02T03:04:05Z"]
+
+
+def test_run_start_time_substitution_is_a_no_op_without_time_or_placeholder():
+    template = task_spec(args=("a", "{{.runStartTime}}")).task_template
+    assert substitute_run_start_time(template, run_pb2.RunSpec()) is template
+
+
+def test_identity_and_input_directory_helpers():
+    body = build_taskaction(root_record(), namespace="flyte")
+    assert identity_of(body) == ("p", "d", "r1", "a0")
+    assert input_directory("s3://b/x/inputs.pb") == "s3://b/x" and input_directory("s3://b/x") == "s3://b/x"
