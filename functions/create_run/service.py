@@ -84,12 +84,15 @@ class CreateRunService:
         if existing is not None:
             return self._answer_duplicate(existing, digest)
 
-        record = self._build_root(request, run=run, task_spec=task_spec, digest=digest)
+        record, wrote_inputs = self._build_root(request, run=run, task_spec=task_spec, digest=digest)
         try:
             outcome = self._store.create_action(record)
         except RecordTooLarge as exc:
+            self._discard_inputs(record, wrote_inputs)
             raise invalid_argument(f"run is too large to store: {exc}") from None
         if not outcome.created:  # lost a race with a concurrent create of the same name
+            if outcome.record.inputs_uri != record.inputs_uri:
+                self._discard_inputs(record, wrote_inputs)
             return self._answer_duplicate(outcome.record, digest)
         return CreateRunResponse(run=run_message(outcome.record))
 
@@ -140,7 +143,8 @@ class CreateRunService:
 
     def _build_root(
         self, request: CreateRunRequest, *, run: RunKey, task_spec: TaskSpec, digest: str
-    ) -> ActionRecord:
+    ) -> tuple[ActionRecord, bool]:
+        """The root action record, and whether inputs were written for it."""
         now = self._clock()
         run_spec = run_pb2.RunSpec()
         run_spec.CopyFrom(request.run_spec)
@@ -154,7 +158,7 @@ class CreateRunService:
 
         run_base = (run_spec.run_base_dir or self._storage_prefix).rstrip("/")
         run_dir = f"{run_base}/{run.project}/{run.domain}/{run.name}"
-        input_dir = self._store_inputs(request, task_spec=task_spec, run_dir=run_dir)
+        input_dir, wrote_inputs = self._store_inputs(request, task_spec=task_spec, run_dir=run_dir)
         inputs_uri = f"{input_dir}/{INPUTS_FILE}"
 
         template = task_spec.task_template
@@ -169,7 +173,7 @@ class CreateRunService:
                 spec=task_spec,
             ),
         )
-        return ActionRecord(
+        record = ActionRecord(
             key=run.action(ROOT_ACTION_NAME),
             phase=phases.QUEUED,
             action_type=wf.ActionType.ACTION_TYPE_TASK,
@@ -189,21 +193,28 @@ class CreateRunService:
             request_digest=digest,
             created_at=now,
         )
+        return record, wrote_inputs
 
-    def _store_inputs(self, request: CreateRunRequest, *, task_spec: TaskSpec, run_dir: str) -> str:
-        """Write the inputs (or adopt the offloaded ones); returns the input directory URI."""
+    def _store_inputs(self, request: CreateRunRequest, *, task_spec: TaskSpec, run_dir: str) -> tuple[str, bool]:
+        """Write the inputs (or adopt the offloaded ones); returns the input directory URI and
+        whether this call wrote it."""
         if request.WhichOneof("input_wrapper") == "offloaded_input_data":
             uri = request.offloaded_input_data.uri.rstrip("/")
             if not uri.startswith("s3://"):
                 raise invalid_argument("offloaded_input_data.uri must be an s3:// URI")
-            return uri
+            return uri, False
         inputs = common_pb2.Inputs()
         inputs.CopyFrom(request.inputs)
         _fill_default_inputs(inputs, task_spec)
         data = inputs.SerializeToString(deterministic=True)
         input_dir = f"{run_dir}/inputs/{hashlib.sha256(data).hexdigest()[:32]}"
         self._blobs.put(f"{input_dir}/{INPUTS_FILE}", data)
-        return input_dir
+        return input_dir, True
+
+    def _discard_inputs(self, record: ActionRecord, wrote_inputs: bool) -> None:
+        """Inputs written for a run that was not stored are referenced by nothing: remove them."""
+        if wrote_inputs:
+            self._blobs.delete(record.inputs_uri)
 
 
 def _fill_default_inputs(inputs: common_pb2.Inputs, task_spec: TaskSpec) -> None:

@@ -46,6 +46,10 @@ class BlobStore:
         bucket, key = split_s3_uri(uri)
         self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/octet-stream")
 
+    def delete(self, uri: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        self.client.delete_object(Bucket=bucket, Key=key)
+
     def get(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
         return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -108,5 +108,5 @@ def test_create_run_may_only_read_and_put_items(cloudformation):
         for statement in policy["PolicyDocument"]["Statement"]
         for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
     }
-    assert actions == {"dynamodb:GetItem", "dynamodb:PutItem", "s3:PutObject"}
+    assert actions == {"dynamodb:GetItem", "dynamodb:PutItem", "s3:PutObject", "s3:DeleteObject"}
     assert TEMPLATE_PATH.exists()

@@ -132,3 +132,16 @@ def test_default_inputs_fill_only_missing_names(service, store, blobs):
     record = store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0"))
     stored = {l.name: l.value.scalar.primitive.integer for l in common_pb2.Inputs.FromString(blobs.get(record.inputs_uri)).literals}
     assert stored == {"x": 21, "y": 2}
+
+
+def test_a_run_too_large_for_an_item_is_invalid_argument_and_leaves_nothing(service, store, blobs, aws):
+    from tests.builders import task_spec
+
+    spec = task_spec()
+    spec.task_template.container.args.append("x" * 420_000)  # large specs are offloaded in a later issue
+    name = unique_name()
+    with pytest.raises(ConnectError) as info:
+        service.create_run(create_run_request(name, spec=spec))
+    assert info.value.code is Code.INVALID_ARGUMENT
+    assert store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0")) is None
+    assert objects_under(blobs, aws.bucket, f"{PROJECT}/{DOMAIN}/{name}/") == []
