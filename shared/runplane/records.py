@@ -4,15 +4,16 @@ Key design (flyte-anchor.md §7):
 
 - ``pk = <project>#<domain>#<run>``: a run's actions share a partition, so a run is read with one
   Query and its stream records stay in order on one shard.
-- ``sk = A#<action name>``: the ``A#`` prefix leaves room for other item kinds in the run's
-  partition (the per-attempt events of the action lifecycle) without a collision; the root is
-  ``A#a0``.
+- ``sk = A#<action name>``: an action; the root is ``A#a0``.
+- ``sk = E#<action name>#<attempt>#<phase>#<version>``: one recorded ActionEvent (the per-attempt
+  history), idempotent on that key; zero-padded so one action's events sort by attempt.
 - Root items also carry ``run_index_pk``/``run_index_sk`` for the sparse ``RunsByCreatedAt``
   index (ListRuns, newest first). The index key is sharded so that one project can create runs
   faster than one partition's ~1,000 writes/s; readers merge the shards.
 
 The serialized flyteidl2 messages (``ActionSpec``, ``RunSpec``) are stored as binary attributes,
-exactly as Flyte stores them in Postgres.
+exactly as Flyte stores them in Postgres, unless they are large: then they live in the data
+bucket and the item holds their URI (``runplane.store`` offloads and resolves them).
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ from runplane.identifiers import ROOT_ACTION_NAME, ActionKey
 
 KEY_SEPARATOR = "#"
 ACTION_SORT_PREFIX = "A#"
+EVENT_SORT_PREFIX = "E#"
 RUN_INDEX_NAME = "RunsByCreatedAt"
+
+# flyteidl2.workflow.ActionType numbers (not imported here: records stay free of protobuf).
+ACTION_TYPE_TASK = 1
+ACTION_TYPE_TRACE = 2
+ACTION_TYPE_CONDITION = 3
+
+ORIGIN_CREATE_RUN = "create_run"
+ORIGIN_ENQUEUED = "enqueue"
+ORIGIN_RECORDED = "record"  # RecordAction: the action already runs in the cluster
 # 16 shards x ~1,000 writes/s per index partition leaves headroom over 10,000 runs/s per project.
 RUN_INDEX_SHARDS = 16
 
@@ -58,6 +69,10 @@ def item_key(key: ActionKey) -> dict[str, dict[str, str]]:
     return {"pk": {"S": run_partition_key(key.project, key.domain, key.run)}, "sk": {"S": action_sort_key(key.name)}}
 
 
+def event_sort_key(name: str, *, attempt: int, phase: int, version: int) -> str:
+    return f"{EVENT_SORT_PREFIX}{name}#{attempt:06d}#{phase:02d}#{version:010d}"
+
+
 def run_index_shard(run: str) -> int:
     return zlib.crc32(run.encode()) % RUN_INDEX_SHARDS
 
@@ -69,8 +84,10 @@ class ActionRecord:
     key: ActionKey
     parent: str | None = None
     phase: int = phases.QUEUED
-    action_type: int = 1  # flyteidl2.workflow.ActionType.ACTION_TYPE_TASK
+    action_type: int = ACTION_TYPE_TASK
     run_source: str = ""  # the RunSource enum *name*, as Flyte stores it; roots only
+    origin: str = ORIGIN_CREATE_RUN  # who created it; only recorded actions already have a TaskAction
+    group: str = ""
     attempts: int = 1
     cache_status: int = 0
     task_project: str = ""
@@ -83,19 +100,40 @@ class ActionRecord:
     environment_name: str = ""
     action_spec: bytes = b""  # serialized flyteidl2.workflow.ActionSpec
     run_spec: bytes = b""  # serialized flyteidl2.task.RunSpec; roots only
+    action_spec_uri: str = ""  # set instead of action_spec when the spec lives in the bucket
+    run_spec_uri: str = ""
     inputs_uri: str = ""  # the inputs.pb file; the spec's input_uri is its directory
     request_digest: str = ""  # sha256 of the CreateRun request that made the run; roots only
     error_kind: str = ""
     error_message: str = ""
+    abort_reason: str = ""
+    abort_requested_at: datetime | None = None  # set until reconcile has deleted the TaskAction
     created_at: datetime = field(default_factory=utcnow)
+    start_time: datetime | None = None  # reported by the data plane; the start only moves earlier
     updated_at: datetime | None = None
-    ended_at: datetime | None = None
-    duration_ms: int | None = None
-    version: int = 1  # bumped on every write; the basis of optimistic concurrency
+    ended_at: datetime | None = None  # written once: the first end wins
+    version: int = 1  # bumped on every write
 
     @property
     def is_root(self) -> bool:
         return self.parent is None and self.key.name == ROOT_ACTION_NAME
+
+    @property
+    def started_at(self) -> datetime:
+        return min(self.created_at, self.start_time) if self.start_time else self.created_at
+
+    @property
+    def duration_ms(self) -> int | None:
+        """Derived, never stored: an end is never before the start."""
+        if self.ended_at is None:
+            return None
+        return max(0, int((self.ended_at - self.started_at).total_seconds() * 1000))
+
+    @property
+    def needs_taskaction(self) -> bool:
+        """Whether reconcile must create this action's TaskAction (traces never have one, and
+        recorded actions were created in the cluster by Flyte itself)."""
+        return self.action_type in (ACTION_TYPE_TASK, ACTION_TYPE_CONDITION) and self.origin != ORIGIN_RECORDED
 
     def with_changes(self, **changes: Any) -> ActionRecord:
         return replace(self, **changes)
@@ -126,10 +164,10 @@ class ActionRecord:
             value = getattr(self, name)
             if value:
                 item[name] = {"B": value}
-        if self.ended_at is not None:
-            item["ended_at"] = {"S": format_time(self.ended_at)}
-        if self.duration_ms is not None:
-            item["duration_ms"] = {"N": str(self.duration_ms)}
+        for name in _OPTIONAL_TIMES:
+            value = getattr(self, name)
+            if value is not None:
+                item[name] = {"S": format_time(value)}
         if self.is_root:
             shard = run_index_shard(key.run)
             item["run_index_pk"] = {"S": KEY_SEPARATOR.join((key.project, key.domain, f"{shard:02d}"))}
@@ -155,9 +193,8 @@ class ActionRecord:
             cache_status=get.number("cache_status"),
             created_at=parse_time(get.string("created_at")),
             updated_at=parse_time(get.string("updated_at")) if "updated_at" in item else None,
-            ended_at=parse_time(get.string("ended_at")) if "ended_at" in item else None,
-            duration_ms=get.number("duration_ms") if "duration_ms" in item else None,
             version=get.number("version", default=1),
+            **{name: get.time(name) for name in _OPTIONAL_TIMES},
             **{name: get.string(name) for name in _OPTIONAL_STRINGS if name != "parent"},
             **{name: get.binary(name) for name in _OPTIONAL_BINARIES},
         )
@@ -166,6 +203,8 @@ class ActionRecord:
 _OPTIONAL_STRINGS = (
     "parent",
     "run_source",
+    "origin",
+    "group",
     "task_project",
     "task_domain",
     "task_name",
@@ -178,8 +217,55 @@ _OPTIONAL_STRINGS = (
     "request_digest",
     "error_kind",
     "error_message",
+    "abort_reason",
+    "action_spec_uri",
+    "run_spec_uri",
 )
 _OPTIONAL_BINARIES = ("action_spec", "run_spec")
+_OPTIONAL_TIMES = ("start_time", "ended_at", "abort_requested_at")
+
+
+@dataclass(kw_only=True)
+class EventRecord:
+    """One ActionEvent reported for an attempt, stored as Flyte stores it (serialized)."""
+
+    key: ActionKey
+    attempt: int
+    phase: int
+    version: int
+    info: bytes  # serialized flyteidl2.workflow.ActionEvent
+    error_kind: str = ""
+    created_at: datetime = field(default_factory=utcnow)
+
+    def to_item(self) -> dict[str, dict[str, Any]]:
+        key = self.key
+        item: dict[str, dict[str, Any]] = {
+            "pk": {"S": run_partition_key(key.project, key.domain, key.run)},
+            "sk": {"S": event_sort_key(key.name, attempt=self.attempt, phase=self.phase, version=self.version)},
+            "name": {"S": key.name},
+            "attempt": {"N": str(self.attempt)},
+            "phase": {"N": str(self.phase)},
+            "event_version": {"N": str(self.version)},
+            "info": {"B": self.info},
+            "created_at": {"S": format_time(self.created_at)},
+        }
+        if self.error_kind:
+            item["error_kind"] = {"S": self.error_kind}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, dict[str, Any]]) -> EventRecord:
+        get = _AttributeReader(item)
+        project, domain, run = get.string("pk").split(KEY_SEPARATOR)
+        return cls(
+            key=ActionKey(project=project, domain=domain, run=run, name=get.string("name")),
+            attempt=get.number("attempt"),
+            phase=get.number("phase"),
+            version=get.number("event_version"),
+            info=get.binary("info"),
+            error_kind=get.string("error_kind"),
+            created_at=parse_time(get.string("created_at")),
+        )
 
 
 class _AttributeReader:
@@ -193,6 +279,10 @@ class _AttributeReader:
     def number(self, name: str, default: int = 0) -> int:
         value = self._item.get(name)
         return int(value["N"]) if value and "N" in value else default
+
+    def time(self, name: str) -> datetime | None:
+        value = self.string(name)
+        return parse_time(value) if value else None
 
     def binary(self, name: str) -> bytes:
         value = self._item.get(name)

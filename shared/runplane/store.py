@@ -1,25 +1,40 @@
 """The DynamoDB data-access layer: every write is conditional, every read a GetItem or a Query.
 
-The store speaks records (``runplane.records``) and raises its own small set of exceptions; the
-services above it decide what those mean on the wire.
+The store speaks records (``runplane.records``) and answers with outcomes; the services above it
+decide what those mean on the wire. Rules enforced here, by the writes themselves:
+
+- creates never overwrite (``attribute_not_exists``); a duplicate returns the stored record;
+- a child is written only while its parent exists and has not ended (one transaction);
+- status updates pass the phase guard (``runplane.phases``) as a condition expression;
+- an abort applies only to an action that has not ended;
+- large specs go to the data bucket, so an item never nears DynamoDB's 400 KB limit, and every
+  read resolves them again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from runplane import phases
 from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord, format_time, item_key, utcnow
+from runplane.records import ActionRecord, EventRecord, format_time, item_key, utcnow
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# DynamoDB rejects items over 400 KB; stay clear of it so a spec near the limit fails with a
+    from runplane.blobs import BlobStore
+
+# DynamoDB rejects items over 400 KB; stay clear of it so a record near the limit fails with a
 # clear message instead of a ValidationException from the service.
 MAX_ITEM_BYTES = 390 * 1024
+# Specs above this go to the bucket. Writes are billed per KB of the *whole* item, and every
+# status update rewrites the item, so a small item keeps an action's life cheap.
+INLINE_SPEC_LIMIT = 16 * 1024
 
 
 class RecordTooLarge(ValueError):
@@ -30,6 +45,40 @@ class RecordTooLarge(ValueError):
 class CreateOutcome:
     created: bool
     record: ActionRecord  # the stored record: the new one, or the one that already existed
+
+
+class ChildRefusal(StrEnum):
+    PARENT_MISSING = "parent_missing"
+    PARENT_ENDED = "parent_ended"
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    created: bool
+    record: ActionRecord | None = None  # the new child, or the one that already existed
+    refusal: ChildRefusal | None = None
+    parent_phase: int | None = None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    phase: int
+    attempts: int | None = None  # None keeps the stored attempt (Flyte quirk Q8)
+    cache_status: int | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None  # only used when the phase is terminal
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    applied: bool
+    record: ActionRecord | None  # after the update if applied, as found otherwise (None: missing)
+
+
+class AbortResult(StrEnum):
+    REQUESTED = "requested"
+    ALREADY_ENDED = "already_ended"
+    MISSING = "missing"
 
 
 def item_size(item: dict[str, dict[str, Any]]) -> int:
@@ -49,10 +98,26 @@ def item_size(item: dict[str, dict[str, Any]]) -> int:
     return size
 
 
+def write_units(item: dict[str, dict[str, Any]]) -> int:
+    """Write request units of one standard write of the item (1 per started KB)."""
+    return max(1, -(-item_size(item) // 1024))
+
+
 class ActionStore:
-    def __init__(self, *, table_name: str, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        blobs: BlobStore | None = None,
+        spec_prefix: str = "",
+    ) -> None:
+        """``blobs`` and ``spec_prefix`` (``s3://bucket[/path]``) enable offloading large specs;
+        without them a large spec is refused with ``RecordTooLarge``."""
         self.table_name = table_name
         self._client = client
+        self._blobs = blobs
+        self._spec_prefix = spec_prefix.rstrip("/")
 
     @cached_property
     def client(self) -> DynamoDBClient:
@@ -66,31 +131,201 @@ class ActionStore:
             config=Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10),
         )
 
-    def get_action(self, key: ActionKey) -> ActionRecord | None:
+    # --- reads ------------------------------------------------------------------------------
+
+    def get_action(self, key: ActionKey, *, resolve_specs: bool = True) -> ActionRecord | None:
         response = self.client.get_item(TableName=self.table_name, Key=item_key(key), ConsistentRead=True)
         item = response.get("Item")
-        return ActionRecord.from_item(item) if item else None
+        if not item:
+            return None
+        record = ActionRecord.from_item(item)
+        return self.resolve_specs(record) if resolve_specs else record
+
+    def resolve_specs(self, record: ActionRecord) -> ActionRecord:
+        """Load offloaded specs back into the record."""
+        changes = {}
+        if record.action_spec_uri and not record.action_spec:
+            changes["action_spec"] = self._require_blobs().get(record.action_spec_uri)
+        if record.run_spec_uri and not record.run_spec:
+            changes["run_spec"] = self._require_blobs().get(record.run_spec_uri)
+        return record.with_changes(**changes) if changes else record
+
+    def list_events(self, key: ActionKey) -> list[EventRecord]:
+        """One action's events, in (attempt, phase, version) order; one Query, paginated."""
+        from runplane.records import EVENT_SORT_PREFIX, run_partition_key
+
+        events, start = [], None
+        while True:
+            kwargs = {"ExclusiveStartKey": start} if start else {}
+            response = self.client.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": run_partition_key(key.project, key.domain, key.run)},
+                    ":prefix": {"S": f"{EVENT_SORT_PREFIX}{key.name}#"},
+                },
+                ConsistentRead=True,
+                **kwargs,
+            )
+            events.extend(EventRecord.from_item(item) for item in response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return events
+
+    # --- creates ----------------------------------------------------------------------------
 
     def create_action(self, record: ActionRecord) -> CreateOutcome:
         """Insert the record unless its key exists; a duplicate returns the stored record."""
-        item = record.to_item()
-        size = item_size(item)
-        if size > MAX_ITEM_BYTES:
-            raise RecordTooLarge(f"action {record.key} is {size} bytes, over the {MAX_ITEM_BYTES}-byte limit")
+        stored = self._offload_specs(record)
         client = self.client
         try:
             client.put_item(
                 TableName=self.table_name,
-                Item=item,
+                Item=self._checked_item(stored),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
-            existing = exc.response.get("Item") or self._require(record.key)
-            if isinstance(existing, ActionRecord):
-                return CreateOutcome(created=False, record=existing)
-            return CreateOutcome(created=False, record=ActionRecord.from_item(existing))
+            return CreateOutcome(created=False, record=self._existing(exc.response.get("Item"), record.key))
         return CreateOutcome(created=True, record=record)
+
+    def create_child(self, record: ActionRecord) -> ChildOutcome:
+        """Insert a child while its parent exists and has not ended, atomically."""
+        if record.parent is None:
+            raise ValueError("create_child needs a record with a parent")
+        parent_key = ActionKey(project=record.key.project, domain=record.key.domain, run=record.key.run, name=record.parent)
+        stored = self._offload_specs(record)
+        terminal = sorted(phases.TERMINAL_PHASES)
+        client = self.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": self._checked_item(stored),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table_name,
+                            "Key": item_key(parent_key),
+                            "ConditionExpression": f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
+                            "ExpressionAttributeValues": _values("t", terminal),
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                ]
+            )
+        except client.exceptions.TransactionCanceledException as exc:
+            child_reason, parent_reason = exc.response.get("CancellationReasons", [{}, {}])[:2]
+            if child_reason.get("Code") == "ConditionalCheckFailed":
+                return ChildOutcome(created=False, record=self._existing(child_reason.get("Item"), record.key))
+            if parent_reason.get("Code") == "ConditionalCheckFailed":
+                parent_item = parent_reason.get("Item")
+                if not parent_item:
+                    return ChildOutcome(created=False, refusal=ChildRefusal.PARENT_MISSING)
+                return ChildOutcome(
+                    created=False,
+                    refusal=ChildRefusal.PARENT_ENDED,
+                    parent_phase=int(parent_item["phase"]["N"]),
+                )
+            raise
+        return ChildOutcome(created=True, record=record)
+
+    def put_events(self, events: list[EventRecord]) -> int:
+        """Store events; the first write of an (action, attempt, phase, version) wins. Returns
+        how many were new."""
+        client = self.client
+        inserted = 0
+        for event in events:
+            try:
+                client.put_item(
+                    TableName=self.table_name,
+                    Item=self._checked_item(event),
+                    ConditionExpression="attribute_not_exists(sk)",
+                )
+                inserted += 1
+            except client.exceptions.ConditionalCheckFailedException:
+                pass
+        return inserted
+
+    # --- updates ----------------------------------------------------------------------------
+
+    def update_status(self, key: ActionKey, update: StatusUpdate, *, now: datetime | None = None) -> UpdateOutcome:
+        """Apply a status update if the phase guard allows it; a rejection is not an error."""
+        now = now or utcnow()
+        values: dict[str, dict[str, str]] = {":phase": {"N": str(update.phase)}, ":now": {"S": format_time(now)}, ":one": {"N": "1"}}
+        assignments = ["phase = :phase", "updated_at = :now"]
+        if update.attempts:
+            values[":attempts"] = {"N": str(update.attempts)}
+            assignments.append("attempts = :attempts")
+        if update.cache_status:
+            values[":cache"] = {"N": str(update.cache_status)}
+            assignments.append("cache_status = :cache")
+        if update.start_time is not None:
+            values[":start"] = {"S": format_time(update.start_time)}
+            assignments.append("start_time = if_not_exists(start_time, :start)")
+        if phases.is_terminal(update.phase):
+            values[":end"] = {"S": format_time(update.end_time or now)}
+            assignments.append("ended_at = if_not_exists(ended_at, :end)")
+
+        predecessors = sorted(phases.allowed_predecessors(update.phase))
+        values.update(_values("pred", predecessors))
+        same_attempt = f"phase IN ({_placeholders('pred', predecessors)})"
+        if update.attempts:
+            final = sorted(phases.FINAL_PHASES)
+            values.update(_values("final", final))
+            guard = (
+                f"(attempts < :attempts AND NOT phase IN ({_placeholders('final', final)}))"
+                f" OR (attempts = :attempts AND {same_attempt})"
+            )
+        else:
+            guard = same_attempt
+        client = self.client
+        try:
+            response = client.update_item(
+                TableName=self.table_name,
+                Key=item_key(key),
+                UpdateExpression="SET " + ", ".join(assignments) + " ADD version :one",
+                ConditionExpression=f"attribute_exists(pk) AND ({guard})",
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except client.exceptions.ConditionalCheckFailedException as exc:
+            item = exc.response.get("Item")
+            return UpdateOutcome(applied=False, record=ActionRecord.from_item(item) if item else None)
+        return UpdateOutcome(applied=True, record=ActionRecord.from_item(response["Attributes"]))
+
+    def request_abort(self, key: ActionKey, *, reason: str, now: datetime | None = None) -> AbortResult:
+        """DB-first abort: ABORTED with the request recorded, only if the action has not ended."""
+        now_text = format_time(now or utcnow())
+        terminal = sorted(phases.TERMINAL_PHASES)
+        client = self.client
+        try:
+            client.update_item(
+                TableName=self.table_name,
+                Key=item_key(key),
+                UpdateExpression=(
+                    "SET phase = :aborted, abort_requested_at = :now, abort_reason = :reason, "
+                    "ended_at = if_not_exists(ended_at, :now), updated_at = :now ADD version :one"
+                ),
+                ConditionExpression=f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
+                ExpressionAttributeValues={
+                    ":aborted": {"N": str(phases.ABORTED)},
+                    ":now": {"S": now_text},
+                    ":reason": {"S": reason},
+                    ":one": {"N": "1"},
+                    **_values("t", terminal),
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except client.exceptions.ConditionalCheckFailedException as exc:
+            return AbortResult.ALREADY_ENDED if exc.response.get("Item") else AbortResult.MISSING
+        return AbortResult.REQUESTED
 
     def fail_action(self, key: ActionKey, *, message: str, kind: str = "KIND_SYSTEM") -> bool:
         """Move a not-yet-terminal action to FAILED with an error; False if it already ended."""
@@ -105,24 +340,58 @@ class ActionStore:
                     "SET phase = :failed, error_kind = :kind, error_message = :message, "
                     "ended_at = if_not_exists(ended_at, :now), updated_at = :now ADD version :one"
                 ),
-                ConditionExpression="attribute_exists(pk) AND NOT phase IN (" + ", ".join(
-                    f":t{i}" for i in range(len(terminal))
-                ) + ")",
+                ConditionExpression=f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
                 ExpressionAttributeValues={
                     ":failed": {"N": str(phases.FAILED)},
                     ":kind": {"S": kind},
                     ":message": {"S": message},
                     ":now": {"S": now},
                     ":one": {"N": "1"},
-                    **{f":t{i}": {"N": str(phase)} for i, phase in enumerate(terminal)},
+                    **_values("t", terminal),
                 },
             )
         except client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
-    def _require(self, key: ActionKey) -> ActionRecord:
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _offload_specs(self, record: ActionRecord) -> ActionRecord:
+        """The record as stored: specs over the inline limit replaced by content-addressed URIs."""
+        changes: dict[str, Any] = {}
+        for field, uri_field in (("action_spec", "action_spec_uri"), ("run_spec", "run_spec_uri")):
+            data = getattr(record, field)
+            if len(data) > INLINE_SPEC_LIMIT and self._spec_prefix:
+                uri = f"{self._spec_prefix}/specs/{hashlib.sha256(data).hexdigest()}.pb"
+                self._require_blobs().put(uri, data)  # content-addressed: a retry rewrites the same bytes
+                changes[field] = b""
+                changes[uri_field] = uri
+        return record.with_changes(**changes) if changes else record
+
+    def _checked_item(self, record: ActionRecord | EventRecord) -> dict[str, dict[str, Any]]:
+        item = record.to_item()
+        size = item_size(item)
+        if size > MAX_ITEM_BYTES:
+            raise RecordTooLarge(f"{record.key} is {size} bytes, over the {MAX_ITEM_BYTES}-byte limit")
+        return item
+
+    def _existing(self, item: dict[str, Any] | None, key: ActionKey) -> ActionRecord:
+        if item:
+            return self.resolve_specs(ActionRecord.from_item(item))
         record = self.get_action(key)
         if record is None:  # deleted between the failed condition and the read: practically never
             raise LookupError(f"action {key} vanished during a conditional write")
         return record
+
+    def _require_blobs(self) -> BlobStore:
+        if self._blobs is None:
+            raise RuntimeError("this store has no data bucket to resolve offloaded specs")
+        return self._blobs
+
+
+def _placeholders(prefix: str, numbers: list[int]) -> str:
+    return ", ".join(f":{prefix}{i}" for i in range(len(numbers)))
+
+
+def _values(prefix: str, numbers: list[int]) -> dict[str, dict[str, str]]:
+    return {f":{prefix}{i}": {"N": str(n)} for i, n in enumerate(numbers)}

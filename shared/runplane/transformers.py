@@ -20,10 +20,10 @@ def action_identifier(key: ActionKey) -> ActionIdentifier:
 
 def action_status(record: ActionRecord) -> wf.ActionStatus:
     status = wf.ActionStatus(phase=record.phase, attempts=record.attempts, cache_status=record.cache_status)
-    status.start_time.FromDatetime(record.created_at)
+    status.start_time.FromDatetime(record.started_at)
     if record.ended_at is not None:
         status.end_time.FromDatetime(record.ended_at)
-    if record.duration_ms is not None and record.duration_ms >= 0:
+    if record.duration_ms is not None:
         status.duration_ms = record.duration_ms
     return status
 
@@ -36,6 +36,8 @@ def action_metadata(record: ActionRecord) -> wf.ActionMetadata:
     )
     if record.parent:
         metadata.parent = record.parent
+    if record.group:
+        metadata.group = record.group
     if record.run_source:
         metadata.source = wf.RunSource.Value(record.run_source)
     if record.action_type == wf.ActionType.ACTION_TYPE_TASK:

@@ -21,8 +21,18 @@ def record(**changes):
 
 
 def test_item_round_trip_from_a_boto3_response():
-    original = record(ended_at=datetime(2026, 1, 2, 4, tzinfo=UTC), duration_ms=5)
+    original = record(ended_at=datetime(2026, 1, 2, 4, tzinfo=UTC), abort_reason="r", group="g", origin="enqueue")
     assert ActionRecord.from_item(original.to_item()) == original.with_changes(updated_at=original.created_at)
+
+
+def test_duration_is_derived_from_the_earliest_start_and_never_negative():
+    created = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)  # the fixture's created_at
+    assert record().duration_ms is None
+    assert record(ended_at=created + timedelta(seconds=2)).duration_ms == 2000
+    reported = record(start_time=created - timedelta(minutes=2), ended_at=created)
+    assert reported.started_at == created - timedelta(minutes=2)
+    assert 120_000 <= reported.duration_ms <= 120_001
+    assert record(ended_at=created - timedelta(hours=1)).duration_ms == 0
 
 
 def test_item_from_a_lambda_stream_image_with_base64_binaries():
