@@ -7,6 +7,7 @@ empties the stream shard (aws-stack.md §1c). ``local_stack.stream_poller`` play
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from local_stack.template import table_definition
@@ -30,6 +31,58 @@ class AwsResources:
     stream_arn: str
 
 
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def make_moto_dynamodb_atomic() -> None:
+    """Make moto's DynamoDB atomic, as the real one is. Two moto behaviours break it:
+
+    - TransactWriteItems writes, then, if a condition fails, puts back a deep copy of each table
+      taken before. The copy carries a *new* stream shard object, while open shard iterators (our
+      stream poller's) still point at the old one: every later record becomes invisible to them.
+      After a rollback we put the original shard back, trimmed to its length before the call.
+    - Its server handles requests in threads without a lock, so a request running during a
+      transaction sees its rolled-back writes or loses its own write to the restore. One lock
+      around DynamoDB and DynamoDB Streams request handling serialises them.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    if getattr(DynamoDBBackend, "_atomic_by_local_stack", False):
+        return
+    original_transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        shards = {
+            name: (table.stream_shard, len(table.stream_shard.items))
+            for name, table in self.tables.items()
+            if table.stream_shard is not None
+        }
+        try:
+            return original_transact(self, transact_items)
+        except Exception:
+            for name, (shard, length) in shards.items():
+                table = self.tables.get(name)
+                if table is not None and table.stream_shard is not shard:
+                    del shard.items[length:]
+                    shard.table = table
+                    table.stream_shard = shard
+            raise
+
+    DynamoDBBackend.transact_write_items = transact_write_items
+
+    for handler in (DynamoHandler, DynamoDBStreamsHandler):
+        original_call = handler.call_action
+
+        def call_action(self, _original=original_call):
+            with _DYNAMODB_LOCK:
+                return _original(self)
+
+        handler.call_action = call_action
+    DynamoDBBackend._atomic_by_local_stack = True
+
+
 class MotoServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
@@ -45,6 +98,7 @@ class MotoServer:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+        make_moto_dynamodb_atomic()
         self._server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         self._server.start()
         return self

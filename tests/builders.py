@@ -53,3 +53,27 @@ def create_run_request(
     else:
         request.run_id.CopyFrom(RunIdentifier(org="o", project=project, domain=domain, name=run_name))
     return request
+
+
+def child_task_action(run_name: str, name: str, *, parent: str = "a0", project: str = PROJECT, domain: str = DOMAIN, spec=None):
+    from flyteidl2.actions import actions_service_pb2 as actions
+    from flyteidl2.common.identifier_pb2 import ActionIdentifier
+    from flyteidl2.task.task_definition_pb2 import TaskIdentifier
+
+    return actions.EnqueueRequest(
+        action=actions.Action(
+            action_id=ActionIdentifier(run=RunIdentifier(org="o", project=project, domain=domain, name=run_name), name=name),
+            parent_action_name=parent,
+            input_uri=f"s3://flyte-data/{project}/{domain}/{run_name}/{name}/inputs",
+            run_output_base=f"s3://flyte-data/{project}/{domain}/{run_name}/",
+            task=run_definition_pb2.TaskAction(
+                id=TaskIdentifier(project=project, domain=domain, name="child.task", version="v1"), spec=spec or task_spec(name="child.task")
+            ),
+        )
+    )
+
+
+def action_id(run_name: str, name: str, *, project: str = PROJECT, domain: str = DOMAIN):
+    from flyteidl2.common.identifier_pb2 import ActionIdentifier
+
+    return ActionIdentifier(run=RunIdentifier(org="o", project=project, domain=domain, name=run_name), name=name)

@@ -31,9 +31,10 @@ router = ConnectRouter()
 def create_run_service() -> CreateRunService:
     """Built on the first request of a container and reused by every later one."""
     settings = api_settings()
+    blobs = BlobStore()
     return CreateRunService(
-        store=ActionStore(table_name=settings.actions_table),
-        blobs=BlobStore(),
+        store=ActionStore(table_name=settings.actions_table, blobs=blobs, spec_prefix=settings.effective_storage_prefix),
+        blobs=blobs,
         storage_prefix=settings.effective_storage_prefix,
     )
 

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from functions.reconcile.cluster import TaskActionClient
 from functions.reconcile.reconciler import ActionChange, Reconciler
+from runplane.blobs import BlobStore
 from runplane.settings import reconcile_settings
 from runplane.store import ActionStore
 
@@ -32,7 +33,7 @@ def reconciler() -> Reconciler:
     settings = reconcile_settings()
     return Reconciler(
         cluster=TaskActionClient.from_settings(settings),
-        store=ActionStore(table_name=settings.actions_table),
+        store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()),
     )
 
 

@@ -77,11 +77,14 @@ class Reconciler:
             return self._skip(change, "child actions are not materialised yet")
         if record.action_type != ActionType.ACTION_TYPE_TASK:
             return self._skip(change, f"action type {ActionType.Name(record.action_type)} has no TaskAction")
+        if not record.needs_taskaction:
+            return self._skip(change, "recorded from the cluster: its TaskAction exists already")
         if phases.is_terminal(record.phase):
             return self._skip(change, "action already ended")
         return self.ensure_taskaction(record)
 
     def ensure_taskaction(self, record: ActionRecord) -> Outcome:
+        record = self._store.resolve_specs(record)  # a large spec lives in the data bucket
         body = build_taskaction(record, namespace=self._cluster.namespace)
         name = body["metadata"]["name"]
         try:

@@ -1,0 +1,224 @@
+"""Everything that happens to a run after CreateRun: child actions, status updates, events,
+aborts. update_action is the single writer of these (flyte-anchor.md §2.2, §2.7, §4.3-4.5).
+
+Public RPCs (ActionsService, RunService aborts) answer failures with Connect errors. Flyte's
+internal RPCs (InternalRunService, called by its data plane) answer OK and report the outcome
+in-band as a ``google.rpc.Status``, as Flyte does; a request that is malformed is still a Connect
+error, so bad input never looks like success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from flyteidl2.actions import actions_service_pb2 as actions
+from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
+from flyteidl2.workflow import internal_run_service_pb2 as internal
+from flyteidl2.workflow import run_definition_pb2 as wf
+from flyteidl2.workflow import run_service_pb2 as runs
+from google.rpc.status_pb2 import Status
+
+from functions.update_action.actions import ChildRequest, child_record
+from runplane import phases
+from runplane.connect.errors import Code, ConnectError, already_exists, failed_precondition, invalid_argument, not_found
+from runplane.identifiers import ActionKey
+from runplane.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, ActionRecord, EventRecord, utcnow
+from runplane.store import AbortResult, ActionStore, ChildRefusal, RecordTooLarge, StatusUpdate
+from runplane.validation import action_key, known_phase, new_child_key, run_key
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ABORT_REASON = "User requested abort"  # Flyte's default
+MAX_EVENTS_PER_REQUEST = 500  # Flyte's events service sends far fewer; bounds one invocation's work
+_CACHE_STATUSES = frozenset(CatalogCacheStatus.values())
+
+
+class ActionLifecycleService:
+    def __init__(self, *, store: ActionStore, clock: Callable[[], datetime] = utcnow) -> None:
+        self._store = store
+        self._clock = clock
+
+    # --- child actions ----------------------------------------------------------------------
+
+    def enqueue(self, request: actions.EnqueueRequest) -> actions.EnqueueResponse:
+        """ActionsService/Enqueue: a new child under a live parent of the same run."""
+        action = request.action
+        key = new_child_key(action.action_id, parent=action.parent_action_name, field="action.action_id")
+        child = ChildRequest(
+            key=key,
+            parent=action.parent_action_name,
+            group=action.group,
+            input_uri=action.input_uri,
+            run_output_base=action.run_output_base,
+            spec_kind=action.WhichOneof("spec"),
+            task=action.task,
+            trace=action.trace,
+            condition=action.condition,
+            run_spec=request.run_spec if request.HasField("run_spec") else None,
+        )
+        record = child_record(child, origin=ORIGIN_ENQUEUED, now=self._clock(), digest=_digest(request))
+        try:
+            outcome = self._store.create_child(record)
+        except RecordTooLarge as exc:
+            raise invalid_argument(str(exc)) from None
+        if outcome.refusal is ChildRefusal.PARENT_MISSING:
+            raise not_found(f"parent action {child.parent!r} not found in run {key.run_key}")
+        if outcome.refusal is ChildRefusal.PARENT_ENDED:
+            raise failed_precondition(
+                f"parent action {child.parent!r} already ended ({phases.phase_name(outcome.parent_phase)})"
+            )
+        if not outcome.created and outcome.record.request_digest != record.request_digest:
+            raise already_exists(f"action {key} already exists")
+        return actions.EnqueueResponse()
+
+    def record_action(self, request: internal.RecordActionRequest) -> internal.RecordActionResponse:
+        """InternalRunService/RecordAction: idempotent create of an action already running in the
+        cluster; its parent is promoted to RUNNING (attempts and cache status untouched, unlike
+        Flyte's quirk Q8)."""
+        key = action_key(request.action_id)
+        child = ChildRequest(
+            key=key,
+            parent=request.parent,
+            group=request.group,
+            input_uri=request.input_uri,
+            run_output_base="",
+            spec_kind=request.WhichOneof("spec"),
+            task=request.task,
+            trace=request.trace,
+            condition=request.condition,
+        )
+        record = child_record(child, origin=ORIGIN_RECORDED, now=self._clock())
+
+        def record_it() -> None:
+            self._store.create_action(record)  # a duplicate is a no-op, as ON CONFLICT DO NOTHING
+            if request.parent:
+                parent = ActionKey(project=key.project, domain=key.domain, run=key.run, name=request.parent)
+                self._store.update_status(parent, StatusUpdate(phase=phases.RUNNING), now=self._clock())
+
+        return internal.RecordActionResponse(action_id=request.action_id, status=_in_band(record_it))
+
+    # --- status -----------------------------------------------------------------------------
+
+    def update_action_status(self, request: internal.UpdateActionStatusRequest) -> internal.UpdateActionStatusResponse:
+        """InternalRunService/UpdateActionStatus; a transition the guard refuses is a silent OK."""
+        key = action_key(request.action_id)
+        update = _status_update(request.status, attempts=request.status.attempts or None)
+
+        def apply() -> None:
+            outcome = self._store.update_status(key, update, now=self._clock())
+            if outcome.record is None:
+                raise not_found(f"action {key} not found")
+            if not outcome.applied:
+                logger.info(
+                    "status update refused by the phase guard",
+                    extra={"action": str(key), "from": phases.phase_name(outcome.record.phase), "to": phases.phase_name(update.phase)},
+                )
+
+        return internal.UpdateActionStatusResponse(action_id=request.action_id, status=_in_band(apply))
+
+    def update(self, request: actions.UpdateRequest) -> actions.UpdateResponse:
+        """ActionsService/Update: the same guarded update, for a named attempt."""
+        key = action_key(request.action_id)
+        if request.attempt < 1:
+            raise invalid_argument("attempt must be 1 or more")
+        update = _status_update(request.status, attempts=request.attempt)
+        if self._store.update_status(key, update, now=self._clock()).record is None:
+            raise not_found(f"action {key} not found")
+        return actions.UpdateResponse()
+
+    def record_action_events(self, request: internal.RecordActionEventsRequest) -> internal.RecordActionEventsResponse:
+        """InternalRunService/RecordActionEvents: per-attempt history, first write wins."""
+        if len(request.events) > MAX_EVENTS_PER_REQUEST:
+            raise invalid_argument(f"at most {MAX_EVENTS_PER_REQUEST} events per request")
+        now = self._clock()
+        records = [_event_record(event, index=i, now=now) for i, event in enumerate(request.events)]
+
+        def store() -> None:
+            try:
+                self._store.put_events(records)
+            except RecordTooLarge as exc:
+                raise invalid_argument(str(exc)) from None
+
+        return internal.RecordActionEventsResponse(status=_in_band(store))
+
+    # --- aborts -----------------------------------------------------------------------------
+
+    def abort_run(self, request: runs.AbortRunRequest) -> runs.AbortRunResponse:
+        key = run_key(request.run_id).action("a0")
+        self._abort(key, request.reason if request.HasField("reason") else "", what=f"run {key.run_key}")
+        return runs.AbortRunResponse()
+
+    def abort_action(self, request: runs.AbortActionRequest) -> runs.AbortActionResponse:
+        key = action_key(request.action_id)
+        self._abort(key, request.reason, what=f"action {key}")
+        return runs.AbortActionResponse()
+
+    def abort(self, request: actions.AbortRequest) -> actions.AbortResponse:
+        key = action_key(request.action_id)
+        self._abort(key, request.reason if request.HasField("reason") else "", what=f"action {key}")
+        return actions.AbortResponse()
+
+    def _abort(self, key: ActionKey, reason: str, *, what: str) -> None:
+        """DB-first: the action becomes ABORTED with the request recorded; the stream then lets
+        reconcile delete its TaskAction. An action that already ended keeps its phase (unlike
+        Flyte's quirk Q6)."""
+        result = self._store.request_abort(key, reason=reason or DEFAULT_ABORT_REASON, now=self._clock())
+        if result is AbortResult.MISSING:
+            raise not_found(f"{what} not found")
+        logger.info("abort", extra={"action": str(key), "result": result.value})
+
+
+def _status_update(status: wf.ActionStatus, *, attempts: int | None) -> StatusUpdate:
+    phase = known_phase(status.phase, field="status.phase")
+    if status.cache_status not in _CACHE_STATUSES:
+        raise invalid_argument(f"status.cache_status {status.cache_status} is not a CatalogCacheStatus")
+    return StatusUpdate(
+        phase=phase,
+        attempts=attempts,
+        cache_status=status.cache_status or None,
+        start_time=status.start_time.ToDatetime(tzinfo=UTC) if status.HasField("start_time") else None,
+        end_time=status.end_time.ToDatetime(tzinfo=UTC) if status.HasField("end_time") else None,
+    )
+
+
+def _event_record(event: wf.ActionEvent, *, index: int, now: datetime) -> EventRecord:
+    field = f"events[{index}]"
+    key = action_key(event.id, field=f"{field}.id")
+    if event.attempt < 1:
+        raise invalid_argument(f"{field}.attempt must be 1 or more")
+    known_phase(event.phase, field=f"{field}.phase")
+    error_kind = wf.ErrorInfo.Kind.Name(event.error_info.kind) if event.HasField("error_info") else ""
+    return EventRecord(
+        key=key,
+        attempt=event.attempt,
+        phase=event.phase,
+        version=event.version,
+        info=event.SerializeToString(deterministic=True),
+        error_kind=error_kind,
+        created_at=now,
+    )
+
+
+def _in_band(operation: Callable[[], None]) -> Status:
+    """Run an internal RPC's operation; its failure travels in the response, as in Flyte."""
+    try:
+        operation()
+    except ConnectError as error:
+        if error.code is Code.INVALID_ARGUMENT:
+            raise  # malformed input is the caller's bug: a Connect error, never a quiet 200
+        return Status(code=error.code.rpc_number, message=error.message)
+    except Exception:
+        logger.exception("internal RPC failed")
+        return Status(code=Code.INTERNAL.rpc_number, message="internal error")
+    return Status(code=0)
+
+
+def _digest(request) -> str:
+    """Identity of a request for duplicate detection; org is ignored, as everywhere in Flyte."""
+    canonical = type(request)()
+    canonical.CopyFrom(request)
+    canonical.action.action_id.run.ClearField("org")
+    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()

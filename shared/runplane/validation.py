@@ -1,0 +1,59 @@
+"""Checks of incoming flyteidl2 messages that more than one RPC needs. Every failure is an
+``invalid_argument`` naming the field, raised before anything is read or written."""
+
+from __future__ import annotations
+
+from flyteidl2.common.identifier_pb2 import ActionIdentifier, RunIdentifier
+
+from runplane import phases
+from runplane.connect.errors import ConnectError, invalid_argument
+from runplane.identifiers import (
+    ROOT_ACTION_NAME,
+    ActionKey,
+    RunKey,
+    validate_run_name,
+    validate_scope_name,
+)
+
+
+def run_key(run_id: RunIdentifier, *, field: str = "run_id") -> RunKey:
+    """The key of an existing run: present and well-formed (a malformed name cannot exist)."""
+    if not run_id.name:
+        raise invalid_argument(f"{field}.name is required")
+    return RunKey(
+        project=validate_scope_name(run_id.project, field=f"{field}.project"),
+        domain=validate_scope_name(run_id.domain, field=f"{field}.domain"),
+        name=run_id.name,
+    )
+
+
+def action_key(action_id: ActionIdentifier, *, field: str = "action_id") -> ActionKey:
+    """The key of an existing action."""
+    run = run_key(action_id.run, field=f"{field}.run")
+    if not action_id.name:
+        raise invalid_argument(f"{field}.name is required")
+    return run.action(action_id.name)
+
+
+def new_child_key(action_id: ActionIdentifier, *, parent: str, field: str = "action_id") -> ActionKey:
+    """The key of a child action about to be created: named like a run, and never a name whose
+    TaskAction would collide with the root's (Flyte maps a child named like its run to
+    ``<run>-a0``, quirk Q10)."""
+    key = action_key(action_id, field=field)
+    try:
+        validate_run_name(key.name)
+    except ConnectError as exc:  # reword: this is an action name, not a run name
+        raise invalid_argument(f"{field}.name: {exc.message}".replace("run name", "action name")) from None
+    if key.name in (ROOT_ACTION_NAME, key.run):
+        raise invalid_argument(f"{field}.name {key.name!r} is reserved: it names the run's root action")
+    if not parent:
+        raise invalid_argument("parent_action_name is required: runs and their root actions come from CreateRun")
+    if parent == key.name:
+        raise invalid_argument(f"action {key.name!r} cannot be its own parent")
+    return key
+
+
+def known_phase(value: int, *, field: str) -> int:
+    if value not in phases.ALL_PHASES or value == phases.UNSPECIFIED:
+        raise invalid_argument(f"{field} {value} is not an ActionPhase")
+    return value
