@@ -1,4 +1,5 @@
-"""Handler benchmarks: cold starts, and warm CreateRun against a raw conditional PutItem.
+"""Handler benchmarks: cold starts; warm CreateRun and UpdateActionStatus against the raw
+conditional DynamoDB write each is built on; the write units one action's life costs.
 
     .venv/bin/python -m benchmarks.handlers [--cold-runs 7] [--warm-calls 300]
 
@@ -10,8 +11,13 @@ plus a bare interpreter for reference.
 
 Warm CreateRun: the create_run handler, fed API Gateway events exactly as the SDK's requests
 arrive (gzip binary proto), against a raw boto3 conditional PutItem of a same-sized item on the
-same moto server. Calls are interleaved so both sides see the same machine load; the ratio is
-the figure to watch.
+same moto server. Warm UpdateActionStatus likewise against a raw conditional UpdateItem. Calls
+are interleaved so both sides see the same machine load; the ratios are the figures to watch.
+
+Write units: one root action's life (CreateRun, three status updates, the terminal update, five
+events), in DynamoDB write request units computed from the stored item sizes (1 per started KB
+of the larger of the old and new item; moto's ConsumedCapacity is a constant), for the table and
+for the run index, which projects the root item.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ COLD_START_PROBES = {
         "functions.create_run.handler",
         "svc = m.create_run_service(); svc._store.client; svc._blobs.client",
     ),
-    "update_action": ("functions.update_action.handler", ""),
+    "update_action": ("functions.update_action.handler", "m.lifecycle()._store.client"),
     "reconcile": (
         "functions.reconcile.handler",
         "r = m.reconciler()",
@@ -109,7 +115,45 @@ def cold_starts(runs: int) -> dict[str, dict[str, float]]:
     return results
 
 
-def warm_create_run(calls: int) -> dict[str, float]:
+def http_event(path: str, message) -> dict:
+    """An API Gateway payload-v2 event carrying a request as the flyte SDK sends it."""
+    return {
+        "version": "2.0",
+        "rawPath": path,
+        "headers": {"content-type": "application/proto", "content-encoding": "gzip"},
+        "requestContext": {"http": {"method": "POST", "path": path}, "stage": "$default"},
+        "body": base64.b64encode(gzip.compress(message.SerializeToString())).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def side_by_side(measured, raw, calls: int) -> dict[str, float]:
+    for _ in range(20):  # warm both paths: connections, caches
+        measured()
+        raw()
+    measured_times, raw_times = [], []
+    for _ in range(calls):
+        measured_times.append(measured())
+        raw_times.append(raw())
+    measured_ms = statistics.median(measured_times) * 1000
+    raw_ms = statistics.median(raw_times) * 1000
+    return {
+        "calls": calls,
+        "handler_median_ms": measured_ms,
+        "handler_p90_ms": statistics.quantiles(measured_times, n=10)[-1] * 1000,
+        "raw_median_ms": raw_ms,
+        "raw_p90_ms": statistics.quantiles(raw_times, n=10)[-1] * 1000,
+        "ratio": measured_ms / raw_ms,
+    }
+
+
+def timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def warm_handlers(calls: int) -> dict[str, dict]:
     from local_stack.aws import MotoServer, aws_environment, provision
 
     moto = MotoServer().start()
@@ -117,66 +161,147 @@ def warm_create_run(calls: int) -> dict[str, float]:
         os.environ.update(aws_environment(moto.endpoint))
         resources = provision(endpoint=moto.endpoint, table_name="bench-actions", bucket="bench-data")
         os.environ.update({"ACTIONS_TABLE": resources.table_name, "DATA_BUCKET": resources.bucket})
-
-        import boto3
-
-        from functions.create_run import handler as create_run
-        from local_stack.lambda_runtime import LambdaContext
-        from runplane.identifiers import ActionKey
-        from runplane.store import ActionStore
-        from tests.builders import DOMAIN, PROJECT, create_run_request
-
-        context = LambdaContext(function_name="CreateRunFunction")
-        raw = boto3.client("dynamodb")
-
-        def handler_call(run_name: str | None = None) -> float:
-            body = gzip.compress(create_run_request(run_name or f"b{uuid.uuid4().hex[:16]}").SerializeToString())
-            event = {
-                "version": "2.0",
-                "rawPath": create_run.CREATE_RUN,
-                "headers": {"content-type": "application/proto", "content-encoding": "gzip"},
-                "requestContext": {"http": {"method": "POST", "path": create_run.CREATE_RUN}, "stage": "$default"},
-                "body": base64.b64encode(body).decode(),
-                "isBase64Encoded": True,
-            }
-            start = time.perf_counter()
-            response = create_run.handler(event, context)
-            elapsed = time.perf_counter() - start
-            assert response["statusCode"] == 200, response
-            return elapsed
-
-        # The raw side writes an item of the same size and shape as the one CreateRun stores.
-        handler_call("bench-sample")
-        sample = ActionStore(table_name=resources.table_name).get_action(
-            ActionKey(project=PROJECT, domain=DOMAIN, run="bench-sample", name="a0")
-        )
-
-        def raw_put() -> float:
-            key = ActionKey(project=PROJECT, domain=DOMAIN, run=f"raw{uuid.uuid4().hex[:16]}", name="a0")
-            item = sample.with_changes(key=key).to_item()
-            start = time.perf_counter()
-            raw.put_item(TableName=resources.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
-            return time.perf_counter() - start
-
-        for _ in range(20):  # warm both paths: connections, caches
-            handler_call()
-            raw_put()
-        handler_times, raw_times = [], []
-        for _ in range(calls):
-            handler_times.append(handler_call())
-            raw_times.append(raw_put())
-        handler_ms = statistics.median(handler_times) * 1000
-        raw_ms = statistics.median(raw_times) * 1000
         return {
-            "calls": calls,
-            "handler_median_ms": handler_ms,
-            "handler_p90_ms": statistics.quantiles(handler_times, n=10)[-1] * 1000,
-            "raw_put_median_ms": raw_ms,
-            "raw_put_p90_ms": statistics.quantiles(raw_times, n=10)[-1] * 1000,
-            "ratio_handler_to_raw_put": handler_ms / raw_ms,
+            "create_run": warm_create_run(resources, calls),
+            "update_action_status": warm_update_action_status(resources, calls),
+            "write_units": write_units_of_an_action_life(resources),
         }
     finally:
         moto.stop()
+
+
+def warm_create_run(resources, calls: int) -> dict[str, float]:
+    import boto3
+
+    from functions.create_run import handler as create_run
+    from local_stack.lambda_runtime import LambdaContext
+    from runplane.identifiers import ActionKey
+    from runplane.store import ActionStore
+    from tests.builders import DOMAIN, PROJECT, create_run_request
+
+    context = LambdaContext(function_name="CreateRunFunction")
+    raw = boto3.client("dynamodb")
+
+    def handler_call(run_name: str | None = None) -> float:
+        event = http_event(create_run.CREATE_RUN, create_run_request(run_name or f"b{uuid.uuid4().hex[:16]}"))
+        start = time.perf_counter()
+        response = create_run.handler(event, context)
+        elapsed = time.perf_counter() - start
+        assert response["statusCode"] == 200, response
+        return elapsed
+
+    # The raw side writes an item of the same size and shape as the one CreateRun stores.
+    handler_call("bench-sample")
+    sample = ActionStore(table_name=resources.table_name).get_action(
+        ActionKey(project=PROJECT, domain=DOMAIN, run="bench-sample", name="a0")
+    )
+
+    def raw_put() -> float:
+        key = ActionKey(project=PROJECT, domain=DOMAIN, run=f"raw{uuid.uuid4().hex[:16]}", name="a0")
+        item = sample.with_changes(key=key).to_item()
+        start = time.perf_counter()
+        raw.put_item(TableName=resources.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return time.perf_counter() - start
+
+    return side_by_side(handler_call, raw_put, calls)
+
+
+def warm_update_action_status(resources, calls: int) -> dict[str, float]:
+    import boto3
+    from flyteidl2.workflow import internal_run_service_pb2 as internal
+    from flyteidl2.workflow import run_definition_pb2 as wf
+
+    from functions.create_run.handler import create_run_service
+    from functions.update_action import handler as update_action
+    from local_stack.lambda_runtime import LambdaContext
+    from runplane import phases
+    from runplane.identifiers import ActionKey
+    from runplane.records import item_key
+    from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
+
+    context = LambdaContext(function_name="UpdateActionFunction")
+    raw = boto3.client("dynamodb")
+    create_run_service().create_run(create_run_request("bench-status"))
+    event = http_event(
+        f"{update_action.INTERNAL}/UpdateActionStatus",
+        internal.UpdateActionStatusRequest(
+            action_id=action_id("bench-status", "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1)
+        ),
+    )
+    key = item_key(ActionKey(project=PROJECT, domain=DOMAIN, run="bench-status", name="a0"))
+
+    def handler_call() -> None:
+        response = update_action.handler(event, context)
+        assert response["statusCode"] == 200, response
+
+    def raw_update() -> None:
+        raw.update_item(
+            TableName=resources.table_name,
+            Key=key,
+            UpdateExpression="SET phase = :p, updated_at = :now",
+            ConditionExpression="attribute_exists(pk) AND phase <= :p",
+            ExpressionAttributeValues={":p": {"N": str(phases.RUNNING)}, ":now": {"S": "2026-01-01T00:00:00.000000Z"}},
+        )
+
+    return side_by_side(lambda: timed(handler_call), lambda: timed(raw_update), calls)
+
+
+def write_units_of_an_action_life(resources) -> dict[str, int]:
+    from flyteidl2.workflow import internal_run_service_pb2 as internal
+    from flyteidl2.workflow import run_definition_pb2 as wf
+
+    from functions.create_run.handler import create_run_service
+    from functions.update_action.handler import lifecycle
+    from runplane import phases
+    from runplane.identifiers import ActionKey
+    from runplane.records import RUN_INDEX_PROJECTION, item_key
+    from runplane.store import write_units
+    from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
+
+    run = f"wcu{uuid.uuid4().hex[:12]}"
+    key = ActionKey(project=PROJECT, domain=DOMAIN, run=run, name="a0")
+    store = lifecycle()._store
+    raw_item = lambda: store.client.get_item(TableName=resources.table_name, Key=item_key(key))["Item"]  # noqa: E731
+
+    def index_units(item) -> int:
+        """The run index holds a projection of root items; it is written whenever the item is."""
+        keys = ("pk", "sk", "run_index_pk", "run_index_sk")
+        return write_units({k: v for k, v in item.items() if k in keys or k in RUN_INDEX_PROJECTION})
+
+    units = {"create": 0, "status_updates": 0, "terminal_update": 0, "events": 0, "run_index": 0}
+
+    create_run_service().create_run(create_run_request(run))
+    before = raw_item()
+    units["create"] = write_units(before)
+    units["run_index"] += index_units(before)
+
+    def update(phase: int, bucket: str) -> None:
+        nonlocal before
+        lifecycle().update_action_status(
+            internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phase, attempts=1))
+        )
+        after = raw_item()
+        cost = max(write_units(before), write_units(after))
+        units[bucket] += cost
+        units["run_index"] += index_units(after)
+        before = after
+
+    for phase in (phases.WAITING_FOR_RESOURCES, phases.INITIALIZING, phases.RUNNING):
+        update(phase, "status_updates")
+    update(phases.SUCCEEDED, "terminal_update")
+
+    events = [
+        wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=phase, version=0)
+        for phase in (phases.QUEUED, phases.WAITING_FOR_RESOURCES, phases.INITIALIZING, phases.RUNNING, phases.SUCCEEDED)
+    ]
+    for event in events:
+        event.updated_time.GetCurrentTime()
+        event.reported_time.GetCurrentTime()
+    lifecycle().record_action_events(internal.RecordActionEventsRequest(events=events))
+    units["events"] = sum(write_units(e.to_item()) for e in store.list_events(key))
+    units["item_bytes"] = len(json.dumps({k: str(v) for k, v in before.items()}))
+    units["total"] = sum(v for k, v in units.items() if k != "item_bytes")
+    return units
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,15 +318,24 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in cold.items():
         print(f"  {name:<18}{r['median_wall_ms']:>10.1f}ms{r['min_wall_ms']:>6.0f}ms{r['max_wall_ms']:>6.0f}ms{r['median_cpu_ms']:>10.1f}ms")
 
-    warm = warm_create_run(args.warm_calls)
-    print(f"\nWarm CreateRun handler vs raw conditional PutItem, same moto server, {warm['calls']} interleaved calls")
-    print(f"  handler  median {warm['handler_median_ms']:.2f} ms  p90 {warm['handler_p90_ms']:.2f} ms")
-    print(f"  raw put  median {warm['raw_put_median_ms']:.2f} ms  p90 {warm['raw_put_p90_ms']:.2f} ms")
-    print(f"  ratio    {warm['ratio_handler_to_raw_put']:.2f}x  (the handler does GetItem + S3 PutObject + PutItem)")
+    warm = warm_handlers(args.warm_calls)
+    for name, raw_name, note in (
+        ("create_run", "conditional PutItem", "the handler does GetItem + S3 PutObject + PutItem"),
+        ("update_action_status", "conditional UpdateItem", "one guarded UpdateItem with ALL_NEW"),
+    ):
+        w = warm[name]
+        print(f"\nWarm {name} handler vs raw {raw_name}, same moto server, {w['calls']} interleaved calls")
+        print(f"  handler  median {w['handler_median_ms']:.2f} ms  p90 {w['handler_p90_ms']:.2f} ms")
+        print(f"  raw      median {w['raw_median_ms']:.2f} ms  p90 {w['raw_p90_ms']:.2f} ms")
+        print(f"  ratio    {w['ratio']:.2f}x  ({note})")
+    units = warm["write_units"]
+    print("\nWrite request units of one root action's life (computed from stored item sizes)")
+    for name in ("create", "status_updates", "terminal_update", "events", "run_index", "total"):
+        print(f"  {name:<16}{units[name]:>4}")
 
     results_dir = REPO / "benchmarks" / "results"
     results_dir.mkdir(exist_ok=True)
-    (results_dir / "handlers.json").write_text(json.dumps({"cold_start": cold, "warm_create_run": warm}, indent=2))
+    (results_dir / "handlers.json").write_text(json.dumps({"cold_start": cold, "warm": warm}, indent=2))
     return 0
 
 

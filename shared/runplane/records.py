@@ -42,6 +42,15 @@ ORIGIN_ENQUEUED = "enqueue"
 ORIGIN_RECORDED = "record"  # RecordAction: the action already runs in the cluster
 # 16 shards x ~1,000 writes/s per index partition leaves headroom over 10,000 runs/s per project.
 RUN_INDEX_SHARDS = 16
+# What the run index projects: everything a run listing shows, never the specs. Every write of
+# a root item is also written to the index, billed by the projected size, so the specs (the bulk
+# of the item) stay out. template.yaml lists the same names (checked by a test).
+RUN_INDEX_PROJECTION = (
+    "project", "domain", "run_name", "name", "phase", "action_type", "run_source", "origin", "attempts",
+    "cache_status", "task_project", "task_domain", "task_name", "task_version", "task_type",
+    "task_short_name", "function_name", "environment_name", "error_kind", "error_message", "abort_reason",
+    "abort_requested_at", "created_at", "start_time", "updated_at", "ended_at", "version",
+)  # fmt: skip
 
 
 def utcnow() -> datetime:

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from functions.create_run.handler import router as create_run_router
+from functions.update_action.handler import router as update_action_router
+from runplane.records import RUN_INDEX_NAME, RUN_INDEX_PROJECTION
 from local_stack.template import TEMPLATE_PATH, http_routes, load_template, table_definition
 
 MANAGED_POLICIES = {
@@ -75,7 +77,9 @@ def test_table_keys_and_stream(cloudformation):
     table = resources_of(cloudformation, "AWS::DynamoDB::Table")["ActionsTable"]["Properties"]
     assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
-    assert table["GlobalSecondaryIndexes"][0]["IndexName"] == "RunsByCreatedAt"
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == RUN_INDEX_NAME
+    assert index["Projection"]["NonKeyAttributes"] == list(RUN_INDEX_PROJECTION)
 
 
 def test_stream_mapping_reports_partial_failures_and_has_a_destination(cloudformation):
@@ -91,6 +95,8 @@ def test_every_route_is_served_by_its_handler():
     routes = {(r.method, r.path): r.handler for r in http_routes()}
     for path in create_run_router.paths:
         assert routes[("POST", path)] == "functions.create_run.handler.handler"
+    for path in update_action_router.paths:
+        assert routes[("POST", path)] == "functions.update_action.handler.handler"
     assert all(method == "POST" for method, _ in routes)
 
 
