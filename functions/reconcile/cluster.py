@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
     from runplane.settings import ReconcileSettings
 
-# (connect, read) seconds: a stuck API server must fail the record, not the whole Lambda timeout.
-REQUEST_TIMEOUT = (3, 10)
+CONNECT_TIMEOUT_SECONDS = 3
 _PERMANENT_STATUSES = frozenset({400, 422})
 
 
@@ -35,11 +34,13 @@ class ResourceRejected(Exception):
 
 
 class TaskActionClient:
-    def __init__(self, *, api_client: ApiClient, namespace: str) -> None:
+    def __init__(self, *, api_client: ApiClient, namespace: str, timeout_seconds: float = 10.0) -> None:
         from kubernetes.client import CustomObjectsApi
 
         self.namespace = namespace
         self._api = CustomObjectsApi(api_client)
+        # (connect, read): a stuck API server must fail the record, not the whole invocation.
+        self._timeout = (min(CONNECT_TIMEOUT_SECONDS, timeout_seconds), timeout_seconds)
 
     @classmethod
     def from_settings(cls, settings: ReconcileSettings) -> TaskActionClient:
@@ -51,14 +52,14 @@ class TaskActionClient:
             from functions.reconcile.eks_auth import eks_api_client
 
             api_client = eks_api_client(settings.eks_cluster_name)
-        return cls(api_client=api_client, namespace=settings.namespace)
+        return cls(api_client=api_client, namespace=settings.namespace, timeout_seconds=settings.kube_timeout_seconds)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         try:
             return self._api.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, body, _request_timeout=REQUEST_TIMEOUT
+                GROUP, VERSION, self.namespace, PLURAL, body, _request_timeout=self._timeout
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -72,12 +73,36 @@ class TaskActionClient:
 
         try:
             return self._api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+                GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=self._timeout
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+
+    def delete(self, name: str) -> bool:
+        """Delete with background propagation: the resource goes now, the garbage collector
+        removes its dependents. Returns False if it was already gone. The API answers a Status or
+        the object itself (when finalizers hold it): both mean the deletion was accepted."""
+        from kubernetes.client import V1DeleteOptions
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._api.delete_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                body=V1DeleteOptions(propagation_policy="Background"),
+                _request_timeout=self._timeout,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
 
 def _status_message(exc: Any) -> str:

@@ -1,8 +1,9 @@
 """Lambda entry point of reconcile: a DynamoDB Streams batch -> per-record reconcile.
 
-Partial batch responses (``batchItemFailures``) come from Powertools' BatchProcessor: a record
-whose reconcile raised is reported, and the event source mapping retries from it, bounded by the
-mapping's retry settings, then sends it to the on-failure destination.
+Partial batch responses (``batchItemFailures``) come from Powertools' BatchProcessor, ordered so a
+child never goes before its parent (``batch``): a record whose reconcile raised is reported, and
+the event source mapping retries from it, bounded by the mapping's retry settings, then sends it
+to the on-failure destination.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from functions.reconcile.batch import RunOrderedBatchProcessor
 from functions.reconcile.cluster import TaskActionClient
 from functions.reconcile.reconciler import ActionChange, Reconciler
 from runplane.blobs import BlobStore
@@ -24,9 +26,6 @@ from runplane.store import ActionStore
 logger = Logger(service="reconcile")
 copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-
-
 @cache
 def reconciler() -> Reconciler:
     """The Kubernetes client and its credentials are built once per container."""
@@ -34,7 +33,13 @@ def reconciler() -> Reconciler:
     return Reconciler(
         cluster=TaskActionClient.from_settings(settings),
         store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()),
+        max_attempts=settings.max_attempts,
     )
+
+
+@cache
+def processor() -> RunOrderedBatchProcessor:
+    return RunOrderedBatchProcessor(concurrency=reconcile_settings().concurrency)
 
 
 def record_handler(record: DynamoDBRecord) -> str:
@@ -43,4 +48,4 @@ def record_handler(record: DynamoDBRecord) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

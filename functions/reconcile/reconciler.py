@@ -1,31 +1,47 @@
 """Make the cluster match the table, one stream record at a time.
 
-Every record is handled idempotently: the stream delivers at least once, and after a failed
-record Lambda redelivers the rest of the batch too. Creating a TaskAction that already exists for
-the same action is success; one that exists for a *different* action (two runs of one name in
-different projects share the namespace, Flyte quirk Q9) is never silently accepted: the action is
-marked FAILED with the reason.
+DynamoDB is the system of record; this is the only code that changes TaskActions.
 
-Handled so far: a new root task action becomes its TaskAction. Other records are skipped with a
-log line (children, updates and aborts come with the action lifecycle).
+- **A new action** (INSERT) becomes its TaskAction: a root on its own, a child with an owner
+  reference to its parent's resource. What is done is decided from the action's *current* item,
+  not the stream image, so replaying an old record never resurrects an action that has ended.
+- **A child whose parent's resource is not there yet** (the parent's record failed and is being
+  retried) fails its record, and the stream retries it. **A child whose parent was aborted, or
+  ended and its resource is gone,** becomes ABORTED and gets no resource.
+- **An abort request** (MODIFY that sets ``abort_requested_at``) deletes the action's resource
+  with background propagation; the garbage collector removes the descendants' resources through
+  their owner references, and every descendant that has not ended becomes ABORTED here. Then the
+  request is cleared.
+- **Retries are bounded**: each failed attempt is counted on the item; after ``max_attempts`` the
+  action is FAILED (or the abort recorded as failed) with the reason, and the record succeeds, so
+  nothing waits for the stream's retries to run out and nothing is dropped silently.
+
+Every step is idempotent: the stream delivers at least once and redelivers the rest of a batch
+after a failed record. A TaskAction that already exists for the same action is success; one that
+belongs to a different action (run names shared across projects, Flyte quirk Q9) marks this
+action FAILED, never silently accepted.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from flyteidl2.workflow.run_definition_pb2 import ActionType
-
 from functions.reconcile.cluster import AlreadyExists, ResourceRejected, TaskActionClient
 from functions.reconcile.taskaction import build_taskaction, identity_of
 from runplane import phases
+from runplane.identifiers import ActionKey, taskaction_name
 from runplane.records import ACTION_SORT_PREFIX, ActionRecord
 from runplane.store import ActionStore
 
 logger = logging.getLogger(__name__)
+
+MATERIALIZE_ATTEMPTS = "reconcile_attempts"  # item counters of failed attempts
+ABORT_ATTEMPTS = "abort_attempts"
 
 
 class Outcome(StrEnum):
@@ -33,11 +49,18 @@ class Outcome(StrEnum):
     ALREADY_PRESENT = "already_present"
     NAME_COLLISION = "name_collision"
     REJECTED = "rejected"
+    PARENT_GONE = "parent_gone"  # the child was aborted with its parent
+    GAVE_UP = "gave_up"  # retries exhausted; recorded on the action
+    ABORTED = "aborted"  # an abort request carried out
     SKIPPED = "skipped"
 
 
 class ClusterRaceError(RuntimeError):
-    """The resource vanished between a 409 and the read that followed; retried by the stream."""
+    """The resource vanished between a 409 and the read that followed."""
+
+
+class ParentNotMaterialized(RuntimeError):
+    """The parent's TaskAction does not exist (yet): its own record is still being retried."""
 
 
 @dataclass(frozen=True)
@@ -63,29 +86,56 @@ class ActionChange:
             old=ActionRecord.from_item(old_image) if is_action and old_image else None,
         )
 
+    @property
+    def requests_abort(self) -> bool:
+        requested = self.new.abort_requested_at if self.new else None
+        return requested is not None and (self.old is None or self.old.abort_requested_at != requested)
+
 
 class Reconciler:
-    def __init__(self, *, cluster: TaskActionClient, store: ActionStore) -> None:
+    def __init__(self, *, cluster: TaskActionClient, store: ActionStore, max_attempts: int = 5) -> None:
         self._cluster = cluster
         self._store = store
+        self._max_attempts = max_attempts
 
     def handle(self, change: ActionChange) -> Outcome:
-        record = change.new
-        if change.event_name != "INSERT" or record is None:
-            return self._skip(change, "not a new action")
-        if not record.is_root:
-            return self._skip(change, "child actions are not materialised yet")
-        if record.action_type != ActionType.ACTION_TYPE_TASK:
-            return self._skip(change, f"action type {ActionType.Name(record.action_type)} has no TaskAction")
-        if not record.needs_taskaction:
-            return self._skip(change, "recorded from the cluster: its TaskAction exists already")
-        if phases.is_terminal(record.phase):
-            return self._skip(change, "action already ended")
-        return self.ensure_taskaction(record)
+        if change.new is None:
+            return self._skip(change, "not an action, or removed")
+        if change.event_name == "INSERT":
+            return self.materialize(change.new)
+        if change.event_name == "MODIFY" and change.requests_abort:
+            return self.carry_out_abort(change.new.key)
+        return self._skip(change, "no change reconcile acts on")
 
-    def ensure_taskaction(self, record: ActionRecord) -> Outcome:
-        record = self._store.resolve_specs(record)  # a large spec lives in the data bucket
-        body = build_taskaction(record, namespace=self._cluster.namespace)
+    # --- new actions ------------------------------------------------------------------------
+
+    def materialize(self, record: ActionRecord) -> Outcome:
+        if not record.needs_taskaction:
+            return self._skip_record(record, "traces and recorded actions have no TaskAction to create")
+        current = self._store.get_action(record.key)  # the stream image may be an old one
+        if current is None or phases.is_terminal(current.phase):
+            return self._skip_record(record, "the action has ended")
+        return self._bounded(current, MATERIALIZE_ATTEMPTS, lambda: self._materialize(current), self._give_up_creating)
+
+    def _materialize(self, record: ActionRecord) -> Outcome:
+        if record.parent is None:
+            return self._create(record, parent=None)
+        parent_key = ActionKey(project=record.key.project, domain=record.key.domain, run=record.key.run, name=record.parent)
+        parent_record = self._store.get_action(parent_key, resolve_specs=False)
+        if parent_record is None:
+            self._fail(record, f"parent action {record.parent!r} does not exist")
+            return Outcome.REJECTED
+        if parent_record.phase == phases.ABORTED:
+            return self._abort_with_parent(record, f"parent action {record.parent!r} was aborted")
+        parent = self._cluster.get(taskaction_name(parent_key.run, parent_key.name))
+        if parent is None or identity_of(parent) != _identity(parent_key):
+            if phases.is_terminal(parent_record.phase):
+                return self._abort_with_parent(record, f"parent action {record.parent!r} ended and its TaskAction is gone")
+            raise ParentNotMaterialized(f"the TaskAction of parent action {record.parent!r} does not exist yet")
+        return self._create(record, parent=parent)
+
+    def _create(self, record: ActionRecord, *, parent: dict[str, Any] | None) -> Outcome:
+        body = build_taskaction(record, namespace=self._cluster.namespace, parent=parent)
         name = body["metadata"]["name"]
         try:
             self._cluster.create(body)
@@ -105,14 +155,88 @@ class Reconciler:
         logger.info("TaskAction created", extra={"taskaction": name, "action": str(record.key)})
         return Outcome.CREATED
 
+    def _abort_with_parent(self, record: ActionRecord, reason: str) -> Outcome:
+        self._store.abort_cascaded(record.key, reason=reason)
+        logger.info("child aborted with its parent", extra={"action": str(record.key), "reason": reason})
+        return Outcome.PARENT_GONE
+
+    def _give_up_creating(self, record: ActionRecord, error: Exception, attempts: int) -> Outcome:
+        self._fail(record, f"no TaskAction after {attempts} attempts: {error}")
+        return Outcome.GAVE_UP
+
+    # --- aborts -----------------------------------------------------------------------------
+
+    def carry_out_abort(self, key: ActionKey) -> Outcome:
+        current = self._store.get_action(key, resolve_specs=False)
+        if current is None or current.abort_requested_at is None:
+            return Outcome.SKIPPED  # already carried out (a replay, or a later record of it)
+        return self._bounded(current, ABORT_ATTEMPTS, lambda: self._abort(current), self._give_up_aborting)
+
+    def _abort(self, record: ActionRecord) -> Outcome:
+        name = taskaction_name(record.key.run, record.key.name)
+        deleted = self._cluster.delete(name)  # background: the garbage collector takes the subtree
+        aborted = self._abort_descendants(record)
+        self._store.finish_abort(record.key, requested_at=record.abort_requested_at)
+        logger.info("abort carried out", extra={"taskaction": name, "deleted": deleted, "descendants_aborted": aborted})
+        return Outcome.ABORTED
+
+    def _abort_descendants(self, record: ActionRecord) -> int:
+        children: dict[str, list[ActionRecord]] = defaultdict(list)
+        for action in self._store.list_actions(record.key.run_key):
+            if action.parent:
+                children[action.parent].append(action)
+        aborted, queue = 0, deque(children[record.key.name])
+        while queue:
+            descendant = queue.popleft()
+            queue.extend(children[descendant.key.name])
+            if not phases.is_terminal(descendant.phase):
+                self._store.abort_cascaded(descendant.key, reason=f"ancestor action {record.key.name!r} was aborted")
+                aborted += 1
+        return aborted
+
+    def _give_up_aborting(self, record: ActionRecord, error: Exception, attempts: int) -> Outcome:
+        message = f"abort not carried out after {attempts} attempts: {error}"
+        logger.error(message, extra={"action": str(record.key)})
+        self._store.finish_abort(record.key, requested_at=record.abort_requested_at, error=message)
+        return Outcome.GAVE_UP
+
+    # --- shared -----------------------------------------------------------------------------
+
+    def _bounded(
+        self,
+        record: ActionRecord,
+        counter: str,
+        attempt: Callable[[], Outcome],
+        give_up: Callable[[ActionRecord, Exception, int], Outcome],
+    ) -> Outcome:
+        """Run one attempt; a failure is counted on the item and re-raised (the stream retries the
+        record) until the bound, where ``give_up`` records the failure instead."""
+        try:
+            return attempt()
+        except Exception as exc:
+            attempts = self._store.count_attempt(record.key, counter=counter)
+            if attempts >= self._max_attempts:
+                return give_up(record, exc, attempts)
+            logger.warning(
+                "reconcile attempt failed; the stream retries it",
+                extra={"action": str(record.key), "attempt": attempts, "error": str(exc)},
+            )
+            raise
+
     def _fail(self, record: ActionRecord, message: str) -> None:
         logger.error(message, extra={"action": str(record.key)})
         self._store.fail_action(record.key, message=message)
 
     @staticmethod
     def _skip(change: ActionChange, reason: str) -> Outcome:
-        logger.info(
-            "record skipped",
-            extra={"event": change.event_name, "sort_key": change.sort_key, "reason": reason},
-        )
+        logger.debug("record skipped", extra={"event": change.event_name, "sort_key": change.sort_key, "reason": reason})
         return Outcome.SKIPPED
+
+    @staticmethod
+    def _skip_record(record: ActionRecord, reason: str) -> Outcome:
+        logger.info("record skipped", extra={"action": str(record.key), "reason": reason})
+        return Outcome.SKIPPED
+
+
+def _identity(key: ActionKey) -> tuple[str, ...]:
+    return (key.project, key.domain, key.run, key.name)

@@ -1,10 +1,16 @@
 """An action record -> the TaskAction custom resource Flyte's executor reconciles (pure logic).
 
 Mirrors Flyte's actions service (flyte-anchor.md §4.1-4.3): the resource is ``<run>-<action>`` in
-one namespace, labelled ``flyte.org/{project,domain,run,action,action-type,is-root}``; a root
-projects its RunSpec (env vars, interruptible, labels that do not shadow Flyte's, annotations);
-the task template travels serialized, with ``{{.runStartTime}}`` in container args replaced by
-the run's start time.
+one namespace, labelled ``flyte.org/{project,domain,run,action,action-type,is-root}``.
+
+- A root projects its RunSpec: env vars, interruptible, labels that do not shadow Flyte's,
+  annotations.
+- A child has exactly one OwnerReference, to its parent's resource (by the uid the API server
+  gave it, ``blockOwnerDeletion`` set, no ``controller`` flag), so deleting a parent lets the
+  garbage collector remove the whole subtree; a task child inherits the run context from that
+  resource (env vars, interruptible, labels and annotations it does not set itself).
+- A task carries its template serialized, with ``{{.runStartTime}}`` in container args replaced
+  by the run's start time; a condition carries its serialized ConditionAction instead.
 """
 
 from __future__ import annotations
@@ -33,25 +39,30 @@ LABEL_ACTION = "flyte.org/action"
 LABEL_ACTION_TYPE = "flyte.org/action-type"
 LABEL_IS_ROOT = "flyte.org/is-root"
 IDENTITY_LABELS = (LABEL_PROJECT, LABEL_DOMAIN, LABEL_RUN, LABEL_ACTION)
+# Labels Flyte's executor puts on a resource about *its* state; a child must not inherit them.
+STATE_LABELS = frozenset(
+    {"flyte.org/terminal-status-recorded", "flyte.org/termination-status", "flyte.org/completed-time"}
+)
 
 RUN_START_TIME_PLACEHOLDER = "{{.runStartTime}}"
 INPUTS_FILE_SUFFIX = "/inputs.pb"
 
 
-def build_taskaction(record: ActionRecord, *, namespace: str) -> dict[str, Any]:
-    """The TaskAction body for a task action (a root, for now: children come with their owners)."""
+def build_taskaction(record: ActionRecord, *, namespace: str, parent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The TaskAction body of an action; a child needs its parent's resource as read from the
+    API server (for the owner's uid and the run context)."""
     key = record.key
+    if record.parent and parent is None:
+        raise ValueError(f"action {key} has a parent: its TaskAction needs the parent's resource")
     action_spec = ActionSpec.FromString(record.action_spec)
-    run_spec = RunSpec.FromString(record.run_spec) if record.run_spec else action_spec.run_spec
-    task = action_spec.task
-    template = substitute_run_start_time(task.spec.task_template, run_spec)
+    action_type = "condition" if action_spec.WhichOneof("spec") == "condition" else "task"
 
     labels = {
         LABEL_PROJECT: key.project,
         LABEL_DOMAIN: key.domain,
         LABEL_RUN: key.run,
         LABEL_ACTION: key.name,
-        LABEL_ACTION_TYPE: "task",
+        LABEL_ACTION_TYPE: action_type,
         LABEL_IS_ROOT: "true" if record.is_root else "false",
     }
     spec: dict[str, Any] = {
@@ -59,40 +70,79 @@ def build_taskaction(record: ActionRecord, *, namespace: str) -> dict[str, Any]:
         "domain": key.domain,
         "runName": key.run,
         "actionName": key.name,
-        "actionType": "task",
-        "inputUri": input_directory(action_spec.input_uri),
-        "runOutputBase": action_spec.run_output_base,
-        "taskType": template.type,
-        "taskTemplate": base64.b64encode(template.SerializeToString()).decode(),
+        "actionType": action_type,
     }
-    if task.spec.short_name:
-        spec["shortName"] = task.spec.short_name
+    if action_spec.input_uri:
+        spec["inputUri"] = input_directory(action_spec.input_uri)
+    if action_spec.run_output_base:
+        spec["runOutputBase"] = action_spec.run_output_base
     if record.parent:
         spec["parentActionName"] = record.parent
-    if task.HasField("cache_key") and task.cache_key.value:
-        spec["cacheKey"] = task.cache_key.value
     if action_spec.group:
         spec["group"] = action_spec.group
+    metadata: dict[str, Any] = {"name": taskaction_name(key.run, key.name), "namespace": namespace, "labels": labels}
 
-    annotations: dict[str, str] = {}
-    if record.is_root:
-        envs = {pair.key: pair.value for pair in run_spec.envs.values}
-        if envs:
-            spec["envVars"] = envs
-        if run_spec.HasField("interruptible"):
-            spec["interruptible"] = run_spec.interruptible.value
-        for name, value in run_spec.labels.values.items():
-            labels.setdefault(name, value)  # Flyte's own labels cannot be overridden
-        annotations.update(run_spec.annotations.values)
+    if action_type == "condition":
+        spec["conditionSpec"] = base64.b64encode(action_spec.condition.SerializeToString()).decode()
+    else:
+        run_spec = RunSpec.FromString(record.run_spec) if record.run_spec else action_spec.run_spec
+        _embed_task(spec, action_spec, run_spec)
+        if record.is_root:
+            _project_run_spec(spec, metadata, run_spec)
+        else:
+            _inherit_run_context(spec, metadata, parent)
+    if parent is not None:
+        metadata["ownerReferences"] = [owner_reference(parent)]
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
-    metadata: dict[str, Any] = {
-        "name": taskaction_name(key.run, key.name),
-        "namespace": namespace,
-        "labels": labels,
+
+def owner_reference(parent: dict[str, Any]) -> dict[str, Any]:
+    """Exactly Flyte's reference: no ``controller`` flag; the uid is the live parent's."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": parent["metadata"]["name"],
+        "uid": parent["metadata"]["uid"],
+        "blockOwnerDeletion": True,
     }
+
+
+def _embed_task(spec: dict[str, Any], action_spec: ActionSpec, run_spec: RunSpec) -> None:
+    task = action_spec.task
+    template = substitute_run_start_time(task.spec.task_template, run_spec)
+    spec["taskType"] = template.type
+    spec["taskTemplate"] = base64.b64encode(template.SerializeToString()).decode()
+    if task.spec.short_name:
+        spec["shortName"] = task.spec.short_name
+    if task.HasField("cache_key") and task.cache_key.value:
+        spec["cacheKey"] = task.cache_key.value
+
+
+def _project_run_spec(spec: dict[str, Any], metadata: dict[str, Any], run_spec: RunSpec) -> None:
+    envs = {pair.key: pair.value for pair in run_spec.envs.values}
+    if envs:
+        spec["envVars"] = envs
+    if run_spec.HasField("interruptible"):
+        spec["interruptible"] = run_spec.interruptible.value
+    for name, value in run_spec.labels.values.items():
+        metadata["labels"].setdefault(name, value)  # Flyte's own labels cannot be overridden
+    if run_spec.annotations.values:
+        metadata["annotations"] = dict(run_spec.annotations.values)
+
+
+def _inherit_run_context(spec: dict[str, Any], metadata: dict[str, Any], parent: dict[str, Any]) -> None:
+    parent_spec = parent.get("spec") or {}
+    if parent_spec.get("envVars"):
+        spec["envVars"] = dict(parent_spec["envVars"])
+    if "interruptible" in parent_spec:
+        spec["interruptible"] = parent_spec["interruptible"]
+    parent_metadata = parent.get("metadata") or {}
+    for name, value in (parent_metadata.get("labels") or {}).items():
+        if name not in STATE_LABELS:
+            metadata["labels"].setdefault(name, value)  # the child's flyte.org/* labels stay its own
+    annotations = dict(parent_metadata.get("annotations") or {})
     if annotations:
         metadata["annotations"] = annotations
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
 
 def input_directory(input_uri: str) -> str:

@@ -26,7 +26,7 @@ from runplane import phases
 from runplane.connect.errors import Code, ConnectError, already_exists, failed_precondition, invalid_argument, not_found
 from runplane.identifiers import ActionKey
 from runplane.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, ActionRecord, EventRecord, utcnow
-from runplane.store import AbortResult, ActionStore, ChildRefusal, RecordTooLarge, StatusUpdate
+from runplane.store import ActionStore, ChildRefusal, EndResult, RecordTooLarge, StatusUpdate
 from runplane.validation import action_key, known_phase, new_child_key, run_key
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class ActionLifecycleService:
         reconcile delete its TaskAction. An action that already ended keeps its phase (unlike
         Flyte's quirk Q6)."""
         result = self._store.request_abort(key, reason=reason or DEFAULT_ABORT_REASON, now=self._clock())
-        if result is AbortResult.MISSING:
+        if result is EndResult.MISSING:
             raise not_found(f"{what} not found")
         logger.info("abort", extra={"action": str(key), "result": result.value})
 

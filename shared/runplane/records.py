@@ -116,6 +116,7 @@ class ActionRecord:
     error_kind: str = ""
     error_message: str = ""
     abort_reason: str = ""
+    abort_error: str = ""  # an abort reconcile could not carry out
     abort_requested_at: datetime | None = None  # set until reconcile has deleted the TaskAction
     created_at: datetime = field(default_factory=utcnow)
     start_time: datetime | None = None  # reported by the data plane; the start only moves earlier
@@ -227,6 +228,7 @@ _OPTIONAL_STRINGS = (
     "error_kind",
     "error_message",
     "abort_reason",
+    "abort_error",
     "action_spec_uri",
     "run_spec_uri",
 )

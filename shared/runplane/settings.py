@@ -20,6 +20,8 @@ from functools import cache
 _NAMESPACE_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SMALL_INTEGER = re.compile(r"^[1-9][0-9]?$")
+_SECONDS = re.compile(r"^[0-9]{1,3}(\.[0-9]+)?$")
 
 
 class SettingsError(RuntimeError):
@@ -75,6 +77,14 @@ class ReconcileSettings:
     # cluster name (on AWS: DescribeCluster plus an IAM token, no kubeconfig shipped).
     kubeconfig: str = ""
     eks_cluster_name: str = ""
+    # How many times reconcile tries one action (a parent's TaskAction still missing, an API
+    # server failing) before it records the action as failed: below the event source mapping's
+    # MaximumRetryAttempts, so an action is failed visibly before its record is given up on.
+    max_attempts: int = 5
+    # Seconds a Kubernetes call may take; a stuck API server fails the record, not the batch.
+    kube_timeout_seconds: float = 10.0
+    # Records of different runs are reconciled concurrently, up to this many at a time.
+    concurrency: int = 16
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconcileSettings:
@@ -84,6 +94,9 @@ class ReconcileSettings:
             namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
             kubeconfig=env.get("KUBECONFIG", default=""),
             eks_cluster_name=env.get("EKS_CLUSTER_NAME", default=""),
+            max_attempts=int(env.get("RECONCILE_MAX_ATTEMPTS", default="5", pattern=_SMALL_INTEGER, hint="1-99")),
+            kube_timeout_seconds=float(env.get("KUBE_TIMEOUT_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
+            concurrency=int(env.get("RECONCILE_CONCURRENCY", default="16", pattern=_SMALL_INTEGER, hint="1-99")),
         )
         if bool(settings.kubeconfig) == bool(settings.eks_cluster_name):
             raise SettingsError("set exactly one of KUBECONFIG and EKS_CLUSTER_NAME for reconcile")

@@ -21,8 +21,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from runplane import phases
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord, EventRecord, format_time, item_key, utcnow
+from runplane.identifiers import ActionKey, RunKey
+from runplane.records import (
+    ACTION_SORT_PREFIX,
+    EVENT_SORT_PREFIX,
+    ActionRecord,
+    EventRecord,
+    format_time,
+    item_key,
+    run_partition_key,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -75,8 +84,8 @@ class UpdateOutcome:
     record: ActionRecord | None  # after the update if applied, as found otherwise (None: missing)
 
 
-class AbortResult(StrEnum):
-    REQUESTED = "requested"
+class EndResult(StrEnum):
+    ENDED = "ended"
     ALREADY_ENDED = "already_ended"
     MISSING = "missing"
 
@@ -151,26 +160,33 @@ class ActionStore:
         return record.with_changes(**changes) if changes else record
 
     def list_events(self, key: ActionKey) -> list[EventRecord]:
-        """One action's events, in (attempt, phase, version) order; one Query, paginated."""
-        from runplane.records import EVENT_SORT_PREFIX, run_partition_key
+        """One action's events, in (attempt, phase, version) order."""
+        prefix = f"{EVENT_SORT_PREFIX}{key.name}#"
+        return [EventRecord.from_item(item) for item in self._query_run(key.run_key, prefix)]
 
-        events, start = [], None
+    def list_actions(self, run: RunKey) -> list[ActionRecord]:
+        """All actions of a run, specs not resolved."""
+        return [ActionRecord.from_item(item) for item in self._query_run(run, ACTION_SORT_PREFIX)]
+
+    def _query_run(self, run: RunKey, sort_prefix: str):
+        """Items of one run's partition under a sort-key prefix: Query calls, paginated."""
+        start = None
         while True:
             kwargs = {"ExclusiveStartKey": start} if start else {}
             response = self.client.query(
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
-                    ":pk": {"S": run_partition_key(key.project, key.domain, key.run)},
-                    ":prefix": {"S": f"{EVENT_SORT_PREFIX}{key.name}#"},
+                    ":pk": {"S": run_partition_key(run.project, run.domain, run.name)},
+                    ":prefix": {"S": sort_prefix},
                 },
                 ConsistentRead=True,
                 **kwargs,
             )
-            events.extend(EventRecord.from_item(item) for item in response.get("Items", []))
+            yield from response.get("Items", [])
             start = response.get("LastEvaluatedKey")
             if not start:
-                return events
+                return
 
     # --- creates ----------------------------------------------------------------------------
 
@@ -300,59 +316,88 @@ class ActionStore:
             return UpdateOutcome(applied=False, record=ActionRecord.from_item(item) if item else None)
         return UpdateOutcome(applied=True, record=ActionRecord.from_item(response["Attributes"]))
 
-    def request_abort(self, key: ActionKey, *, reason: str, now: datetime | None = None) -> AbortResult:
-        """DB-first abort: ABORTED with the request recorded, only if the action has not ended."""
+    def request_abort(self, key: ActionKey, *, reason: str, now: datetime | None = None) -> EndResult:
+        """DB-first abort: ABORTED with the request recorded (reconcile then deletes the
+        TaskAction), only if the action has not ended."""
         now_text = format_time(now or utcnow())
+        return self._end(
+            key, phase=phases.ABORTED, now=now_text, fields={"abort_requested_at": now_text, "abort_reason": reason}
+        )
+
+    def abort_cascaded(self, key: ActionKey, *, reason: str) -> EndResult:
+        """ABORTED because an ancestor was: its TaskAction goes with the ancestor's, nothing to
+        request."""
+        return self._end(key, phase=phases.ABORTED, now=format_time(utcnow()), fields={"abort_reason": reason})
+
+    def fail_action(self, key: ActionKey, *, message: str, kind: str = "KIND_SYSTEM") -> bool:
+        """FAILED with an error, unless the action already ended."""
+        fields = {"error_kind": kind, "error_message": message}
+        return self._end(key, phase=phases.FAILED, now=format_time(utcnow()), fields=fields) is EndResult.ENDED
+
+    def finish_abort(self, key: ActionKey, *, requested_at: datetime, error: str = "") -> bool:
+        """Clear a handled abort request (only the one seen: a newer request stays); an abort
+        that could not be carried out leaves its error on the action."""
+        values: dict[str, dict[str, str]] = {":seen": {"S": format_time(requested_at)}, ":one": {"N": "1"}}
+        expression = "REMOVE abort_requested_at ADD version :one"
+        if error:
+            values[":error"] = {"S": error}
+            expression = "SET abort_error = :error " + expression
+        client = self.client
+        try:
+            client.update_item(
+                TableName=self.table_name,
+                Key=item_key(key),
+                UpdateExpression=expression,
+                ConditionExpression="abort_requested_at = :seen",
+                ExpressionAttributeValues=values,
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def count_attempt(self, key: ActionKey, *, counter: str) -> int:
+        """Add one to an attempt counter of the action and return it (reconcile's retry bound)."""
+        client = self.client
+        response = client.update_item(
+            TableName=self.table_name,
+            Key=item_key(key),
+            UpdateExpression="ADD #counter :one",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#counter": counter},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"][counter]["N"])
+
+    def _end(self, key: ActionKey, *, phase: int, now: str, fields: dict[str, str]) -> EndResult:
+        """Move an action that has not ended into a terminal phase, setting ``fields``."""
         terminal = sorted(phases.TERMINAL_PHASES)
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":f{i}": {"S": value} for i, value in enumerate(fields.values())}
+        assignments = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
         client = self.client
         try:
             client.update_item(
                 TableName=self.table_name,
                 Key=item_key(key),
                 UpdateExpression=(
-                    "SET phase = :aborted, abort_requested_at = :now, abort_reason = :reason, "
-                    "ended_at = if_not_exists(ended_at, :now), updated_at = :now ADD version :one"
+                    f"SET phase = :phase, {assignments}, ended_at = if_not_exists(ended_at, :now), updated_at = :now "
+                    "ADD version :one"
                 ),
                 ConditionExpression=f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues={
-                    ":aborted": {"N": str(phases.ABORTED)},
-                    ":now": {"S": now_text},
-                    ":reason": {"S": reason},
+                    ":phase": {"N": str(phase)},
+                    ":now": {"S": now},
                     ":one": {"N": "1"},
+                    **values,
                     **_values("t", terminal),
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
-            return AbortResult.ALREADY_ENDED if exc.response.get("Item") else AbortResult.MISSING
-        return AbortResult.REQUESTED
-
-    def fail_action(self, key: ActionKey, *, message: str, kind: str = "KIND_SYSTEM") -> bool:
-        """Move a not-yet-terminal action to FAILED with an error; False if it already ended."""
-        now = format_time(utcnow())
-        terminal = sorted(phases.TERMINAL_PHASES)
-        client = self.client
-        try:
-            client.update_item(
-                TableName=self.table_name,
-                Key=item_key(key),
-                UpdateExpression=(
-                    "SET phase = :failed, error_kind = :kind, error_message = :message, "
-                    "ended_at = if_not_exists(ended_at, :now), updated_at = :now ADD version :one"
-                ),
-                ConditionExpression=f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
-                ExpressionAttributeValues={
-                    ":failed": {"N": str(phases.FAILED)},
-                    ":kind": {"S": kind},
-                    ":message": {"S": message},
-                    ":now": {"S": now},
-                    ":one": {"N": "1"},
-                    **_values("t", terminal),
-                },
-            )
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+            return EndResult.ALREADY_ENDED if exc.response.get("Item") else EndResult.MISSING
+        return EndResult.ENDED
 
     # --- helpers ----------------------------------------------------------------------------
 

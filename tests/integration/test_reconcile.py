@@ -55,13 +55,13 @@ def test_root_becomes_a_valid_taskaction_once(create_run, reconciler, get_taskac
     name = unique_name()
     record = create_run(name)
 
-    assert reconciler.ensure_taskaction(record) is Outcome.CREATED
+    assert reconciler.materialize(record) is Outcome.CREATED
     resource = get_taskaction(f"{name}-a0")
     assert resource["metadata"]["labels"]["flyte.org/run"] == name
     assert resource["spec"]["runName"] == name and resource["spec"]["actionName"] == "a0"
     assert resource["spec"]["inputUri"] and resource["spec"]["runOutputBase"] and resource["spec"]["taskTemplate"]
 
-    assert reconciler.ensure_taskaction(record) is Outcome.ALREADY_PRESENT
+    assert reconciler.materialize(record) is Outcome.ALREADY_PRESENT
     assert get_taskaction(f"{name}-a0")["metadata"]["uid"] == resource["metadata"]["uid"]
 
 
@@ -69,9 +69,9 @@ def test_same_run_name_in_another_project_is_a_collision_not_a_success(create_ru
     name = unique_name()
     first = create_run(name, project="team-a")
     second = create_run(name, project="team-b")
-    assert reconciler.ensure_taskaction(first) is Outcome.CREATED
+    assert reconciler.materialize(first) is Outcome.CREATED
 
-    assert reconciler.ensure_taskaction(second) is Outcome.NAME_COLLISION
+    assert reconciler.materialize(second) is Outcome.NAME_COLLISION
 
     failed = store.get_action(second.key)
     assert failed.phase == phases.FAILED and "already belongs to action team-a/" in failed.error_message
@@ -83,7 +83,7 @@ def test_a_resource_the_api_server_rejects_fails_the_action(create_run, reconcil
     name = unique_name()
     record = create_run(name, run_spec=run_pb2.RunSpec(labels=run_pb2.Labels(values={"team": "not a valid label!"})))
 
-    assert reconciler.ensure_taskaction(record) is Outcome.REJECTED
+    assert reconciler.materialize(record) is Outcome.REJECTED
 
     failed = store.get_action(record.key)
     assert failed.phase == phases.FAILED and "rejected" in failed.error_message
