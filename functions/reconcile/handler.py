@@ -42,10 +42,17 @@ def processor() -> RunOrderedBatchProcessor:
     return RunOrderedBatchProcessor(concurrency=reconcile_settings().concurrency)
 
 
-def record_handler(record: DynamoDBRecord) -> str:
-    return reconciler().handle(ActionChange.from_stream_record(record.raw_event)).value
+def process_batch(
+    event: dict[str, Any], context: Any, *, reconciler: Reconciler, processor: RunOrderedBatchProcessor
+) -> dict[str, Any]:
+    """One stream batch through the reconciler; the partial batch response for the mapping."""
+
+    def record_handler(record: DynamoDBRecord) -> str:
+        return reconciler.handle(ActionChange.from_stream_record(record.raw_event)).value
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)
+    return process_batch(event, context, reconciler=reconciler(), processor=processor())

@@ -27,14 +27,7 @@ RUNS = "/flyteidl2.workflow.RunService"
 
 
 def call_proto(stack, path, message, response_type):
-    import gzip
-
-    status, headers, body = post(
-        stack,
-        gzip.compress(message.SerializeToString()),
-        {"Content-Type": "application/proto", "Content-Encoding": "gzip", "Connect-Protocol-Version": "1"},
-        path,
-    )
+    status, _, body = post_proto_gzip(stack, message, path)
     assert status == 200, body
     return response_type.FromString(body)
 

@@ -39,7 +39,7 @@ def post_json(stack, message_or_text, path: str = CREATE_RUN):
     return post(stack, body, {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}, path)
 
 
-def post_proto_gzip(stack, message):
+def post_proto_gzip(stack, message, path: str = CREATE_RUN):
     # exactly what the flyte SDK sends: binary proto, gzip-compressed, Connect headers
     return post(
         stack,
@@ -51,6 +51,7 @@ def post_proto_gzip(stack, message):
             "Connect-Protocol-Version": "1",
             "User-Agent": "connectrpc/0.10.1",
         },
+        path,
     )
 
 

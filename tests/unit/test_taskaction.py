@@ -82,3 +82,58 @@ def test_identity_and_input_directory_helpers():
     body = build_taskaction(root_record(), namespace="flyte")
     assert identity_of(body) == ("p", "d", "r1", "a0")
     assert input_directory("s3://b/x/inputs.pb") == "s3://b/x" and input_directory("s3://b/x") == "s3://b/x"
+
+
+def child_record(*, condition=None):
+    spec = wf.ActionSpec(
+        parent_action_name="a0",
+        input_uri="s3://bucket/p/d/r1/b1/inputs",
+        run_output_base="s3://bucket/p/d/r1/",
+        task=wf.TaskAction(spec=task_spec(name="child.task")) if condition is None else None,
+        condition=condition,
+    )
+    return ActionRecord(key=ActionKey(project="p", domain="d", run="r1", name="b1"), parent="a0", action_spec=spec.SerializeToString())
+
+
+PARENT = {
+    "metadata": {
+        "name": "r1-a0",
+        "uid": "4c8e4d4a-0000-4000-8000-000000000001",
+        "labels": {"flyte.org/run": "r1", "flyte.org/action": "a0", "team": "ml", "flyte.org/termination-status": "terminated"},
+        "annotations": {"note": "from-parent"},
+    },
+    "spec": {"envVars": {"A": "1"}, "interruptible": True},
+}
+
+
+def test_a_child_has_exactly_one_owner_reference_to_its_parent():
+    body = build_taskaction(child_record(), namespace="flyte", parent=PARENT)
+    assert body["metadata"]["ownerReferences"] == [
+        {"apiVersion": "flyte.org/v1", "kind": "TaskAction", "name": "r1-a0", "uid": PARENT["metadata"]["uid"], "blockOwnerDeletion": True}
+    ]
+    assert body["metadata"]["name"] == "r1-b1" and body["spec"]["parentActionName"] == "a0"
+    assert body["metadata"]["labels"]["flyte.org/is-root"] == "false"
+
+
+def test_a_task_child_inherits_the_run_context_from_its_parent():
+    body = build_taskaction(child_record(), namespace="flyte", parent=PARENT)
+    assert body["spec"]["envVars"] == {"A": "1"} and body["spec"]["interruptible"] is True
+    labels = body["metadata"]["labels"]
+    assert labels["team"] == "ml" and labels["flyte.org/action"] == "b1" and labels["flyte.org/run"] == "r1"
+    assert "flyte.org/termination-status" not in labels  # the parent's state is not the child's
+    assert body["metadata"]["annotations"] == {"note": "from-parent"}
+
+
+def test_a_condition_carries_its_spec_and_no_template():
+    condition = wf.ConditionAction(name="approve")
+    body = build_taskaction(child_record(condition=condition), namespace="flyte", parent=PARENT)
+    assert body["spec"]["actionType"] == "condition" and body["metadata"]["labels"]["flyte.org/action-type"] == "condition"
+    assert wf.ConditionAction.FromString(base64.b64decode(body["spec"]["conditionSpec"])) == condition
+    assert "taskTemplate" not in body["spec"] and "envVars" not in body["spec"]
+
+
+def test_a_child_without_its_parents_resource_is_a_programming_error():
+    import pytest
+
+    with pytest.raises(ValueError):
+        build_taskaction(child_record(), namespace="flyte")
