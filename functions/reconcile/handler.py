@@ -46,9 +46,12 @@ def process_batch(
     event: dict[str, Any], context: Any, *, reconciler: Reconciler, processor: RunOrderedBatchProcessor
 ) -> dict[str, Any]:
     """One stream batch through the reconciler; the partial batch response for the mapping."""
+    changes = {r["dynamodb"]["SequenceNumber"]: ActionChange.from_stream_record(r) for r in event.get("Records", [])}
+    states = reconciler.current_states(list(changes.values()))  # one BatchGetItem, not one read per record
 
     def record_handler(record: DynamoDBRecord) -> str:
-        return reconciler.handle(ActionChange.from_stream_record(record.raw_event)).value
+        change = changes[record.raw_event["dynamodb"]["SequenceNumber"]]
+        return reconciler.handle(change, states=states).value
 
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
 

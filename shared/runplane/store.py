@@ -14,6 +14,7 @@ decide what those mean on the wire. Rules enforced here, by the writes themselve
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -44,6 +45,8 @@ MAX_ITEM_BYTES = 390 * 1024
 # Specs above this go to the bucket. Writes are billed per KB of the *whole* item, and every
 # status update rewrites the item, so a small item keeps an action's life cheap.
 INLINE_SPEC_LIMIT = 16 * 1024
+BATCH_GET_LIMIT = 100  # DynamoDB's maximum keys per BatchGetItem
+BATCH_GET_ATTEMPTS = 5
 
 
 class RecordTooLarge(ValueError):
@@ -149,6 +152,26 @@ class ActionStore:
             return None
         record = ActionRecord.from_item(item)
         return self.resolve_specs(record) if resolve_specs else record
+
+    def get_actions(self, keys: list[ActionKey]) -> dict[ActionKey, ActionRecord]:
+        """Many actions in as few BatchGetItem calls as DynamoDB allows (100 keys each), specs not
+        resolved; missing actions are absent from the result."""
+        found: dict[ActionKey, ActionRecord] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            request = {self.table_name: {"Keys": [item_key(k) for k in unique[start : start + BATCH_GET_LIMIT]], "ConsistentRead": True}}
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    record = ActionRecord.from_item(item)
+                    found[record.key] = record
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)  # throttled: back off, as the SDKs advise
+            else:
+                raise RuntimeError(f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts")
+        return found
 
     def resolve_specs(self, record: ActionRecord) -> ActionRecord:
         """Load offloaded specs back into the record."""

@@ -89,6 +89,10 @@ def test_stream_mapping_reports_partial_failures_and_has_a_destination(cloudform
     assert properties["BisectBatchOnFunctionError"] is True
     assert properties["MaximumRetryAttempts"] > 0
     assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["ReconcileFailureQueue", "Arn"]}
+    assert properties["MaximumRecordAgeInSeconds"] > 0 and properties["MaximumBatchingWindowInSeconds"] >= 0
+    # reconcile records a failure on the action before the mapping gives up on the record
+    variables = cloudformation["Resources"]["ReconcileFunction"]["Properties"]["Environment"]["Variables"]
+    assert int(variables["RECONCILE_MAX_ATTEMPTS"]) < properties["MaximumRetryAttempts"]
 
 
 def test_every_route_is_served_by_its_handler():
