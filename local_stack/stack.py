@@ -43,6 +43,7 @@ class StackConfig:
     # Lambda's ESM retries per the template; locally fewer, faster retries keep failures visible.
     stream_max_retries: int | None = None
     stream_retry_backoff_seconds: float = 0.2
+    watch_window_seconds: float = 20.0
 
 
 class LocalStack:
@@ -101,6 +102,7 @@ class LocalStack:
             "DATA_BUCKET": self.aws.bucket,
             "KUBECONFIG": str(self.kube.kubeconfig),
             "TASKACTION_NAMESPACE": NAMESPACE,
+            "WATCH_WINDOW_SECONDS": str(self.config.watch_window_seconds),
             "POWERTOOLS_SERVICE_NAME": "flyte-serverless-local",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }

@@ -109,7 +109,9 @@ def get_taskaction(custom_objects) -> Callable[[str], dict | None]:
 def stack(moto_server: MotoServer, kube: KubeControlPlane) -> Iterator[LocalStack]:
     state_dir = _scratch_dir("stack-")
     local = LocalStack(
-        StackConfig(state_dir=state_dir, api_port=0, stream_max_retries=2, stream_retry_backoff_seconds=0.05),
+        StackConfig(
+            state_dir=state_dir, api_port=0, stream_max_retries=2, stream_retry_backoff_seconds=0.05, watch_window_seconds=2
+        ),
         moto=moto_server,
         kube=kube,
     )

@@ -103,6 +103,32 @@ class ReconcileSettings:
         return settings
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReadSettings:
+    """Settings of the read function (Get/List/Watch)."""
+
+    actions_table: str
+    # Signs page tokens so an altered one is refused; rotate it and outstanding tokens expire.
+    page_token_secret: str = "flyte-serverless"
+    # How long a Watch call waits for a change before it ends the stream (the SDK re-subscribes);
+    # under API Gateway's 30 s integration limit.
+    watch_window_seconds: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReadSettings:
+        env = _Environment(environ)
+        return cls(
+            actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
+            page_token_secret=env.get("PAGE_TOKEN_SECRET", default="flyte-serverless"),
+            watch_window_seconds=float(env.get("WATCH_WINDOW_SECONDS", default="20", pattern=_SECONDS, hint="seconds")),
+        )
+
+
+@cache
+def read_settings() -> ReadSettings:
+    return ReadSettings.from_env()
+
+
 @cache
 def api_settings() -> ApiSettings:
     return ApiSettings.from_env()

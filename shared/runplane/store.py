@@ -191,11 +191,25 @@ class ActionStore:
         """All actions of a run, specs not resolved."""
         return [ActionRecord.from_item(item) for item in self._query_run(run, ACTION_SORT_PREFIX)]
 
-    def _query_run(self, run: RunKey, sort_prefix: str):
+    def list_actions_page(self, run: RunKey, *, limit: int, after: str | None = None) -> tuple[list[ActionRecord], bool]:
+        """Up to ``limit`` actions of a run in name order, after the sort key ``after``; and
+        whether more follow (known exactly: one item more is read)."""
+        records = []
+        start = item_key(ActionKey(project=run.project, domain=run.domain, run=run.name, name="")) if after else None
+        if start is not None:
+            start["sk"] = {"S": after}
+        for item in self._query_run(run, ACTION_SORT_PREFIX, start=start, page_size=limit + 1):
+            records.append(ActionRecord.from_item(item))
+            if len(records) > limit:
+                return records[:limit], True
+        return records, False
+
+    def _query_run(self, run: RunKey, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None):
         """Items of one run's partition under a sort-key prefix: Query calls, paginated."""
-        start = None
         while True:
-            kwargs = {"ExclusiveStartKey": start} if start else {}
+            kwargs: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+            if page_size:
+                kwargs["Limit"] = page_size
             response = self.client.query(
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",

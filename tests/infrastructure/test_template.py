@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from functions.create_run.handler import router as create_run_router
+from functions.read_runs.handler import router as read_runs_router
 from functions.update_action.handler import router as update_action_router
 from runplane.records import RUN_INDEX_NAME, RUN_INDEX_PROJECTION
 from local_stack.template import TEMPLATE_PATH, http_routes, load_template, table_definition
@@ -63,9 +64,9 @@ def test_cfn_lint_passes_on_the_transformed_template(cloudformation):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_three_functions_on_python313_arm64_with_the_shared_layer(cloudformation):
+def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformation):
     functions = resources_of(cloudformation, "AWS::Lambda::Function")
-    assert set(functions) == {"CreateRunFunction", "UpdateActionFunction", "ReconcileFunction"}
+    assert set(functions) == {"CreateRunFunction", "UpdateActionFunction", "ReadRunsFunction", "ReconcileFunction"}
     for function in functions.values():
         properties = function["Properties"]
         assert properties["Runtime"] == "python3.13"
@@ -101,6 +102,8 @@ def test_every_route_is_served_by_its_handler():
         assert routes[("POST", path)] == "functions.create_run.handler.handler"
     for path in update_action_router.paths:
         assert routes[("POST", path)] == "functions.update_action.handler.handler"
+    for path in read_runs_router.paths:
+        assert routes[("POST", path)] == "functions.read_runs.handler.handler"
     assert all(method == "POST" for method, _ in routes)
 
 
@@ -120,3 +123,14 @@ def test_create_run_may_only_read_and_put_items(cloudformation):
     }
     assert actions == {"dynamodb:GetItem", "dynamodb:PutItem", "s3:PutObject", "s3:DeleteObject"}
     assert TEMPLATE_PATH.exists()
+
+
+def test_the_read_function_cannot_write(cloudformation):
+    role = cloudformation["Resources"]["ReadRunsFunctionRole"]["Properties"]
+    actions = {
+        action
+        for policy in role.get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "s3:GetObject"}

@@ -33,6 +33,7 @@ from runplane.connect.codec import (
     request_payload,
 )
 from runplane.connect.errors import Code, ConnectError
+from runplane.connect.streams import decode_stream_request, stream_codec_of, stream_response, unsupported_stream_media_type
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Procedure:
     path: str
     request_type: type[Message]
     handler: Handler
+    streaming: bool = False  # a server stream: the handler returns the messages to send
 
 
 class ConnectRouter:
@@ -63,7 +65,21 @@ class ConnectRouter:
 
         return register
 
+    def server_stream(self, path: str, request_type: type[Message]) -> Callable[[Callable], Callable]:
+        """Register a server-streaming procedure; its handler returns a list of messages."""
+
+        def register(handler: Callable) -> Callable:
+            if path in self._procedures:
+                raise ValueError(f"procedure {path} registered twice")
+            self._procedures[path] = Procedure(path, request_type, handler, streaming=True)
+            return handler
+
+        return register
+
     def dispatch(self, request: HttpRequest) -> HttpResponse:
+        procedure = self._procedures.get(request.path)
+        if procedure is not None and procedure.streaming and request.method == "POST":
+            return self._dispatch_stream(procedure, request)
         try:
             return self._dispatch(request)
         except ConnectError as error:
@@ -79,6 +95,22 @@ class ConnectRouter:
         except Exception:  # the last line of defence: never let a client see a bare 500
             logger.exception("unhandled error in %s", request.path)
             return error_response(ConnectError(Code.INTERNAL, "internal error"))
+
+    def _dispatch_stream(self, procedure: Procedure, request: HttpRequest) -> HttpResponse:
+        """Errors of a stream travel in its end-of-stream frame, with HTTP 200."""
+        codec = stream_codec_of(request)
+        if codec is None:
+            return unsupported_stream_media_type(request.headers.get("content-type", ""))
+        messages: list[Message] = []
+        try:
+            message = decode_stream_request(request, codec, procedure.request_type)
+            messages = list(procedure.handler(message))
+        except ConnectError as error:
+            return stream_response(messages, codec, error=error)
+        except Exception:
+            logger.exception("unhandled error in %s", request.path)
+            return stream_response(messages, codec, error=ConnectError(Code.INTERNAL, "internal error"))
+        return stream_response(messages, codec)
 
     def _dispatch(self, request: HttpRequest) -> HttpResponse:
         procedure = self._procedures.get(request.path)

@@ -1,0 +1,59 @@
+"""Lambda entry point of read_runs: API Gateway HTTP API -> RunService reads (read-only rights).
+
+Thin by design: the procedures it serves, then ``service`` does the work.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from flyteidl2.workflow import run_service_pb2 as runs
+
+from functions.read_runs.pages import PageTokens
+from functions.read_runs.service import RunReader
+from runplane.blobs import BlobStore
+from runplane.connect.apigateway import handle_http_event
+from runplane.connect.router import ConnectRouter
+from runplane.settings import read_settings
+from runplane.store import ActionStore
+
+logger = Logger(service="read_runs")
+copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
+
+RUNS = "/flyteidl2.workflow.RunService"
+
+router = ConnectRouter()
+
+
+@cache
+def reader() -> RunReader:
+    """Built on the first request of a container and reused by every later one."""
+    settings = read_settings()
+    return RunReader(
+        store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()),
+        tokens=PageTokens(secret=settings.page_token_secret.encode()),
+        watch_window_seconds=settings.watch_window_seconds,
+    )
+
+
+UNARY = {
+    f"{RUNS}/GetRunDetails": (runs.GetRunDetailsRequest, RunReader.get_run_details),
+    f"{RUNS}/GetActionDetails": (runs.GetActionDetailsRequest, RunReader.get_action_details),
+    f"{RUNS}/ListActions": (runs.ListActionsRequest, RunReader.list_actions),
+}
+STREAMS = {
+    f"{RUNS}/WatchActionDetails": (runs.WatchActionDetailsRequest, RunReader.watch_action_details),
+    f"{RUNS}/WatchRunDetails": (runs.WatchRunDetailsRequest, RunReader.watch_run_details),
+}
+for path, (request_type, method) in UNARY.items():
+    router.unary(path, request_type)(lambda request, method=method: method(reader(), request))
+for path, (request_type, method) in STREAMS.items():
+    router.server_stream(path, request_type)(lambda request, method=method: method(reader(), request))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_http_event(router, event)

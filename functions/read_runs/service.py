@@ -1,0 +1,104 @@
+"""RunService reads: details of runs and actions, action lists, and watches of action details.
+
+Every read is a GetItem or a Query on the run's partition; nothing here writes. Watches are
+buffered server streams: the current state, then, if the action has not ended, a long-poll for
+the next change (up to the watch window), then the end of the stream; Flyte's SDK subscribes again
+until the action ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flyteidl2.workflow import run_service_pb2 as runs
+
+from functions.read_runs.details import action_details, run_details
+from functions.read_runs.pages import PageTokens, page_limit
+from runplane import phases
+from runplane.connect.errors import invalid_argument, not_found
+from runplane.identifiers import ActionKey
+from runplane.records import ActionRecord
+from runplane.store import ActionStore
+from runplane.transformers import action_message
+from runplane.validation import action_key, run_key
+
+WATCH_POLL_SECONDS = 0.5  # one GetItem per poll; the SDK itself re-polls every 0.5 s
+
+
+class RunReader:
+    def __init__(
+        self,
+        *,
+        store: ActionStore,
+        tokens: PageTokens,
+        watch_window_seconds: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._window = watch_window_seconds
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def get_run_details(self, request: runs.GetRunDetailsRequest) -> runs.GetRunDetailsResponse:
+        key = run_key(request.run_id).action("a0")
+        record = self._require(key, what=f"run {key.run_key}")
+        return runs.GetRunDetailsResponse(details=run_details(record, self._store.list_events(key)))
+
+    def get_action_details(self, request: runs.GetActionDetailsRequest) -> runs.GetActionDetailsResponse:
+        key = action_key(request.action_id)
+        record = self._require(key, what=f"action {key}")
+        return runs.GetActionDetailsResponse(details=action_details(record, self._store.list_events(key)))
+
+    def list_actions(self, request: runs.ListActionsRequest) -> runs.ListActionsResponse:
+        run = run_key(request.run_id)
+        page = request.request
+        if page.filters:
+            raise invalid_argument(f"request.filters: filtering on {page.filters[0].field!r} is not supported by ListActions")
+        for sort in list(page.sort_by_fields) + ([page.sort_by] if page.HasField("sort_by") else []):
+            if sort.key not in ("", "name"):
+                raise invalid_argument(f"request.sort_by: ListActions sorts by name only, not {sort.key!r}")
+        limit = page_limit(page.limit)
+        query = f"actions|{run}"
+        position = self._tokens.read(page.token, query=query)
+        after = position.get("after") if position else None
+        if position is not None and not isinstance(after, str):
+            raise invalid_argument("request.token is malformed")
+        records, more = self._store.list_actions_page(run, limit=limit, after=after)
+        token = self._tokens.issue(query=query, position={"after": f"A#{records[-1].key.name}"}) if more else ""
+        return runs.ListActionsResponse(actions=[action_message(r) for r in records], token=token)
+
+    def watch_action_details(self, request: runs.WatchActionDetailsRequest) -> list[runs.WatchActionDetailsResponse]:
+        key = action_key(request.action_id)
+        return [
+            runs.WatchActionDetailsResponse(details=action_details(record, self._store.list_events(key)))
+            for record in self._watch(key, what=f"action {key}")
+        ]
+
+    def watch_run_details(self, request: runs.WatchRunDetailsRequest) -> list[runs.WatchRunDetailsResponse]:
+        key = run_key(request.run_id).action("a0")
+        return [
+            runs.WatchRunDetailsResponse(details=run_details(record, self._store.list_events(key)))
+            for record in self._watch(key, what=f"run {key.run_key}")
+        ]
+
+    def _watch(self, key: ActionKey, *, what: str) -> list[ActionRecord]:
+        """The current record, and the first changed one within the window unless it ended."""
+        record = self._require(key, what=what)
+        if phases.is_terminal(record.phase):
+            return [record]
+        deadline = self._monotonic() + self._window
+        while self._monotonic() < deadline:
+            self._sleep(WATCH_POLL_SECONDS)
+            current = self._store.get_action(key)
+            if current is not None and current.version != record.version:
+                return [record, current]
+        return [record]
+
+    def _require(self, key: ActionKey, *, what: str) -> ActionRecord:
+        record = self._store.get_action(key)
+        if record is None:
+            raise not_found(f"{what} not found")
+        return record

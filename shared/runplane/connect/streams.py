@@ -1,0 +1,70 @@
+"""Connect server streams, buffered: what API Gateway's HTTP API can carry.
+
+A request is one envelope (1 flag byte, 4-byte big-endian length, the message; flag 0x01 means
+compressed with ``connect-content-encoding``). The answer is always HTTP 200 with
+``application/connect+<codec>``: one envelope per message, then an end-of-stream envelope (flag
+0x02) whose JSON is ``{}`` or ``{"error": {"code", "message"}}``. The whole body is sent at once;
+Flyte's SDK re-subscribes when a stream ends before the action does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from runplane.connect.codec import MAX_REQUEST_BYTES, HttpRequest, HttpResponse, decode_message
+from runplane.connect.errors import Code, ConnectError, invalid_argument
+
+STREAM_CODECS = {"application/connect+proto": "proto", "application/connect+json": "json"}
+ACCEPT_POST = "application/connect+json, application/connect+proto"
+FLAG_COMPRESSED = 0x01
+FLAG_END_STREAM = 0x02
+_HEADER = struct.Struct(">BI")
+
+
+def stream_codec_of(request: HttpRequest) -> str | None:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return STREAM_CODECS.get(content_type)
+
+
+def decode_stream_request(request: HttpRequest, codec: str, message_type: type[Message]) -> Message:
+    body = request.body
+    if len(body) < _HEADER.size:
+        raise invalid_argument("stream request needs one enveloped message")
+    flags, length = _HEADER.unpack_from(body)
+    payload = body[_HEADER.size : _HEADER.size + length]
+    if len(payload) != length or length > MAX_REQUEST_BYTES:
+        raise invalid_argument("malformed or oversized stream envelope")
+    if flags & FLAG_COMPRESSED:
+        if request.headers.get("connect-content-encoding", "").strip().lower() != "gzip":
+            raise invalid_argument("compressed envelope without connect-content-encoding: gzip")
+        try:
+            payload = gzip.decompress(payload)
+        except (OSError, EOFError) as exc:
+            raise invalid_argument(f"cannot decompress stream envelope: {exc}") from None
+        if len(payload) > MAX_REQUEST_BYTES:
+            raise invalid_argument("decompressed stream envelope is too large")
+    return decode_message(payload, codec, message_type)
+
+
+def envelope(payload: bytes, *, flags: int = 0) -> bytes:
+    return _HEADER.pack(flags, len(payload)) + payload
+
+
+def stream_response(messages: list[Message], codec: str, *, error: ConnectError | None = None) -> HttpResponse:
+    frames = [envelope(m.SerializeToString() if codec == "proto" else json_format.MessageToJson(m, indent=None).encode()) for m in messages]
+    end = {"error": {"code": error.code.value, "message": error.message}} if error else {}
+    frames.append(envelope(json.dumps(end).encode(), flags=FLAG_END_STREAM))
+    return HttpResponse(status=200, body=b"".join(frames), headers={"content-type": f"application/connect+{codec}"})
+
+
+def unsupported_stream_media_type(content_type: str) -> HttpResponse:
+    return HttpResponse(
+        status=415,
+        body=ConnectError(Code.INVALID_ARGUMENT, f"unsupported content-type {content_type!r}").to_json(),
+        headers={"content-type": "application/json", "accept-post": ACCEPT_POST},
+    )

@@ -1,0 +1,139 @@
+"""The read side against moto: details with attempts, paged action lists, watches."""
+
+from __future__ import annotations
+
+import pytest
+from flyteidl2.common.identifier_pb2 import RunIdentifier
+from flyteidl2.workflow import internal_run_service_pb2 as internal
+from flyteidl2.workflow import run_definition_pb2 as wf
+from flyteidl2.workflow import run_service_pb2 as runs
+
+from functions.create_run.service import CreateRunService
+from functions.read_runs.pages import PageTokens
+from functions.read_runs.service import RunReader
+from functions.update_action.service import ActionLifecycleService
+from runplane import phases
+from runplane.blobs import BlobStore
+from runplane.connect.errors import Code, ConnectError
+from runplane.store import ActionStore
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
+from tests.conftest import unique_name
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(aws):
+    return ActionStore(table_name=aws.table_name, blobs=BlobStore(), spec_prefix=f"s3://{aws.bucket}")
+
+
+@pytest.fixture
+def lifecycle(store):
+    return ActionLifecycleService(store=store)
+
+
+@pytest.fixture
+def reader(store):
+    return RunReader(store=store, tokens=PageTokens(secret=b"test"), watch_window_seconds=1.0)
+
+
+@pytest.fixture
+def run(aws, store):
+    name = unique_name()
+    CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}").create_run(create_run_request(name))
+    return name
+
+
+def run_id(name):
+    return RunIdentifier(project=PROJECT, domain=DOMAIN, name=name)
+
+
+def test_run_details_carry_the_task_spec_run_spec_and_attempts(reader, lifecycle, run):
+    events = [wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=p, version=0) for p in (phases.RUNNING, phases.FAILED)]
+    for i, e in enumerate(events):
+        e.updated_time.FromSeconds(100 + i)
+    events[1].error_info.CopyFrom(wf.ErrorInfo(message="boom", kind=wf.ErrorInfo.KIND_USER))
+    lifecycle.record_action_events(internal.RecordActionEventsRequest(events=events))
+    lifecycle.update_action_status(
+        internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.FAILED, attempts=1))
+    )
+
+    details = reader.get_run_details(runs.GetRunDetailsRequest(run_id=run_id(run))).details
+    assert details.action.id.name == "a0" and details.action.task.task_template.type == "python-task"
+    assert details.run_spec.raw_data_storage.raw_data_prefix.startswith("s3://")
+    assert details.action.status.phase == phases.FAILED and details.action.status.HasField("duration_ms")
+    assert [a.phase for a in details.action.attempts] == [phases.FAILED]
+    assert details.action.error_info.message == "boom"
+
+
+def test_missing_runs_and_actions_are_not_found(reader, run):
+    with pytest.raises(ConnectError) as info:
+        reader.get_run_details(runs.GetRunDetailsRequest(run_id=run_id(unique_name())))
+    assert info.value.code is Code.NOT_FOUND
+    with pytest.raises(ConnectError) as info:
+        reader.get_action_details(runs.GetActionDetailsRequest(action_id=action_id(run, "nope")))
+    assert info.value.code is Code.NOT_FOUND
+
+
+def test_aborted_actions_show_the_reason(reader, lifecycle, run):
+    lifecycle.abort_run(runs.AbortRunRequest(run_id=run_id(run), reason="stop it"))
+    details = reader.get_action_details(runs.GetActionDetailsRequest(action_id=action_id(run, "a0"))).details
+    assert details.status.phase == phases.ABORTED and details.abort_info.reason == "stop it"
+
+
+def test_list_actions_pages_until_an_empty_token(reader, lifecycle, run):
+    for i in range(7):
+        lifecycle.enqueue(child_task_action(run, f"c{i}"))
+    seen, token, pages = [], "", 0
+    while True:
+        from flyteidl2.common.list_pb2 import ListRequest
+
+        response = reader.list_actions(runs.ListActionsRequest(run_id=run_id(run), request=ListRequest(limit=3, token=token)))
+        seen.extend(a.id.name for a in response.actions)
+        pages += 1
+        token = response.token
+        if not token:
+            break
+    assert pages == 3 and seen == ["a0"] + [f"c{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize(
+    "request_fields, message",
+    [
+        ({"limit": 201}, "request.limit"),
+        ({"token": "forged.token"}, "request.token"),
+        ({"filters": [{"field": "phase", "values": ["4"]}]}, "'phase'"),
+        ({"sort_by_fields": [{"key": "created_at"}]}, "'created_at'"),
+    ],
+)
+def test_bad_list_requests_name_the_field(reader, run, request_fields, message):
+    from flyteidl2.common.list_pb2 import ListRequest
+    from google.protobuf import json_format
+
+    request = json_format.ParseDict(request_fields, ListRequest())
+    with pytest.raises(ConnectError) as info:
+        reader.list_actions(runs.ListActionsRequest(run_id=run_id(run), request=request))
+    assert info.value.code is Code.INVALID_ARGUMENT and message in info.value.message
+
+
+def test_watch_sends_the_state_then_the_next_change(reader, lifecycle, run):
+    import threading
+
+    def later():
+        lifecycle.update_action_status(
+            internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1))
+        )
+
+    timer = threading.Timer(0.3, later)
+    timer.start()
+    frames = reader.watch_action_details(runs.WatchActionDetailsRequest(action_id=action_id(run, "a0")))
+    timer.join()
+    assert [f.details.status.phase for f in frames] == [phases.QUEUED, phases.RUNNING]
+
+
+def test_watch_of_an_ended_action_is_one_frame(reader, lifecycle, run):
+    lifecycle.update_action_status(
+        internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1))
+    )
+    frames = reader.watch_run_details(runs.WatchRunDetailsRequest(run_id=run_id(run)))
+    assert [f.details.action.status.phase for f in frames] == [phases.SUCCEEDED]

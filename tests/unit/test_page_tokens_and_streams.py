@@ -1,0 +1,84 @@
+import gzip
+import json
+import struct
+
+import pytest
+from flyteidl2.workflow.run_service_pb2 import WatchActionDetailsRequest, WatchActionDetailsResponse
+
+from functions.read_runs.pages import MAX_LIMIT, PageTokens, page_limit
+from runplane.connect.codec import HttpRequest
+from runplane.connect.errors import Code, ConnectError, not_found
+from runplane.connect.router import ConnectRouter
+from runplane.connect.streams import envelope
+
+PATH = "/flyteidl2.workflow.RunService/WatchActionDetails"
+
+
+def test_tokens_round_trip_and_refuse_tampering_and_other_queries():
+    tokens = PageTokens(secret=b"s")
+    token = tokens.issue(query="q1", position={"after": "A#b"})
+    assert tokens.read(token, query="q1") == {"after": "A#b"}
+    assert tokens.read("", query="q1") is None
+    for bad, query in ((token[:-1] + "0", "q1"), ("garbage", "q1"), (token, "q2"), (PageTokens(secret=b"x").issue(query="q1", position={}), "q1")):
+        with pytest.raises(ConnectError) as info:
+            tokens.read(bad, query=query)
+        assert info.value.code is Code.INVALID_ARGUMENT and "request.token" in info.value.message
+
+
+def test_page_limits_follow_flyte():
+    assert page_limit(0) == 50 and page_limit(MAX_LIMIT) == MAX_LIMIT
+    with pytest.raises(ConnectError, match="request.limit"):
+        page_limit(MAX_LIMIT + 1)
+
+
+def frames(body: bytes):
+    out = []
+    while body:
+        flags, length = struct.unpack(">BI", body[:5])
+        out.append((flags, body[5 : 5 + length]))
+        body = body[5 + length :]
+    return out
+
+
+@pytest.fixture
+def router():
+    router = ConnectRouter()
+
+    @router.server_stream(PATH, WatchActionDetailsRequest)
+    def watch(request):
+        if request.action_id.name == "missing":
+            raise not_found("action not found")
+        return [WatchActionDetailsResponse(), WatchActionDetailsResponse()]
+
+    return router
+
+
+def stream_request(message, *, compress=True, content_type="application/connect+proto"):
+    payload = message.SerializeToString()
+    headers = {"content-type": content_type}
+    if compress:
+        payload, headers["connect-content-encoding"] = gzip.compress(payload), "gzip"
+    return HttpRequest(method="POST", path=PATH, headers=headers, body=envelope(payload, flags=1 if compress else 0))
+
+
+def test_a_stream_is_messages_then_an_end_frame_with_200(router):
+    response = router.dispatch(stream_request(WatchActionDetailsRequest()))
+    assert response.status == 200 and response.headers["content-type"] == "application/connect+proto"
+    assert [flags for flags, _ in frames(response.body)] == [0, 0, 2]
+    assert frames(response.body)[-1][1] == b"{}"
+
+
+def test_stream_errors_travel_in_the_end_frame(router):
+    request = WatchActionDetailsRequest()
+    request.action_id.name = "missing"
+    response = router.dispatch(stream_request(request, compress=False))
+    assert response.status == 200
+    ((flags, payload),) = frames(response.body)
+    assert flags == 2 and json.loads(payload) == {"error": {"code": "not_found", "message": "action not found"}}
+
+
+def test_a_broken_envelope_is_invalid_argument_and_a_wrong_type_is_415(router):
+    broken = HttpRequest(method="POST", path=PATH, headers={"content-type": "application/connect+proto"}, body=b"\x00\x00")
+    ((_, payload),) = frames(router.dispatch(broken).body)
+    assert json.loads(payload)["error"]["code"] == "invalid_argument"
+    assert router.dispatch(stream_request(WatchActionDetailsRequest(), content_type="application/json")).status == 415
