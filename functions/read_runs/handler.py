@@ -43,6 +43,7 @@ UNARY = {
     f"{RUNS}/GetRunDetails": (runs.GetRunDetailsRequest, RunReader.get_run_details),
     f"{RUNS}/GetActionDetails": (runs.GetActionDetailsRequest, RunReader.get_action_details),
     f"{RUNS}/ListActions": (runs.ListActionsRequest, RunReader.list_actions),
+    f"{RUNS}/ListRuns": (runs.ListRunsRequest, RunReader.list_runs),
 }
 STREAMS = {
     f"{RUNS}/WatchActionDetails": (runs.WatchActionDetailsRequest, RunReader.watch_action_details),

@@ -15,12 +15,13 @@ from flyteidl2.workflow import run_service_pb2 as runs
 
 from functions.read_runs.details import action_details, run_details
 from functions.read_runs.pages import PageTokens, page_limit
+from functions.read_runs.run_listing import read_page, run_query
 from runplane import phases
 from runplane.connect.errors import invalid_argument, not_found
 from runplane.identifiers import ActionKey
 from runplane.records import ActionRecord
 from runplane.store import ActionStore
-from runplane.transformers import action_message
+from runplane.transformers import action_message, run_message
 from runplane.validation import action_key, run_key
 
 WATCH_POLL_SECONDS = 0.5  # one GetItem per poll; the SDK itself re-polls every 0.5 s
@@ -69,6 +70,17 @@ class RunReader:
         records, more = self._store.list_actions_page(run, limit=limit, after=after)
         token = self._tokens.issue(query=query, position={"after": f"A#{records[-1].key.name}"}) if more else ""
         return runs.ListActionsResponse(actions=[action_message(r) for r in records], token=token)
+
+    def list_runs(self, request: runs.ListRunsRequest) -> runs.ListRunsResponse:
+        query = run_query(request)
+        limit = page_limit(request.request.limit)
+        position = self._tokens.read(request.request.token, query=query.fingerprint)
+        after = position.get("after") if position else None
+        if position is not None and not isinstance(after, str):
+            raise invalid_argument("request.token is malformed")
+        items, more = read_page(self._store, query, limit=limit, after=after)
+        token = self._tokens.issue(query=query.fingerprint, position={"after": items[-1]["run_index_sk"]["S"]}) if more else ""
+        return runs.ListRunsResponse(runs=[run_message(ActionRecord.from_item(item)) for item in items], token=token)
 
     def watch_action_details(self, request: runs.WatchActionDetailsRequest) -> list[runs.WatchActionDetailsResponse]:
         key = action_key(request.action_id)

@@ -25,6 +25,7 @@ from runplane import phases
 from runplane.identifiers import ActionKey, RunKey
 from runplane.records import (
     ACTION_SORT_PREFIX,
+    RUN_INDEX_NAME,
     EVENT_SORT_PREFIX,
     ActionRecord,
     EventRecord,
@@ -190,6 +191,53 @@ class ActionStore:
     def list_actions(self, run: RunKey) -> list[ActionRecord]:
         """All actions of a run, specs not resolved."""
         return [ActionRecord.from_item(item) for item in self._query_run(run, ACTION_SORT_PREFIX)]
+
+    def query_run_index(
+        self,
+        partition: str,
+        *,
+        ascending: bool,
+        lower: str | None,
+        upper: str | None,
+        filter_expression: str | None,
+        names: dict[str, str],
+        values: dict[str, dict[str, str]],
+        want: int,
+    ) -> list[dict[str, Any]]:
+        """Up to ``want`` items of one run-index partition in order, within inclusive bounds on
+        the index sort key; Query calls (paginated while a filter drops items), never a Scan."""
+        condition = "run_index_pk = :partition"
+        key_values: dict[str, dict[str, str]] = {":partition": {"S": partition}}
+        if lower and upper:
+            condition += " AND run_index_sk BETWEEN :lower AND :upper"
+        elif lower:
+            condition += " AND run_index_sk >= :lower"
+        elif upper:
+            condition += " AND run_index_sk <= :upper"
+        if lower:
+            key_values[":lower"] = {"S": lower}
+        if upper:
+            key_values[":upper"] = {"S": upper}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": RUN_INDEX_NAME,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": {**key_values, **values},
+            "ScanIndexForward": ascending,
+            "Limit": want,
+        }
+        if filter_expression:
+            kwargs["FilterExpression"] = filter_expression
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        items: list[dict[str, Any]] = []
+        while len(items) < want:
+            response = self.client.query(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return items[:want]
 
     def list_actions_page(self, run: RunKey, *, limit: int, after: str | None = None) -> tuple[list[ActionRecord], bool]:
         """Up to ``limit`` actions of a run in name order, after the sort key ``after``; and
