@@ -1,0 +1,56 @@
+"""Flyte's own SDK (the `flyte` package from PyPI, unmodified) against the local stack: it fetches a
+run created through the API, lists runs, and waits for a run the data plane drives to SUCCEEDED."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from flyteidl2.workflow import internal_run_service_pb2 as internal
+from flyteidl2.workflow import run_definition_pb2 as wf
+
+from runplane import phases
+from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
+from tests.conftest import unique_name
+from tests.e2e.test_create_run_http import post_proto_gzip
+
+pytestmark = pytest.mark.e2e
+
+UPDATE_STATUS = "/flyteidl2.workflow.InternalRunService/UpdateActionStatus"
+
+
+@pytest.fixture
+def flyte_client(stack):
+    import flyte
+
+    flyte.init(endpoint=stack.endpoint, insecure=True, org="testorg", project=PROJECT, domain=DOMAIN)
+    return flyte
+
+
+def test_the_sdk_gets_lists_and_waits_for_a_run(stack, flyte_client):
+    import flyte.remote
+
+    name = unique_name()
+    assert post_proto_gzip(stack, create_run_request(name))[0] == 200
+
+    run = flyte.remote.Run.get(name=name)
+    assert run.name == name and run.phase == "queued"
+
+    listed = [r.name for r in flyte.remote.Run.listall(limit=500)]
+    assert name in listed
+
+    def data_plane():  # what Flyte's executor reports, through the control plane's internal API
+        for phase in (phases.RUNNING, phases.SUCCEEDED):
+            time.sleep(1.0)
+            request = internal.UpdateActionStatusRequest(
+                action_id=action_id(name, "a0"), status=wf.ActionStatus(phase=phase, attempts=1)
+            )
+            assert post_proto_gzip(stack, request, UPDATE_STATUS)[0] == 200
+
+    driver = threading.Thread(target=data_plane)
+    driver.start()
+    run.wait(quiet=True)
+    driver.join()
+    assert run.phase == "succeeded" and run.done()
+    assert flyte.remote.Run.get(name=name).phase == "succeeded"
