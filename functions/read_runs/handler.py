@@ -48,6 +48,8 @@ UNARY = {
 STREAMS = {
     f"{RUNS}/WatchActionDetails": (runs.WatchActionDetailsRequest, RunReader.watch_action_details),
     f"{RUNS}/WatchRunDetails": (runs.WatchRunDetailsRequest, RunReader.watch_run_details),
+    f"{RUNS}/WatchRuns": (runs.WatchRunsRequest, RunReader.watch_runs),
+    f"{RUNS}/WatchActions": (runs.WatchActionsRequest, RunReader.watch_actions),
 }
 for path, (request_type, method) in UNARY.items():
     router.unary(path, request_type)(lambda request, method=method: method(reader(), request))

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 
 from flyteidl2.workflow import run_service_pb2 as runs
+from flyteidl2.workflow.run_definition_pb2 import Run
 
+from functions.read_runs.action_tree import ActionFilter, enriched_actions
 from functions.read_runs.details import action_details, run_details
 from functions.read_runs.pages import PageTokens, page_limit
 from functions.read_runs.run_listing import read_page, run_query
@@ -25,6 +27,7 @@ from runplane.transformers import action_message, run_message
 from runplane.validation import action_key, run_key
 
 WATCH_POLL_SECONDS = 0.5  # one GetItem per poll; the SDK itself re-polls every 0.5 s
+WATCH_RUNS_LIMIT = 100  # Flyte's initial WatchRuns listing
 
 
 class RunReader:
@@ -95,6 +98,49 @@ class RunReader:
             runs.WatchRunDetailsResponse(details=run_details(record, self._store.list_events(key)))
             for record in self._watch(key, what=f"run {key.run_key}")
         ]
+
+    def watch_runs(self, request: runs.WatchRunsRequest) -> list[runs.WatchRunsResponse]:
+        """The newest runs of the target, then the runs among them that change within the window."""
+        target = request.WhichOneof("target")
+        if target == "project_id":
+            listing = runs.ListRunsRequest(project_id=request.project_id)
+        elif target == "task_id":
+            listing = runs.ListRunsRequest(task_id=request.task_id)
+        else:
+            raise invalid_argument(f"target {target or 'none'} is not supported: watch the runs of a project_id or task_id")
+        listing.request.limit = WATCH_RUNS_LIMIT
+
+        def snapshot() -> dict[str, Run]:
+            return {r.action.id.run.name: r for r in self.list_runs(listing).runs}
+
+        first = snapshot()
+        frames = [runs.WatchRunsResponse(runs=list(first.values()))]
+        deadline = self._monotonic() + self._window
+        while self._monotonic() < deadline:
+            self._sleep(WATCH_POLL_SECONDS * 2)
+            changed = [run for name, run in snapshot().items() if first.get(name) != run]
+            if changed:
+                frames.append(runs.WatchRunsResponse(runs=changed))
+                break
+        return frames
+
+    def watch_actions(self, request: runs.WatchActionsRequest) -> list[runs.WatchActionsResponse]:
+        """Every action of the run, enriched, then those that change within the window."""
+        run = run_key(request.run_id)
+        action_filter = ActionFilter(list(request.filter))
+        if self._store.get_action(run.action("a0"), resolve_specs=False) is None:
+            raise not_found(f"run {run} not found")
+        first = enriched_actions(self._store.list_actions(run), action_filter)
+        frames = [runs.WatchActionsResponse(enriched_actions=list(first.values()))]
+        deadline = self._monotonic() + self._window
+        while self._monotonic() < deadline:
+            self._sleep(WATCH_POLL_SECONDS * 2)  # a Query of the whole run: poll less often
+            current = enriched_actions(self._store.list_actions(run), action_filter)
+            changed = [action for name, action in current.items() if first.get(name) != action]
+            if changed:
+                frames.append(runs.WatchActionsResponse(enriched_actions=changed))
+                break
+        return frames
 
     def _watch(self, key: ActionKey, *, what: str) -> list[ActionRecord]:
         """The current record, and the first changed one within the window unless it ended."""

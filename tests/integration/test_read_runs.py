@@ -137,3 +137,45 @@ def test_watch_of_an_ended_action_is_one_frame(reader, lifecycle, run):
     )
     frames = reader.watch_run_details(runs.WatchRunDetailsRequest(run_id=run_id(run)))
     assert [f.details.action.status.phase for f in frames] == [phases.SUCCEEDED]
+
+
+def test_watch_runs_lists_then_reports_the_change(reader, lifecycle, run):
+    import threading
+
+    from flyteidl2.common.identifier_pb2 import ProjectIdentifier
+
+    timer = threading.Timer(
+        0.5,
+        lambda: lifecycle.update_action_status(
+            internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1))
+        ),
+    )
+    timer.start()
+    frames = reader.watch_runs(runs.WatchRunsRequest(project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN)))
+    timer.join()
+    assert run in [r.action.id.run.name for r in frames[0].runs]
+    assert [(r.action.id.run.name, r.action.status.phase) for r in frames[1].runs] == [(run, phases.RUNNING)]
+
+
+def test_watch_actions_sends_the_tree_then_the_change(reader, lifecycle, run):
+    import threading
+
+    lifecycle.enqueue(child_task_action(run, "c1"))
+    timer = threading.Timer(
+        0.5,
+        lambda: lifecycle.update_action_status(
+            internal.UpdateActionStatusRequest(action_id=action_id(run, "c1"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1))
+        ),
+    )
+    timer.start()
+    frames = reader.watch_actions(runs.WatchActionsRequest(run_id=run_id(run)))
+    timer.join()
+    first = {e.action.id.name: e for e in frames[0].enriched_actions}
+    assert set(first) == {"a0", "c1"} and dict(first["a0"].children_phase_counts) == {phases.QUEUED: 1}
+    assert [(e.action.id.name, e.action.status.phase) for e in frames[1].enriched_actions if e.action.id.name == "c1"] == [("c1", phases.RUNNING)]
+
+
+def test_watch_of_a_missing_run_is_not_found(reader):
+    with pytest.raises(ConnectError) as info:
+        reader.watch_actions(runs.WatchActionsRequest(run_id=run_id(unique_name())))
+    assert info.value.code is Code.NOT_FOUND
