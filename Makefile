@@ -32,9 +32,13 @@ build-ReadRunsFunction:
 	$(call copy_function,read_runs)
 	$(call precompile,$(ARTIFACTS_DIR))
 
+build-DataProxyFunction:
+	$(call copy_function,data_proxy)
+	$(call precompile,$(ARTIFACTS_DIR))
+
 build-ReconcileFunction:
 	$(call copy_function,reconcile)
 	$(PYTHON) -m pip install --quiet $(PIP_TARGET) --target "$(ARTIFACTS_DIR)" -r functions/reconcile/requirements.txt
 	$(call precompile,$(ARTIFACTS_DIR))
 
-.PHONY: build-SharedLayer build-CreateRunFunction build-UpdateActionFunction build-ReadRunsFunction build-ReconcileFunction
+.PHONY: build-SharedLayer build-CreateRunFunction build-UpdateActionFunction build-ReadRunsFunction build-DataProxyFunction build-ReconcileFunction

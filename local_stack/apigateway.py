@@ -28,7 +28,9 @@ _TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-ww
 
 class ApiGatewayFront:
     def __init__(self, *, routes: list[HttpRoute], host: str = "127.0.0.1", port: int = 8080) -> None:
-        self._routes = {(route.method, route.path): route for route in routes}
+        self._routes = {(route.method, route.path): route for route in routes if "{proxy+}" not in route.path}
+        # "/{proxy+}" routes take what no other route matches, as on API Gateway
+        self._fallback = next((route for route in routes if route.path == "/{proxy+}"), None)
         self._handlers: dict[str, Handler] = {}
         self._server = ThreadingHTTPServer((host, port), self._request_handler_class())
         self._server.daemon_threads = True
@@ -40,7 +42,8 @@ class ApiGatewayFront:
         return f"http://{host}:{port}"
 
     def start(self) -> ApiGatewayFront:
-        for route in self._routes.values():  # import at start, like Lambda's init phase
+        routes = [*self._routes.values(), *([self._fallback] if self._fallback else [])]
+        for route in routes:  # import at start, like Lambda's init phase
             self._handlers.setdefault(route.handler, load_handler(route.handler))
         self._thread = threading.Thread(target=self._server.serve_forever, name="api-gateway", daemon=True)
         self._thread.start()
@@ -52,6 +55,8 @@ class ApiGatewayFront:
 
     def invoke(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         route = self._routes.get((method, path))
+        if route is None and self._fallback is not None and self._fallback.method in ("ANY", method):
+            route = self._fallback
         if route is None:
             return _json(404, {"message": "Not Found"})
         if len(body) > MAX_BODY_BYTES:

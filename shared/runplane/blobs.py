@@ -39,6 +39,7 @@ class BlobStore:
                 retries={"mode": "standard", "max_attempts": 4},
                 connect_timeout=3,
                 read_timeout=10,
+                signature_version="s3v4",  # presigned URLs too: SigV2 is retired on AWS
             ),
         )
 

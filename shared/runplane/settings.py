@@ -49,6 +49,8 @@ class ApiSettings:
     data_bucket: str
     # Where run data lives when a RunSpec names no run_base_dir; Flyte's `storagePrefix`.
     storage_prefix: str = ""
+    # The TaskAction namespace: Flyte's executor derives output paths from it.
+    namespace: str = "flyte"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -60,6 +62,7 @@ class ApiSettings:
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
             data_bucket=env.get("DATA_BUCKET", pattern=_BUCKET_NAME_PATTERN, hint="an S3 bucket name"),
             storage_prefix=prefix.rstrip("/"),
+            namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
         )
 
     @property

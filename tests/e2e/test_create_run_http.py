@@ -155,6 +155,6 @@ def test_oversized_bodies_are_refused(stack):
     assert status == 400 and json.loads(body)["code"] == "invalid_argument"
 
 
-def test_unrouted_paths_are_api_gateway_404s(stack):
+def test_procedures_not_implemented_are_connect_unimplemented(stack):
     status, _, body = post_json(stack, b"{}", path="/flyteidl2.workflow.RunService/NoSuchMethod")
-    assert status == 404 and json.loads(body) == {"message": "Not Found"}
+    assert status == 501 and json.loads(body)["code"] == "unimplemented"

@@ -54,3 +54,40 @@ def test_the_sdk_gets_lists_and_waits_for_a_run(stack, flyte_client):
     driver.join()
     assert run.phase == "succeeded" and run.done()
     assert flyte.remote.Run.get(name=name).phase == "succeeded"
+
+
+def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client, get_taskaction):
+    from flyteidl2.core import literals_pb2
+    from flyteidl2.task import common_pb2
+
+    from functions.data_proxy.output_paths import action_output_path
+    from runplane.blobs import BlobStore
+    from tests.conftest import wait_for
+    from tests.e2e.sdk_tasks.hello import double
+
+    run = flyte_client.with_runcontext(mode="remote").run(double, x=21)
+    resource = wait_for(lambda: get_taskaction(f"{run.name}-a0"), timeout=20, what="the run's TaskAction")
+    assert resource["spec"]["taskType"] and resource["spec"]["inputUri"].startswith("s3://")
+
+    # play the data plane: the executor writes the outputs where Flyte's layout puts them ...
+    outputs = common_pb2.Outputs(
+        literals=[
+            common_pb2.NamedLiteral(
+                name="o0", value=literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(integer=42)))
+            )
+        ]
+    )
+    path = action_output_path(
+        namespace="flyte", run=run.name, action="a0", run_output_base=resource["spec"]["runOutputBase"], attempt=1
+    )
+    BlobStore().put(f"{path}/outputs.pb", outputs.SerializeToString())
+    # ... and reports the phases
+    for phase in (phases.RUNNING, phases.SUCCEEDED):
+        request = internal.UpdateActionStatusRequest(action_id=action_id(run.name, "a0"), status=wf.ActionStatus(phase=phase, attempts=1))
+        assert post_proto_gzip(stack, request, UPDATE_STATUS)[0] == 200
+
+    run.wait(quiet=True)
+    assert run.phase == "succeeded"
+    assert "42" in str(run.outputs())
+    inputs = run.inputs()
+    assert "21" in str(inputs)

@@ -66,7 +66,7 @@ def test_cfn_lint_passes_on_the_transformed_template(cloudformation):
 
 def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformation):
     functions = resources_of(cloudformation, "AWS::Lambda::Function")
-    assert set(functions) == {"CreateRunFunction", "UpdateActionFunction", "ReadRunsFunction", "ReconcileFunction"}
+    assert set(functions) == {"CreateRunFunction", "UpdateActionFunction", "ReadRunsFunction", "DataProxyFunction", "ReconcileFunction"}
     for function in functions.values():
         properties = function["Properties"]
         assert properties["Runtime"] == "python3.13"
@@ -104,7 +104,8 @@ def test_every_route_is_served_by_its_handler():
         assert routes[("POST", path)] == "functions.update_action.handler.handler"
     for path in read_runs_router.paths:
         assert routes[("POST", path)] == "functions.read_runs.handler.handler"
-    assert all(method == "POST" for method, _ in routes)
+    assert all(method == "POST" for method, path in routes if path != "/{proxy+}")
+    assert routes[("ANY", "/{proxy+}")] == "functions.data_proxy.handler.handler"  # unimplemented, not 404
 
 
 def test_local_table_is_the_deployed_table():
