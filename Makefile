@@ -32,6 +32,10 @@ build-ReadRunsFunction:
 	$(call copy_function,read_runs)
 	$(call precompile,$(ARTIFACTS_DIR))
 
+build-TaskRegistryFunction:
+	$(call copy_function,task_registry)
+	$(call precompile,$(ARTIFACTS_DIR))
+
 build-DataProxyFunction:
 	$(call copy_function,data_proxy)
 	$(call precompile,$(ARTIFACTS_DIR))
@@ -41,4 +45,4 @@ build-ReconcileFunction:
 	$(PYTHON) -m pip install --quiet $(PIP_TARGET) --target "$(ARTIFACTS_DIR)" -r functions/reconcile/requirements.txt
 	$(call precompile,$(ARTIFACTS_DIR))
 
-.PHONY: build-SharedLayer build-CreateRunFunction build-UpdateActionFunction build-ReadRunsFunction build-DataProxyFunction build-ReconcileFunction
+.PHONY: build-SharedLayer build-CreateRunFunction build-UpdateActionFunction build-ReadRunsFunction build-TaskRegistryFunction build-DataProxyFunction build-ReconcileFunction

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.reconcile import OutOfProcessMoto
     from functions.create_run.service import CreateRunService
-    from functions.read_runs.pages import PageTokens
+    from runplane.pages import PageTokens
     from functions.read_runs.service import RunReader
     from local_stack.aws import aws_environment, provision
     from runplane.blobs import BlobStore

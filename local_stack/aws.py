@@ -83,6 +83,29 @@ def make_moto_dynamodb_atomic() -> None:
     DynamoDBBackend._atomic_by_local_stack = True
 
 
+def make_moto_s3_check_content_md5() -> None:
+    """S3 refuses a PUT whose body does not match its Content-MD5 (``BadDigest``); moto stores it.
+    Signed uploads rely on that check, so the local stack restores it."""
+    import base64
+    import hashlib
+
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response, "_md5_checked_by_local_stack", False):
+        return
+    original = S3Response.put_object
+
+    def put_object(self):
+        announced = self.headers.get("Content-MD5")
+        if announced and base64.b64encode(hashlib.md5(self.body or b"").digest()).decode() != announced:
+            raise S3ClientError("BadDigest", "The Content-MD5 you specified did not match what we received.")
+        return original(self)
+
+    S3Response.put_object = put_object
+    S3Response._md5_checked_by_local_stack = True
+
+
 class MotoServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
@@ -99,6 +122,7 @@ class MotoServer:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         make_moto_dynamodb_atomic()
+        make_moto_s3_check_content_md5()
         self._server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         self._server.start()
         return self

@@ -18,6 +18,7 @@ from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
 from runplane.settings import api_settings
 from runplane.store import ActionStore
+from runplane.tasks import TaskStore
 
 logger = Logger(service="create_run")
 copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
@@ -32,10 +33,9 @@ def create_run_service() -> CreateRunService:
     """Built on the first request of a container and reused by every later one."""
     settings = api_settings()
     blobs = BlobStore()
+    store = ActionStore(table_name=settings.actions_table, blobs=blobs, spec_prefix=settings.effective_storage_prefix)
     return CreateRunService(
-        store=ActionStore(table_name=settings.actions_table, blobs=blobs, spec_prefix=settings.effective_storage_prefix),
-        blobs=blobs,
-        storage_prefix=settings.effective_storage_prefix,
+        store=store, blobs=blobs, storage_prefix=settings.effective_storage_prefix, tasks=TaskStore(store)
     )
 
 

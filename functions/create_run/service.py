@@ -4,8 +4,9 @@ The steps, in order:
 
 1. Resolve the run: ``run_id`` (validated: <= 30 chars, DNS-1035) or ``project_id`` (a generated
    name). Every check happens before anything is written.
-2. Resolve the task: an inline ``task_spec``. Task references and triggers need the task registry
-   and the trigger store, which do not exist yet: they are ``not_found``.
+2. Resolve the task: an inline ``task_spec``, or a ``task_id`` deployed to the task registry
+   (``not_found`` otherwise). Triggers need the trigger store, which does not exist yet:
+   ``not_found``.
 3. A run that already exists answers at once: the same request again returns it with OK, a
    different request for the name is ``already_exists``. Nothing is written for a duplicate.
 4. Inputs go to the data bucket at a content-addressed URI (``.../inputs/<sha>/inputs.pb``), so a
@@ -23,7 +24,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flyteidl2.task import common_pb2, run_pb2
+from flyteidl2.core.identifier_pb2 import Identifier
 from flyteidl2.core.tasks_pb2 import TaskTemplate
+
 from flyteidl2.task.task_definition_pb2 import TaskIdentifier, TaskSpec
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunResponse
@@ -40,6 +43,7 @@ from runplane.identifiers import (
 )
 from runplane.records import ActionRecord, utcnow
 from runplane.store import ActionStore, RecordTooLarge
+from runplane.tasks import TaskStore, task_key
 from runplane.transformers import action_identifier, run_message
 
 INPUTS_FILE = "inputs.pb"
@@ -66,8 +70,10 @@ class CreateRunService:
         storage_prefix: str,
         clock: Callable[[], datetime] = utcnow,
         generate_name: Callable[[], str] = generate_run_name,
+        tasks: TaskStore | None = None,
     ) -> None:
         self._store = store
+        self._tasks = tasks
         self._blobs = blobs
         self._storage_prefix = storage_prefix.rstrip("/")
         self._clock = clock
@@ -127,8 +133,14 @@ class CreateRunService:
                 raise invalid_argument("task_spec.task_template.id.name is required")
             return spec
         if which == "task_id":
-            task = request.task_id
-            raise not_found(f"task {task.project}/{task.domain}/{task.name}@{task.version} is not registered")
+            project, domain, name, version = task_key(request.task_id)
+            record = self._tasks.get(project=project, domain=domain, name=name, version=version) if self._tasks else None
+            if record is None:
+                raise not_found(f"task {name} version {version} is not deployed in {project}/{domain}")
+            spec = TaskSpec.FromString(record.spec)
+            if not spec.task_template.id.name:  # the deployed spec names its task by the id it was deployed under
+                spec.task_template.id.CopyFrom(Identifier(project=project, domain=domain, name=name, version=version))
+            return spec
         if which == "trigger_name":
             trigger = request.trigger_name
             raise not_found(f"trigger {trigger.project}/{trigger.domain}/{trigger.name} not found")

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from flyteidl2.workflow import run_service_pb2 as runs
 
-from functions.read_runs.pages import PageTokens
+from runplane.pages import PageTokens
 from functions.read_runs.service import RunReader
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event

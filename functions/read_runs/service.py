@@ -16,7 +16,7 @@ from flyteidl2.workflow.run_definition_pb2 import Run
 
 from functions.read_runs.action_tree import ActionFilter, enriched_actions
 from functions.read_runs.details import action_details, run_details
-from functions.read_runs.pages import PageTokens, page_limit
+from runplane.pages import PageTokens, page_limit
 from functions.read_runs.run_listing import read_page, run_query
 from runplane import phases
 from runplane.connect.errors import invalid_argument, not_found

@@ -254,6 +254,10 @@ class ActionStore:
 
     def _query_run(self, run: RunKey, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None):
         """Items of one run's partition under a sort-key prefix: Query calls, paginated."""
+        return self.query_partition(run_partition_key(run.project, run.domain, run.name), sort_prefix, start=start, page_size=page_size)
+
+    def query_partition(self, partition: str, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None):
+        """Items of one partition under a sort-key prefix: Query calls, paginated."""
         while True:
             kwargs: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
             if page_size:
@@ -261,10 +265,7 @@ class ActionStore:
             response = self.client.query(
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": run_partition_key(run.project, run.domain, run.name)},
-                    ":prefix": {"S": sort_prefix},
-                },
+                ExpressionAttributeValues={":pk": {"S": partition}, ":prefix": {"S": sort_prefix}},
                 ConsistentRead=True,
                 **kwargs,
             )
@@ -486,16 +487,25 @@ class ActionStore:
 
     # --- helpers ----------------------------------------------------------------------------
 
+    def offload(self, data: bytes) -> str:
+        """Store bytes in the bucket, content-addressed; returns their URI."""
+        if not self._spec_prefix:
+            raise RecordTooLarge(f"{len(data)} bytes is over the inline limit and this store has no bucket")
+        uri = f"{self._spec_prefix}/specs/{hashlib.sha256(data).hexdigest()}.pb"
+        self._require_blobs().put(uri, data)  # content-addressed: a retry rewrites the same bytes
+        return uri
+
+    def read_offloaded(self, uri: str) -> bytes:
+        return self._require_blobs().get(uri)
+
     def _offload_specs(self, record: ActionRecord) -> ActionRecord:
         """The record as stored: specs over the inline limit replaced by content-addressed URIs."""
         changes: dict[str, Any] = {}
         for field, uri_field in (("action_spec", "action_spec_uri"), ("run_spec", "run_spec_uri")):
             data = getattr(record, field)
             if len(data) > INLINE_SPEC_LIMIT and self._spec_prefix:
-                uri = f"{self._spec_prefix}/specs/{hashlib.sha256(data).hexdigest()}.pb"
-                self._require_blobs().put(uri, data)  # content-addressed: a retry rewrites the same bytes
                 changes[field] = b""
-                changes[uri_field] = uri
+                changes[uri_field] = self.offload(data)
         return record.with_changes(**changes) if changes else record
 
     def _checked_item(self, record: ActionRecord | EventRecord) -> dict[str, dict[str, Any]]:

@@ -91,3 +91,43 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
     assert "42" in str(run.outputs())
     inputs = run.inputs()
     assert "21" in str(inputs)
+
+
+def test_deploy_then_run_the_deployed_task_by_reference(stack, flyte_client, get_taskaction):
+    import flyte.remote
+
+    from tests.conftest import wait_for
+    from tests.e2e.sdk_tasks.hello import env
+
+    version = unique_name("v")
+    flyte_client.deploy(env, version=version)
+    flyte_client.deploy(env, version=version)  # again: already there, not an error
+
+    task = flyte.remote.Task.get("hello_env.double", auto_version="latest")
+    run = flyte_client.with_runcontext(mode="remote").run(task, x=5)
+    resource = wait_for(lambda: get_taskaction(f"{run.name}-a0"), timeout=20, what="the run's TaskAction")
+    assert resource["spec"]["taskType"]
+    details = flyte.remote.Run.get(name=run.name)
+    assert details.name == run.name
+
+
+def test_a_duplicate_run_name_is_the_sdks_already_exists(stack, flyte_client):
+    from tests.e2e.sdk_tasks.hello import double
+
+    name = unique_name()
+    flyte_client.with_runcontext(mode="remote", name=name).run(double, x=1)
+    with pytest.raises(Exception, match="already exists"):
+        flyte_client.with_runcontext(mode="remote", name=name).run(double, x=2)
+
+
+def test_an_abort_through_the_sdk_reaches_the_cluster(stack, flyte_client, get_taskaction):
+    from tests.conftest import wait_for
+    from tests.e2e.sdk_tasks.hello import double
+
+    run = flyte_client.with_runcontext(mode="remote").run(double, x=3)
+    wait_for(lambda: get_taskaction(f"{run.name}-a0"), timeout=20, what="the run's TaskAction")
+    run.abort(reason="not needed")
+    wait_for(lambda: get_taskaction(f"{run.name}-a0") is None, timeout=20, what="the TaskAction to be deleted")
+    import flyte.remote
+
+    assert flyte.remote.Run.get(name=run.name).phase == "aborted"

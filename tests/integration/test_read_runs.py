@@ -9,7 +9,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 
 from functions.create_run.service import CreateRunService
-from functions.read_runs.pages import PageTokens
+from runplane.pages import PageTokens
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from runplane import phases

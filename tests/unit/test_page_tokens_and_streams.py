@@ -5,7 +5,7 @@ import struct
 import pytest
 from flyteidl2.workflow.run_service_pb2 import WatchActionDetailsRequest, WatchActionDetailsResponse
 
-from functions.read_runs.pages import MAX_LIMIT, PageTokens, page_limit
+from runplane.pages import MAX_LIMIT, PageTokens, page_limit
 from runplane.connect.codec import HttpRequest
 from runplane.connect.errors import Code, ConnectError, not_found
 from runplane.connect.router import ConnectRouter

@@ -1,0 +1,147 @@
+"""The task registry's items: deployed task specs, one per (project, domain, name, version).
+
+Same table as the runs, own partitions: ``pk = TASKS#<project>#<domain>``, ``sk = <name>#<version>``.
+A project's tasks are one Query; a task's versions one Query with a prefix; a version one
+GetItem. Deploys are rare next to runs, so one partition per project and domain is no hot spot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from runplane.records import _AttributeReader, format_time, parse_time, utcnow
+
+if TYPE_CHECKING:
+    from runplane.store import ActionStore
+
+TASK_PARTITION_PREFIX = "TASKS#"
+MAX_NAME_LENGTH = 255  # flyteidl2's declared limit for task names
+
+
+def task_key(task_id: Any, *, field: str = "task_id") -> tuple[str, str, str, str]:
+    """(project, domain, name, version) of a flyteidl2 TaskIdentifier, validated."""
+    from runplane.connect.errors import invalid_argument
+    from runplane.identifiers import validate_scope_name
+
+    project = validate_scope_name(task_id.project, field=f"{field}.project")
+    domain = validate_scope_name(task_id.domain, field=f"{field}.domain")
+    for part in ("name", "version"):
+        value = getattr(task_id, part)
+        if not value or len(value) > MAX_NAME_LENGTH or "#" in value:
+            raise invalid_argument(f"{field}.{part} must be 1-{MAX_NAME_LENGTH} characters without '#'")
+    return project, domain, task_id.name, task_id.version
+
+
+def task_partition_key(project: str, domain: str) -> str:
+    return f"{TASK_PARTITION_PREFIX}{project}#{domain}"
+
+
+@dataclass(kw_only=True)
+class TaskRecord:
+    project: str
+    domain: str
+    name: str
+    version: str
+    spec: bytes  # serialized flyteidl2.task.TaskSpec
+    spec_uri: str = ""  # set instead of spec when the spec lives in the bucket
+    spec_digest: str = ""
+    short_name: str = ""
+    environment_name: str = ""
+    created_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if self.spec and not self.spec_digest:
+            self.spec_digest = hashlib.sha256(self.spec).hexdigest()
+
+    def to_item(self) -> dict[str, dict[str, Any]]:
+        item: dict[str, dict[str, Any]] = {
+            "pk": {"S": task_partition_key(self.project, self.domain)},
+            "sk": {"S": f"{self.name}#{self.version}"},
+            "project": {"S": self.project},
+            "domain": {"S": self.domain},
+            "name": {"S": self.name},
+            "version": {"S": self.version},
+            "spec_digest": {"S": self.spec_digest},
+            "created_at": {"S": format_time(self.created_at)},
+        }
+        if self.spec:
+            item["spec"] = {"B": self.spec}
+        for name in ("spec_uri", "short_name", "environment_name"):
+            if getattr(self, name):
+                item[name] = {"S": getattr(self, name)}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, dict[str, Any]]) -> TaskRecord:
+        get = _AttributeReader(item)
+        return cls(
+            project=get.string("project"),
+            domain=get.string("domain"),
+            name=get.string("name"),
+            version=get.string("version"),
+            spec=get.binary("spec"),
+            spec_uri=get.string("spec_uri"),
+            spec_digest=get.string("spec_digest"),
+            short_name=get.string("short_name"),
+            environment_name=get.string("environment_name"),
+            created_at=parse_time(get.string("created_at")),
+        )
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    created: bool
+    record: TaskRecord
+
+
+class TaskStore:
+    """Tasks on the action store's table, client and bucket."""
+
+    def __init__(self, store: ActionStore) -> None:
+        self._store = store
+
+    def deploy(self, record: TaskRecord) -> DeployOutcome:
+        store = self._store
+        stored = record
+        if len(record.spec) > _inline_limit():
+            uri = store.offload(record.spec)
+            stored = TaskRecord(**{**record.__dict__, "spec": b"", "spec_uri": uri})
+        client = store.client
+        try:
+            client.put_item(
+                TableName=store.table_name,
+                Item=stored.to_item(),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except client.exceptions.ConditionalCheckFailedException as exc:
+            return DeployOutcome(created=False, record=self._resolve(TaskRecord.from_item(exc.response["Item"])))
+        return DeployOutcome(created=True, record=record)
+
+    def get(self, *, project: str, domain: str, name: str, version: str) -> TaskRecord | None:
+        store = self._store
+        response = store.client.get_item(
+            TableName=store.table_name,
+            Key={"pk": {"S": task_partition_key(project, domain)}, "sk": {"S": f"{name}#{version}"}},
+            ConsistentRead=True,
+        )
+        return self._resolve(TaskRecord.from_item(response["Item"])) if "Item" in response else None
+
+    def list(self, *, project: str, domain: str, name: str | None = None) -> list[TaskRecord]:
+        """A project's tasks (or one task's versions), specs not resolved."""
+        prefix = f"{name}#" if name else ""
+        return [TaskRecord.from_item(item) for item in self._store.query_partition(task_partition_key(project, domain), prefix)]
+
+    def _resolve(self, record: TaskRecord) -> TaskRecord:
+        if record.spec_uri and not record.spec:
+            return TaskRecord(**{**record.__dict__, "spec": self._store.read_offloaded(record.spec_uri)})
+        return record
+
+
+def _inline_limit() -> int:
+    from runplane.store import INLINE_SPEC_LIMIT
+
+    return INLINE_SPEC_LIMIT
