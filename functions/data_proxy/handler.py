@@ -49,8 +49,7 @@ PROCEDURES = {
     f"{DATA_PROXY}/UploadInputs": (proxy.UploadInputsRequest, DataProxy.upload_inputs),
     f"{DATA_PROXY}/GetActionData": (proxy.GetActionDataRequest, DataProxy.get_action_data),
 }
-for path, (request_type, method) in PROCEDURES.items():
-    router.unary(path, request_type)(lambda request, method=method: method(data_proxy(), request))
+router.mount(PROCEDURES, data_proxy)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -51,10 +51,8 @@ STREAMS = {
     f"{RUNS}/WatchRuns": (runs.WatchRunsRequest, RunReader.watch_runs),
     f"{RUNS}/WatchActions": (runs.WatchActionsRequest, RunReader.watch_actions),
 }
-for path, (request_type, method) in UNARY.items():
-    router.unary(path, request_type)(lambda request, method=method: method(reader(), request))
-for path, (request_type, method) in STREAMS.items():
-    router.server_stream(path, request_type)(lambda request, method=method: method(reader(), request))
+router.mount(UNARY, reader)
+router.mount(STREAMS, reader, streaming=True)
 
 
 @logger.inject_lambda_context(clear_state=True)

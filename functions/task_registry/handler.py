@@ -42,8 +42,7 @@ PROCEDURES = {
     f"{TASKS}/GetTaskDetails": (ts.GetTaskDetailsRequest, TaskRegistry.get_task_details),
     f"{TASKS}/ListTasks": (ts.ListTasksRequest, TaskRegistry.list_tasks),
 }
-for path, (request_type, method) in PROCEDURES.items():
-    router.unary(path, request_type)(lambda request, method=method: method(registry(), request))
+router.mount(PROCEDURES, registry)
 
 
 @logger.inject_lambda_context(clear_state=True)

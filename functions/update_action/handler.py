@@ -52,8 +52,7 @@ PROCEDURES = {
     f"{RUNS}/AbortRun": (runs.AbortRunRequest, ActionLifecycleService.abort_run),
     f"{RUNS}/AbortAction": (runs.AbortActionRequest, ActionLifecycleService.abort_action),
 }
-for path, (request_type, method) in PROCEDURES.items():
-    router.unary(path, request_type)(lambda request, method=method: method(lifecycle(), request))
+router.mount(PROCEDURES, lifecycle)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -64,6 +65,19 @@ class ConnectRouter:
             return handler
 
         return register
+
+    def mount(
+        self,
+        procedures: dict[str, tuple[type[Message], Callable[[Any, Message], Any]]],
+        service: Callable[[], Any],
+        *,
+        streaming: bool = False,
+    ) -> None:
+        """Serve each ``path -> (request type, unbound service method)`` with the service that
+        ``service()`` returns (built lazily: settings and clients on the first request)."""
+        register = self.server_stream if streaming else self.unary
+        for path, (request_type, method) in procedures.items():
+            register(path, request_type)(lambda request, method=method: method(service(), request))
 
     def server_stream(self, path: str, request_type: type[Message]) -> Callable[[Callable], Callable]:
         """Register a server-streaming procedure; its handler returns a list of messages."""
