@@ -44,6 +44,9 @@ COLD_START_PROBES = {
         "svc = m.create_run_service(); svc._store.client; svc._blobs.client",
     ),
     "update_action": ("functions.update_action.handler", "m.lifecycle()._store.client"),
+    "read_runs": ("functions.read_runs.handler", "m.reader()._store.client"),
+    "task_registry": ("functions.task_registry.handler", "m.registry()"),
+    "data_proxy": ("functions.data_proxy.handler", "m.data_proxy()._blobs.client"),
     "reconcile": (
         "functions.reconcile.handler",
         "r = m.reconciler()",
