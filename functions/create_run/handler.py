@@ -1,6 +1,8 @@
-"""Lambda entry point of create_run: API Gateway HTTP API -> RunService/CreateRun.
+"""Lambda entry point of create_run: API Gateway HTTP API -> RunService/CreateRun, and
+EventBridge Scheduler ticks -> the runs of triggers.
 
-Thin by design: routing and observability here, CreateRun's semantics in ``service``.
+Thin by design: routing and observability here, CreateRun's semantics in ``service``, ticks in
+``schedule``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunResponse
 
-from functions.create_run.service import CreateRunService
+from functions.create_run.schedule import MalformedTick, is_tick, tick_from_event
+from functions.create_run.service import CreateRunService, TriggerFields
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
@@ -44,6 +47,23 @@ def create_run(request: CreateRunRequest) -> CreateRunResponse:
     return create_run_service().create_run(request)
 
 
+def run_tick(event: dict[str, Any]) -> dict[str, Any]:
+    """A scheduled tick; an exception (malformed tick, or a failure to retry) goes back to
+    Scheduler, whose bounded retries end in the dead-letter queue."""
+    try:
+        tick = tick_from_event(event)
+    except MalformedTick as exc:
+        logger.error("malformed scheduler event: dead-lettered after Scheduler's retries", extra={"reason": str(exc)})
+        raise
+    trigger = TriggerFields(name=tick.trigger_name, task_name=tick.trigger_task_name, revision=tick.trigger_revision)
+    response = create_run_service().create_run(tick.request, trigger=trigger)
+    run = response.run.action.id.run
+    logger.info("scheduled run", extra={"run": f"{run.project}/{run.domain}/{run.name}", "trigger": tick.trigger_name})
+    return {"run": run.name}
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if is_tick(event):
+        return run_tick(event)
     return handle_http_event(router, event)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from collections.abc import Callable
 from datetime import datetime
 
@@ -61,6 +62,13 @@ def request_digest(request: CreateRunRequest) -> str:
     return hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()
 
 
+@dataclass(frozen=True)
+class TriggerFields:
+    name: str
+    task_name: str
+    revision: int
+
+
 class CreateRunService:
     def __init__(
         self,
@@ -79,7 +87,8 @@ class CreateRunService:
         self._clock = clock
         self._generate_name = generate_name
 
-    def create_run(self, request: CreateRunRequest) -> CreateRunResponse:
+    def create_run(self, request: CreateRunRequest, *, trigger: TriggerFields | None = None) -> CreateRunResponse:
+        """``trigger`` is set for runs a schedule starts (see ``schedule``)."""
         run = self._resolve_run(request)
         task_spec = self._resolve_task(request)
         if request.source not in _VALID_SOURCES:
@@ -91,6 +100,10 @@ class CreateRunService:
             return self._answer_duplicate(existing, digest)
 
         record, wrote_inputs = self._build_root(request, run=run, task_spec=task_spec, digest=digest)
+        if trigger is not None:
+            record = record.with_changes(
+                trigger_name=trigger.name, trigger_task_name=trigger.task_name, trigger_revision=trigger.revision
+            )
         try:
             outcome = self._store.create_action(record)
         except RecordTooLarge as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from runplane.connect.errors import invalid_argument
 
@@ -27,6 +28,8 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 # k8s.io/apimachinery/pkg/util/rand: consonants and digits without look-alikes; Flyte uses it.
 GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 GENERATED_NAME_RANDOM_LENGTH = 19
+_FNV64_OFFSET = 0xCBF29CE484222325
+_FNV64_PRIME = 0x100000001B3
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,19 @@ def validate_scope_name(value: str, *, field: str) -> str:
 def generate_run_name() -> str:
     suffix = "".join(secrets.choice(GENERATED_NAME_ALPHABET) for _ in range(GENERATED_NAME_RANDOM_LENGTH))
     return "r" + suffix
+
+
+def scheduled_run_name(*, project: str, domain: str, task: str, trigger: str, scheduled_at: datetime) -> str:
+    """Flyte's deterministic name of a trigger's run: ``r`` + lowercase hex (no padding) of FNV-1
+    (not 1a) 64-bit over ``project:domain:task:trigger:Y:M:D:h:m:s`` of the UTC scheduled time.
+    The same tick always names the same run, which makes a repeated delivery a duplicate."""
+    at = scheduled_at.astimezone(UTC)
+    text = f"{project}:{domain}:{task}:{trigger}:{at.year}:{at.month}:{at.day}:{at.hour}:{at.minute}:{at.second}"
+    value = _FNV64_OFFSET
+    for byte in text.encode():
+        value = (value * _FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
+        value ^= byte
+    return "r" + format(value, "x")
 
 
 def taskaction_name(run: str, action: str) -> str:

@@ -49,6 +49,7 @@ RUN_INDEX_PROJECTION = (
     "project", "domain", "run_name", "name", "phase", "action_type", "run_source", "origin", "attempts",
     "cache_status", "task_project", "task_domain", "task_name", "task_version", "task_type",
     "task_short_name", "function_name", "environment_name", "error_kind", "error_message", "abort_reason",
+    "trigger_name", "trigger_task_name", "trigger_revision",
     "abort_requested_at", "created_at", "start_time", "updated_at", "ended_at", "version",
 )  # fmt: skip
 
@@ -115,6 +116,9 @@ class ActionRecord:
     request_digest: str = ""  # sha256 of the CreateRun request that made the run; roots only
     error_kind: str = ""
     error_message: str = ""
+    trigger_name: str = ""  # runs a schedule started
+    trigger_task_name: str = ""
+    trigger_revision: int = 0
     abort_reason: str = ""
     abort_error: str = ""  # an abort reconcile could not carry out
     abort_requested_at: datetime | None = None  # set until reconcile has deleted the TaskAction
@@ -178,6 +182,8 @@ class ActionRecord:
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"S": format_time(value)}
+        if self.trigger_revision:
+            item["trigger_revision"] = {"N": str(self.trigger_revision)}
         if self.is_root:
             shard = run_index_shard(key.run)
             item["run_index_pk"] = {"S": KEY_SEPARATOR.join((key.project, key.domain, f"{shard:02d}"))}
@@ -204,6 +210,7 @@ class ActionRecord:
             created_at=parse_time(get.string("created_at")),
             updated_at=parse_time(get.string("updated_at")) if "updated_at" in item else None,
             version=get.number("version", default=1),
+            trigger_revision=get.number("trigger_revision"),
             **{name: get.time(name) for name in _OPTIONAL_TIMES},
             **{name: get.string(name) for name in _OPTIONAL_STRINGS if name != "parent"},
             **{name: get.binary(name) for name in _OPTIONAL_BINARIES},
@@ -227,6 +234,8 @@ _OPTIONAL_STRINGS = (
     "request_digest",
     "error_kind",
     "error_message",
+    "trigger_name",
+    "trigger_task_name",
     "abort_reason",
     "abort_error",
     "action_spec_uri",

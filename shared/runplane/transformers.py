@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flyteidl2.common.identifier_pb2 import ActionIdentifier, RunIdentifier
+from flyteidl2.common.identifier_pb2 import ActionIdentifier, RunIdentifier, TriggerName
 from flyteidl2.task.task_definition_pb2 import TaskIdentifier
 from flyteidl2.workflow import run_definition_pb2 as wf
 
@@ -40,6 +40,12 @@ def action_metadata(record: ActionRecord) -> wf.ActionMetadata:
         metadata.group = record.group
     if record.run_source:
         metadata.source = wf.RunSource.Value(record.run_source)
+    if record.trigger_name:
+        metadata.trigger_name = record.trigger_name
+        metadata.trigger_id.name.CopyFrom(
+            TriggerName(project=record.key.project, domain=record.key.domain, name=record.trigger_name, task_name=record.trigger_task_name)
+        )
+        metadata.trigger_id.revision = record.trigger_revision
     if record.action_type == wf.ActionType.ACTION_TYPE_TASK:
         metadata.task.CopyFrom(
             wf.TaskActionMetadata(
