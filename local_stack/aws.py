@@ -15,6 +15,12 @@ from local_stack.template import table_definition
 logger = logging.getLogger(__name__)
 
 REGION = "us-east-1"
+SCHEDULE_GROUP = "flyte-triggers"
+ACCOUNT = "123456789012"  # moto's
+# Stand-ins for the template's ARNs: moto records them, the local scheduler calls create_run itself.
+CREATE_RUN_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:CreateRunFunction"
+SCHEDULER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/SchedulerInvokeCreateRun"
+SCHEDULER_DEAD_LETTER_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:ScheduleDeadLetterQueue"
 # Credentials moto accepts; set so boto3 never looks for real ones on a developer's machine.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -159,6 +165,10 @@ def provision(*, endpoint: str, table_name: str, bucket: str) -> AwsResources:
         description = dynamodb.describe_table(TableName=table_name)["Table"]
     except dynamodb.exceptions.ResourceNotFoundException:
         description = dynamodb.create_table(TableName=table_name, **table_definition())["TableDescription"]
+    scheduler = session.client("scheduler", endpoint_url=endpoint)
+    groups = {g["Name"] for g in scheduler.list_schedule_groups().get("ScheduleGroups", [])}
+    if SCHEDULE_GROUP not in groups:
+        scheduler.create_schedule_group(Name=SCHEDULE_GROUP)
     s3 = session.client("s3", endpoint_url=endpoint)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:

@@ -1,7 +1,8 @@
 """The whole local stack, started and stopped as one: what ``python -m local_stack`` runs.
 
-Order of start: moto (table, stream, bucket) -> the Kubernetes control plane (CRD, namespace,
-garbage collector) -> the handlers' environment -> the API Gateway front -> the stream poller.
+Order of start: moto (table, stream, bucket, schedule group) -> the Kubernetes control plane
+(CRD, namespace, garbage collector) -> the handlers' environment -> the API Gateway front -> the
+stream poller -> the scheduler that fires the triggers' schedules.
 Everything binds to loopback. A lock file in the state directory makes a second start fail
 clearly instead of sharing (and corrupting) the first one's state.
 """
@@ -17,9 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local_stack.apigateway import ApiGatewayFront
-from local_stack.aws import REGION, AwsResources, MotoServer, aws_environment, provision
+from local_stack.aws import (
+    CREATE_RUN_ARN,
+    REGION,
+    SCHEDULE_GROUP,
+    SCHEDULER_DEAD_LETTER_ARN,
+    SCHEDULER_ROLE_ARN,
+    AwsResources,
+    MotoServer,
+    aws_environment,
+    provision,
+)
 from local_stack.kube import KubeControlPlane, KubeEndpoints
 from local_stack.lambda_runtime import load_handler
+from local_stack.scheduler import LocalScheduler
 from local_stack.stream_poller import StreamPoller
 from local_stack.template import function_handler, http_routes, stream_settings
 
@@ -67,6 +79,8 @@ class LocalStack:
         self._front: ApiGatewayFront | None = None
         self._stop_polling = threading.Event()
         self._poll_thread: threading.Thread | None = None
+        self._scheduler_thread: threading.Thread | None = None
+        self.scheduler: LocalScheduler | None = None
         self.aws: AwsResources | None = None
         self.kube: KubeEndpoints | None = None
         self.poller: StreamPoller | None = None
@@ -103,6 +117,10 @@ class LocalStack:
             "KUBECONFIG": str(self.kube.kubeconfig),
             "TASKACTION_NAMESPACE": NAMESPACE,
             "WATCH_WINDOW_SECONDS": str(self.config.watch_window_seconds),
+            "CREATE_RUN_FUNCTION_ARN": CREATE_RUN_ARN,
+            "SCHEDULER_ROLE_ARN": SCHEDULER_ROLE_ARN,
+            "SCHEDULER_DEAD_LETTER_ARN": SCHEDULER_DEAD_LETTER_ARN,
+            "SCHEDULE_GROUP": SCHEDULE_GROUP,
             "POWERTOOLS_SERVICE_NAME": "flyte-serverless-local",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }
@@ -127,10 +145,19 @@ class LocalStack:
         self._poll_thread = threading.Thread(target=self.poller.run, args=(self._stop_polling,), name="stream-poller", daemon=True)
         self._poll_thread.start()
 
+        self.scheduler = LocalScheduler(
+            client=boto3.client("scheduler", endpoint_url=self.aws.endpoint, region_name=REGION),
+            group=SCHEDULE_GROUP,
+            target=load_handler(function_handler("CreateRunFunction")),
+        )
+        self._scheduler_thread = threading.Thread(target=self.scheduler.run, args=(self._stop_polling,), name="scheduler", daemon=True)
+        self._scheduler_thread.start()
+
     def stop(self) -> None:
         self._stop_polling.set()
-        if self._poll_thread is not None:
-            self._poll_thread.join(timeout=30)
+        for thread in (self._poll_thread, self._scheduler_thread):
+            if thread is not None:
+                thread.join(timeout=30)
         if self._front is not None:
             self._front.stop()
             self._front = None

@@ -1,4 +1,4 @@
-"""Lambda entry point of task_registry: API Gateway HTTP API -> TaskService.
+"""Lambda entry point of task_registry: API Gateway HTTP API -> TaskService and TriggerService.
 
 Thin by design: the procedures it serves, then ``service`` does the work.
 """
@@ -11,13 +11,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from flyteidl2.task import task_service_pb2 as ts
+from flyteidl2.trigger import trigger_service_pb2 as tr
 
 from runplane.pages import PageTokens
 from functions.task_registry.service import TaskRegistry
+from functions.task_registry.trigger_service import TriggerService
+from functions.task_registry.triggers import Schedules, ScheduleTarget, TriggerStore
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
-from runplane.settings import api_settings
+from runplane.settings import api_settings, scheduler_settings
 from runplane.store import ActionStore
 from runplane.tasks import TaskStore
 
@@ -25,6 +28,7 @@ logger = Logger(service="task_registry")
 copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
 
 TASKS = "/flyteidl2.task.TaskService"
+TRIGGERS = "/flyteidl2.trigger.TriggerService"
 
 router = ConnectRouter()
 
@@ -34,7 +38,7 @@ def registry() -> TaskRegistry:
     """Built on the first request of a container and reused by every later one."""
     settings = api_settings()
     store = ActionStore(table_name=settings.actions_table, blobs=BlobStore(), spec_prefix=settings.effective_storage_prefix)
-    return TaskRegistry(tasks=TaskStore(store), tokens=PageTokens(secret=settings.actions_table.encode()))
+    return TaskRegistry(tasks=TaskStore(store), tokens=PageTokens(secret=settings.actions_table.encode()), triggers=trigger_service)
 
 
 PROCEDURES = {
@@ -43,6 +47,29 @@ PROCEDURES = {
     f"{TASKS}/ListTasks": (ts.ListTasksRequest, TaskRegistry.list_tasks),
 }
 router.mount(PROCEDURES, registry)
+
+
+@cache
+def trigger_service() -> TriggerService:
+    settings, scheduler = api_settings(), scheduler_settings()
+    store = ActionStore(table_name=settings.actions_table)
+    target = ScheduleTarget(
+        function_arn=scheduler.create_run_arn,
+        role_arn=scheduler.role_arn,
+        dead_letter_arn=scheduler.dead_letter_arn,
+        group=scheduler.group,
+    )
+    return TriggerService(triggers=TriggerStore(store), schedules=Schedules(target))
+
+
+TRIGGER_PROCEDURES = {
+    f"{TRIGGERS}/DeployTrigger": (tr.DeployTriggerRequest, TriggerService.deploy_trigger),
+    f"{TRIGGERS}/GetTriggerDetails": (tr.GetTriggerDetailsRequest, TriggerService.get_trigger_details),
+    f"{TRIGGERS}/UpdateTriggers": (tr.UpdateTriggersRequest, TriggerService.update_triggers),
+    f"{TRIGGERS}/DeleteTriggers": (tr.DeleteTriggersRequest, TriggerService.delete_triggers),
+    f"{TRIGGERS}/ListTriggers": (tr.ListTriggersRequest, TriggerService.list_triggers),
+}
+router.mount(TRIGGER_PROCEDURES, trigger_service)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,12 +1,19 @@
 """TaskService: deploy, get and list task versions (what `flyte.deploy` and task references use).
 
 A deploy is idempotent per (project, domain, name, version): the same spec again is OK, a
-different spec under an existing version is ``already_exists`` (versions are immutable).
+different spec under an existing version is ``already_exists`` (versions are immutable). The
+triggers a task declares are deployed with it, through the TriggerService.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from flyteidl2.common.identifier_pb2 import TriggerName
 from flyteidl2.task import task_definition_pb2 as td
+from flyteidl2.trigger import trigger_definition_pb2 as trd
+from flyteidl2.trigger import trigger_service_pb2 as tr
 from flyteidl2.task import task_service_pb2 as ts
 
 from runplane.pages import PageTokens, page_limit
@@ -15,16 +22,18 @@ from runplane.identifiers import validate_scope_name
 from runplane.tasks import TaskRecord, TaskStore, task_key
 
 class TaskRegistry:
-    def __init__(self, *, tasks: TaskStore, tokens: PageTokens) -> None:
+    def __init__(self, *, tasks: TaskStore, tokens: PageTokens, triggers: Callable[[], Any] | None = None) -> None:
+        """``triggers`` gives the TriggerService that deploys the triggers a task declares."""
         self._tasks = tasks
         self._tokens = tokens
+        self._triggers = triggers
 
     def deploy_task(self, request: ts.DeployTaskRequest) -> ts.DeployTaskResponse:
         project, domain, name, version = task_key(request.task_id)
         if not request.spec.task_template.type:
             raise invalid_argument("spec.task_template.type is required")
-        if request.triggers:
-            raise ConnectError(Code.UNIMPLEMENTED, "triggers declared with a task are not supported yet")
+        if request.triggers and self._triggers is None:
+            raise ConnectError(Code.UNIMPLEMENTED, "triggers declared with a task need the trigger service")
         record = TaskRecord(
             project=project,
             domain=domain,
@@ -37,6 +46,20 @@ class TaskRegistry:
         outcome = self._tasks.deploy(record)
         if not outcome.created and outcome.record.spec_digest != record.spec_digest:
             raise already_exists(f"task {name} version {version} already exists with a different spec")
+        for trigger in request.triggers:  # Flyte deploys a task's declared triggers with it
+            self._triggers().deploy_trigger(
+                tr.DeployTriggerRequest(
+                    name=TriggerName(project=project, domain=domain, name=trigger.name, task_name=name),
+                    spec=trd.TriggerSpec(
+                        task_version=version,
+                        active=trigger.spec.active,
+                        run_spec=trigger.spec.run_spec,
+                        inputs=trigger.spec.inputs,
+                        description=trigger.spec.description,
+                    ),
+                    automation_spec=trigger.automation_spec,
+                )
+            )
         return ts.DeployTaskResponse()
 
     def get_task_details(self, request: ts.GetTaskDetailsRequest) -> ts.GetTaskDetailsResponse:

@@ -127,6 +127,31 @@ class ReadSettings:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class SchedulerSettings:
+    """Where trigger schedules point: create_run, through a role that may invoke only it."""
+
+    create_run_arn: str
+    role_arn: str
+    dead_letter_arn: str
+    group: str = "flyte-triggers"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SchedulerSettings:
+        env = _Environment(environ)
+        return cls(
+            create_run_arn=env.get("CREATE_RUN_FUNCTION_ARN"),
+            role_arn=env.get("SCHEDULER_ROLE_ARN"),
+            dead_letter_arn=env.get("SCHEDULER_DEAD_LETTER_ARN"),
+            group=env.get("SCHEDULE_GROUP", default="flyte-triggers"),
+        )
+
+
+@cache
+def scheduler_settings() -> SchedulerSettings:
+    return SchedulerSettings.from_env()
+
+
 @cache
 def read_settings() -> ReadSettings:
     return ReadSettings.from_env()

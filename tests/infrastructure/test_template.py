@@ -146,3 +146,15 @@ def test_no_function_imports_another_functions_code():
         for module in folder.glob("*.py"):
             imported = set(re.findall(r"functions\.([a-z_]+)", module.read_text()))
             assert imported <= {folder.name}, f"{module} imports {imported - {folder.name}}"
+
+
+def test_scheduler_may_only_invoke_create_run(cloudformation):
+    role = cloudformation["Resources"]["SchedulerRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    invoke = [s for s in statements if s["Action"] == "lambda:InvokeFunction"]
+    assert [s["Resource"] for s in invoke] == [{"Fn::GetAtt": ["CreateRunFunction", "Arn"]}]
+    registry = cloudformation["Resources"]["TaskRegistryFunctionRole"]["Properties"]
+    schedule_rights = [
+        s for p in registry["Policies"] for s in p["PolicyDocument"]["Statement"] if any(a.startswith("scheduler:") for a in s["Action"])
+    ]
+    assert all("schedule/${TriggerScheduleGroup}/*" in s["Resource"]["Fn::Sub"] for s in schedule_rights)
