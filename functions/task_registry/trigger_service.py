@@ -11,19 +11,16 @@ from flyteidl2.trigger import trigger_service_pb2 as ts
 from functions.task_registry.schedules import schedule_expression
 from functions.task_registry.triggers import Schedules, StaleRevision, TriggerRecord, TriggerStore
 from runplane.connect.errors import Code, ConnectError, invalid_argument, not_found
-from runplane.identifiers import validate_scope_name
-
-MAX_NAME_LENGTH = 255
-
+from runplane.identifiers import validate_registry_name, validate_scope_name
 
 def trigger_key(name: TriggerName, *, field: str = "name") -> tuple[str, str, str, str]:
-    project = validate_scope_name(name.project, field=f"{field}.project")
-    domain = validate_scope_name(name.domain, field=f"{field}.domain")
-    for part in ("name", "task_name"):
-        value = getattr(name, part)
-        if not value or len(value) > MAX_NAME_LENGTH or "#" in value:
-            raise invalid_argument(f"{field}.{part} must be 1-{MAX_NAME_LENGTH} characters without '#'")
-    return project, domain, name.task_name, name.name
+    """(project, domain, task name, trigger name), validated."""
+    return (
+        validate_scope_name(name.project, field=f"{field}.project"),
+        validate_scope_name(name.domain, field=f"{field}.domain"),
+        validate_registry_name(name.task_name, field=f"{field}.task_name"),
+        validate_registry_name(name.name, field=f"{field}.name"),
+    )
 
 
 class TriggerService:

@@ -90,6 +90,16 @@ def validate_scope_name(value: str, *, field: str) -> str:
     return value
 
 
+REGISTRY_NAME_MAX_LENGTH = 255  # flyteidl2's declared limit for task and trigger names
+
+
+def validate_registry_name(value: str, *, field: str) -> str:
+    """A task name, task version or trigger name: it becomes part of a sort key, so no '#'."""
+    if not value or len(value) > REGISTRY_NAME_MAX_LENGTH or "#" in value:
+        raise invalid_argument(f"{field} must be 1-{REGISTRY_NAME_MAX_LENGTH} characters without '#'")
+    return value
+
+
 def generate_run_name() -> str:
     suffix = "".join(secrets.choice(GENERATED_NAME_ALPHABET) for _ in range(GENERATED_NAME_RANDOM_LENGTH))
     return "r" + suffix

@@ -18,21 +18,18 @@ if TYPE_CHECKING:
     from runplane.store import ActionStore
 
 TASK_PARTITION_PREFIX = "TASKS#"
-MAX_NAME_LENGTH = 255  # flyteidl2's declared limit for task names
 
 
 def task_key(task_id: Any, *, field: str = "task_id") -> tuple[str, str, str, str]:
     """(project, domain, name, version) of a flyteidl2 TaskIdentifier, validated."""
-    from runplane.connect.errors import invalid_argument
-    from runplane.identifiers import validate_scope_name
+    from runplane.identifiers import validate_registry_name, validate_scope_name
 
-    project = validate_scope_name(task_id.project, field=f"{field}.project")
-    domain = validate_scope_name(task_id.domain, field=f"{field}.domain")
-    for part in ("name", "version"):
-        value = getattr(task_id, part)
-        if not value or len(value) > MAX_NAME_LENGTH or "#" in value:
-            raise invalid_argument(f"{field}.{part} must be 1-{MAX_NAME_LENGTH} characters without '#'")
-    return project, domain, task_id.name, task_id.version
+    return (
+        validate_scope_name(task_id.project, field=f"{field}.project"),
+        validate_scope_name(task_id.domain, field=f"{field}.domain"),
+        validate_registry_name(task_id.name, field=f"{field}.name"),
+        validate_registry_name(task_id.version, field=f"{field}.version"),
+    )
 
 
 def task_partition_key(project: str, domain: str) -> str:
