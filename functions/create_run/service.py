@@ -5,8 +5,8 @@ The steps, in order:
 1. Resolve the run: ``run_id`` (validated: <= 30 chars, DNS-1035) or ``project_id`` (a generated
    name). Every check happens before anything is written.
 2. Resolve the task: an inline ``task_spec``, or a ``task_id`` deployed to the task registry
-   (``not_found`` otherwise). Triggers need the trigger store, which does not exist yet:
-   ``not_found``.
+   (``not_found`` otherwise). Scheduled runs arrive as ticks (``schedule``) naming their task;
+   firing a trigger by name through CreateRun is not supported (``not_found``).
 3. A run that already exists answers at once: the same request again returns it with OK, a
    different request for the name is ``already_exists``. Nothing is written for a duplicate.
 4. Inputs go to the data bucket at a content-addressed URI (``.../inputs/<sha>/inputs.pb``), so a
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
-from flyteidl2.task import common_pb2, run_pb2
 from flyteidl2.core.identifier_pb2 import Identifier
 from flyteidl2.core.tasks_pb2 import TaskTemplate
+from flyteidl2.task import common_pb2, run_pb2
 
 from flyteidl2.task.task_definition_pb2 import TaskIdentifier, TaskSpec
 from flyteidl2.workflow import run_definition_pb2 as wf
@@ -156,7 +156,9 @@ class CreateRunService:
             return spec
         if which == "trigger_name":
             trigger = request.trigger_name
-            raise not_found(f"trigger {trigger.project}/{trigger.domain}/{trigger.name} not found")
+            raise not_found(
+                f"trigger {trigger.project}/{trigger.domain}/{trigger.name}: runs of triggers are started by their schedules"
+            )
         raise invalid_argument("a task_spec is required")
 
     def _answer_duplicate(self, existing: ActionRecord, digest: str) -> CreateRunResponse:
