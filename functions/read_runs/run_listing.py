@@ -187,6 +187,8 @@ def read_page(store: Any, query: RunQuery, *, limit: int, after: str | None) -> 
             lower = max(filter(None, (lower, after)))
         else:
             upper = min(filter(None, (upper, after)))
+    if lower and upper and lower > upper:
+        return [], False  # an empty window: DynamoDB refuses a BETWEEN whose bounds are reversed
 
     def shard(number: int) -> list[dict[str, Any]]:
         return store.query_run_index(

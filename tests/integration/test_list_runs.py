@@ -110,6 +110,19 @@ def test_created_at_range_and_run_source(listing):
     assert listed == list(reversed(names[10:15]))
 
 
+def test_an_empty_time_window_is_an_empty_page_not_an_error(listing):
+    """DynamoDB rejects a BETWEEN with reversed bounds (moto does not), so no Query may be sent."""
+    reader, store, project, _ = listing
+    calls = []
+    store.client.meta.events.register("before-call.dynamodb.Query", lambda **kwargs: calls.append(1))
+    window = [
+        {"function": "GREATER_THAN_OR_EQUAL", "field": "created_at", "values": [(START + timedelta(minutes=30)).isoformat()]},
+        {"function": "LESS_THAN", "field": "created_at", "values": [(START + timedelta(minutes=10)).isoformat()]},
+    ]
+    assert list_all(reader, project, filters=window) == ([], 1)
+    assert calls == []
+
+
 def test_a_page_is_one_query_per_shard(listing):
     reader, store, project, _ = listing
     calls = []
