@@ -1,7 +1,7 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
 
 Built from Debian's ``kubernetes`` source package by ``scripts/build-k8s-testbins.sh`` (cached
-outside the repo) and run as in ../shared/docs/k8s-control-plane.md §3: HTTPS with a static bearer
+outside the repo) and run as a real cluster runs them: HTTPS with a static bearer
 token, Flyte's TaskAction CRD applied *before* the controller-manager starts (its garbage
 collector discovers resources only every 30 s), and only the garbage-collector and namespace
 controllers, with a high API QPS so cascades finish in well under a second.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from local_stack.template import REPO_ROOT
 
-CRD_PATH = REPO_ROOT.parent / "shared" / "flyte" / "taskactions.flyte.org.yaml"
+CRD_PATH = REPO_ROOT / "deploy" / "kubernetes" / "taskactions.flyte.org.yaml"  # the project's copy of Flyte's CRD
 CRD_NAME = "taskactions.flyte.org"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-k8s-testbins.sh"
 TOKEN = "local-admin-token"
@@ -70,7 +70,7 @@ class KubeControlPlane:
 
     def start(self) -> KubeEndpoints:
         if not CRD_PATH.exists():
-            raise ControlPlaneError(f"Flyte's CRD is missing at {CRD_PATH} (../shared must sit beside the repo)")
+            raise ControlPlaneError(f"Flyte's CRD is missing at {CRD_PATH}")
         bin_dir = testbin_dir()
         etcd = shutil.which("etcd")
         if etcd is None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and kube-controller-manager 1.20.2 from Debian bookworm's `kubernetes`
-# source package (the only offline source of a real apiserver; see ../shared/docs/k8s-control-plane.md)
+# source package (the only offline source of a real apiserver)
 # and caches them outside the repository. Prints the directory holding the two binaries.
 #
 # The cache key is the orig tarball's sha256 plus the one patch we apply, so a changed source
