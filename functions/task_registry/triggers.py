@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from runplane.records import _AttributeReader, format_time, parse_time, utcnow
+from runplane.registry_store import RegistryItems
 from runplane.store import ActionStore
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"  # Scheduler fills it in per tick
@@ -81,8 +82,10 @@ class StaleRevision(Exception):
 
 
 class TriggerStore:
+    """Trigger items; every DynamoDB call goes through the data-access layer (``runplane.registry_store``)."""
+
     def __init__(self, store: ActionStore) -> None:
-        self._store = store
+        self._items = RegistryItems(store)
 
     def put(self, record: TriggerRecord, *, expected_revision: int | None) -> TriggerRecord:
         """Create (revision 1) or replace (revision + 1); ``expected_revision`` locks optimistically."""
@@ -90,36 +93,29 @@ class TriggerStore:
         if expected_revision and (current is None or current.revision != expected_revision):
             raise StaleRevision(f"revision {expected_revision} is not the latest ({current.revision if current else 'none'})")
         new = TriggerRecord(**{**record.__dict__, "revision": (current.revision + 1) if current else 1, "updated_at": utcnow()})
-        condition, values = ("attribute_not_exists(pk)", {}) if current is None else ("revision = :seen", {":seen": {"N": str(current.revision)}})
-        self._conditional_put(new, condition, values)
+        self._conditional_put(new, seen_revision=current.revision if current else None)
         return new
 
     def set_active(self, record: TriggerRecord, active: bool) -> TriggerRecord:
         new = TriggerRecord(**{**record.__dict__, "active": active, "revision": record.revision + 1, "updated_at": utcnow()})
-        self._conditional_put(new, "revision = :seen", {":seen": {"N": str(record.revision)}})
+        self._conditional_put(new, seen_revision=record.revision)
         return new
 
     def delete(self, record: TriggerRecord) -> None:
-        self._store.client.delete_item(TableName=self._store.table_name, Key=record.key())
+        self._items.delete(record.key())
 
     def get(self, *, project: str, domain: str, task_name: str, name: str) -> TriggerRecord | None:
         probe = TriggerRecord(project=project, domain=domain, task_name=task_name, name=name, spec=b"", automation_spec=b"", task_version="")
-        response = self._store.client.get_item(TableName=self._store.table_name, Key=probe.key(), ConsistentRead=True)
-        return TriggerRecord.from_item(response["Item"]) if "Item" in response else None
+        item = self._items.get(probe.key())
+        return TriggerRecord.from_item(item) if item is not None else None
 
     def list(self, *, project: str, domain: str, task_name: str | None = None) -> list[TriggerRecord]:
         prefix = f"{task_name}#" if task_name else ""
-        return [TriggerRecord.from_item(i) for i in self._store.query_partition(f"TRIGGERS#{project}#{domain}", prefix)]
+        return [TriggerRecord.from_item(i) for i in self._items.query(f"TRIGGERS#{project}#{domain}", prefix)]
 
-    def _conditional_put(self, record: TriggerRecord, condition: str, values: dict) -> None:
-        client = self._store.client
-        kwargs: dict[str, Any] = {"TableName": self._store.table_name, "Item": record.to_item(), "ConditionExpression": condition}
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
-        try:
-            client.put_item(**kwargs)
-        except client.exceptions.ConditionalCheckFailedException:
-            raise StaleRevision("the trigger changed concurrently") from None
+    def _conditional_put(self, record: TriggerRecord, *, seen_revision: int | None) -> None:
+        if not self._items.put_revision(record.to_item(), seen_revision=seen_revision):
+            raise StaleRevision("the trigger changed concurrently")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from runplane.records import _AttributeReader, format_time, parse_time, utcnow
+from runplane.registry_store import RegistryItems
 
 if TYPE_CHECKING:
     from runplane.store import ActionStore
@@ -95,10 +96,12 @@ class DeployOutcome:
 
 
 class TaskStore:
-    """Tasks on the action store's table, client and bucket."""
+    """Tasks on the action store's table and bucket; every DynamoDB call goes through
+    ``runplane.registry_store``."""
 
     def __init__(self, store: ActionStore) -> None:
         self._store = store
+        self._items = RegistryItems(store)
 
     def deploy(self, record: TaskRecord) -> DeployOutcome:
         store = self._store
@@ -106,31 +109,19 @@ class TaskStore:
         if len(record.spec) > _inline_limit():
             uri = store.offload(record.spec)
             stored = TaskRecord(**{**record.__dict__, "spec": b"", "spec_uri": uri})
-        client = store.client
-        try:
-            client.put_item(
-                TableName=store.table_name,
-                Item=stored.to_item(),
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except client.exceptions.ConditionalCheckFailedException as exc:
-            return DeployOutcome(created=False, record=self._resolve(TaskRecord.from_item(exc.response["Item"])))
+        existing = self._items.insert(stored.to_item())
+        if existing is not None:
+            return DeployOutcome(created=False, record=self._resolve(TaskRecord.from_item(existing)))
         return DeployOutcome(created=True, record=record)
 
     def get(self, *, project: str, domain: str, name: str, version: str) -> TaskRecord | None:
-        store = self._store
-        response = store.client.get_item(
-            TableName=store.table_name,
-            Key={"pk": {"S": task_partition_key(project, domain)}, "sk": {"S": f"{name}#{version}"}},
-            ConsistentRead=True,
-        )
-        return self._resolve(TaskRecord.from_item(response["Item"])) if "Item" in response else None
+        item = self._items.get({"pk": {"S": task_partition_key(project, domain)}, "sk": {"S": f"{name}#{version}"}})
+        return self._resolve(TaskRecord.from_item(item)) if item is not None else None
 
     def list(self, *, project: str, domain: str, name: str | None = None) -> list[TaskRecord]:
         """A project's tasks (or one task's versions), specs not resolved."""
         prefix = f"{name}#" if name else ""
-        return [TaskRecord.from_item(item) for item in self._store.query_partition(task_partition_key(project, domain), prefix)]
+        return [TaskRecord.from_item(item) for item in self._items.query(task_partition_key(project, domain), prefix)]
 
     def _resolve(self, record: TaskRecord) -> TaskRecord:
         if record.spec_uri and not record.spec:

@@ -99,6 +99,12 @@ def test_gzip_bomb_is_refused_after_bounded_decompression(router):
     assert "limit" in error_of(response)["message"]
 
 
+def test_truncated_gzip_is_invalid_argument(router):
+    whole = gzip.compress(b"{}")
+    response = post(router, whole[:-8], **{"content-encoding": "gzip"})  # the trailer (CRC, size) cut off
+    assert response.status == 400 and error_of(response)["message"] == "truncated gzip request body"
+
+
 def test_oversized_body_is_invalid_argument(router):
     response = post(router, b" " * (MAX_REQUEST_BYTES + 1))
     assert response.status == 400 and error_of(response)["code"] == "invalid_argument"

@@ -4,6 +4,7 @@ import pytest
 
 from runplane.phases import (
     ABORTED,
+    ACTIVE_PHASES,
     FAILED,
     INITIALIZING,
     PAUSED,
@@ -12,7 +13,10 @@ from runplane.phases import (
     RUNNING,
     SUCCEEDED,
     TIMED_OUT,
+    UNSPECIFIED,
     WAITING_FOR_RESOURCES,
+    allowed_predecessors,
+    phase_name,
     transition_allowed,
 )
 
@@ -77,3 +81,22 @@ def test_new_attempt(current, new, allowed):
 @pytest.mark.parametrize("new", [QUEUED, RUNNING, SUCCEEDED, FAILED])
 def test_stale_attempt_is_rejected(new):
     assert transition_allowed(current=QUEUED, current_attempts=2, new=new, new_attempts=1) is False
+
+
+def test_phase_names_come_from_flyteidl2_and_unknown_numbers_still_read():
+    assert phase_name(RUNNING) == "ACTION_PHASE_RUNNING"
+    assert phase_name(42) == "ACTION_PHASE_42"
+
+
+@pytest.mark.parametrize(
+    "new, predecessors",
+    [
+        (QUEUED, {UNSPECIFIED, QUEUED}),
+        (RUNNING, {UNSPECIFIED, QUEUED, WAITING_FOR_RESOURCES, INITIALIZING, RUNNING}),
+        (PAUSED, ACTIVE_PHASES | {PAUSED}),
+        (SUCCEEDED, ACTIVE_PHASES | {PAUSED, SUCCEEDED}),  # a terminal phase settles from anything still open
+        (FAILED, ACTIVE_PHASES | {PAUSED, FAILED}),
+    ],
+)
+def test_allowed_predecessors_within_an_attempt(new, predecessors):
+    assert allowed_predecessors(new) == predecessors
