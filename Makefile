@@ -45,4 +45,9 @@ build-ReconcileFunction:
 	$(PYTHON) -m pip install --quiet $(PIP_TARGET) --target "$(ARTIFACTS_DIR)" -r functions/reconcile/requirements.txt
 	$(call precompile,$(ARTIFACTS_DIR))
 
-.PHONY: build-SharedLayer build-CreateRunFunction build-UpdateActionFunction build-ReadRunsFunction build-TaskRegistryFunction build-DataProxyFunction build-ReconcileFunction
+build-MirrorStatusFunction:
+	$(call copy_function,mirror_status)
+	$(PYTHON) -m pip install --quiet $(PIP_TARGET) --target "$(ARTIFACTS_DIR)" -r functions/mirror_status/requirements.txt
+	$(call precompile,$(ARTIFACTS_DIR))
+
+.PHONY: build-MirrorStatusFunction build-SharedLayer build-CreateRunFunction build-UpdateActionFunction build-ReadRunsFunction build-TaskRegistryFunction build-DataProxyFunction build-ReconcileFunction

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from functions.create_run.service import CreateRunService
     from functions.reconcile.batch import RunOrderedBatchProcessor
-    from functions.reconcile.cluster import TaskActionClient
+    from runplane.kube.client import TaskActionClient
     from functions.reconcile.handler import process_batch
     from functions.reconcile.reconciler import Reconciler
     from functions.reconcile.taskaction import build_taskaction

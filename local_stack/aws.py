@@ -1,7 +1,7 @@
 """moto's server on loopback as the local AWS: the table with its stream, and the data bucket.
 
 Never create an event source mapping in moto: without Docker it cannot run the handler and it
-empties the stream shard (aws-stack.md §1c). ``local_stack.stream_poller`` plays that role.
+empties the stream shard. ``local_stack.stream_poller`` plays that role.
 """
 
 from __future__ import annotations

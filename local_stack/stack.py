@@ -1,19 +1,27 @@
 """The whole local stack, started and stopped as one: what ``python -m local_stack`` runs.
 
 Order of start: moto (table, stream, bucket, schedule group) -> the Kubernetes control plane
-(CRD, namespace, garbage collector) -> the handlers' environment -> the API Gateway front -> the
-stream poller -> the scheduler that fires the triggers' schedules.
+(CRD, namespace, garbage collector) -> the handlers' environment -> Lambda's Invoke API (for
+invocations of one function by another) -> the API Gateway front -> the stream poller -> the
+scheduler that fires the triggers' schedules -> the data plane: the status mirror's minute ticks
+and the local executor, which runs the TaskActions' tasks as processes.
+
+The data plane can be switched off (``--no-executor``, or ``data_plane=False``) for tests that
+play the executor and the informer themselves, and switched on again with ``data_plane()``.
 Everything binds to loopback. A lock file in the state directory makes a second start fail
 clearly instead of sharing (and corrupting) the first one's state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import shutil
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +39,24 @@ from local_stack.aws import (
 )
 from local_stack.kube import KubeControlPlane, KubeEndpoints
 from local_stack.lambda_runtime import load_handler
+from local_stack.lambda_service import LocalLambdaService
 from local_stack.scheduler import LocalScheduler
 from local_stack.stream_poller import StreamPoller
-from local_stack.template import function_handler, http_routes, stream_settings
+from local_stack.template import (
+    function_handler,
+    function_timeout,
+    functions,
+    http_routes,
+    scheduled_invocations,
+    stream_settings,
+)
 
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "flyte-actions"
 BUCKET_NAME = "flyte-data"
 NAMESPACE = "flyte"
+MIRROR_FUNCTION = "MirrorStatusFunction"  # its local name: the template's logical id
 
 
 class StackAlreadyRunning(RuntimeError):
@@ -56,6 +73,15 @@ class StackConfig:
     stream_max_retries: int | None = None
     stream_retry_backoff_seconds: float = 0.2
     watch_window_seconds: float = 20.0
+    # The data plane: the local executor and the status mirror's scheduled ticks.
+    data_plane: bool = True
+    # How often the scheduled functions (the status mirror) are invoked; None: as the template says.
+    tick_seconds: float | None = None
+    # The mirror's watch budget per invocation (Lambda's timeout, locally shorter so hand-offs
+    # between invocations happen in minutes, not a quarter of an hour), and its idle grace.
+    mirror_timeout_seconds: float = 120.0
+    mirror_idle_grace_seconds: float = 10.0
+    executor_ttl_seconds: float = 3600.0  # Flyte's default: terminal TaskActions live an hour
 
 
 class LocalStack:
@@ -80,7 +106,11 @@ class LocalStack:
         self._stop_polling = threading.Event()
         self._poll_thread: threading.Thread | None = None
         self._scheduler_thread: threading.Thread | None = None
+        self._ticker_thread: threading.Thread | None = None
+        self._stop_ticking = threading.Event()
         self.scheduler: LocalScheduler | None = None
+        self.lambdas: LocalLambdaService | None = None
+        self.executor = None
         self.aws: AwsResources | None = None
         self.kube: KubeEndpoints | None = None
         self.poller: StreamPoller | None = None
@@ -109,6 +139,12 @@ class LocalStack:
             self._kube.start()
         self.kube = self._kube.endpoints
 
+        self.lambdas = LocalLambdaService(
+            functions={
+                name: (resource["Properties"]["Handler"], self._timeout_of(name)) for name, resource in functions().items()
+            }
+        ).start()
+
         # The handlers run in this process, configured as template.yaml configures them on AWS.
         self.environment = {
             **aws_environment(self.aws.endpoint),
@@ -121,6 +157,11 @@ class LocalStack:
             "SCHEDULER_ROLE_ARN": SCHEDULER_ROLE_ARN,
             "SCHEDULER_DEAD_LETTER_ARN": SCHEDULER_DEAD_LETTER_ARN,
             "SCHEDULE_GROUP": SCHEDULE_GROUP,
+            "AWS_ENDPOINT_URL_LAMBDA": self.lambdas.endpoint,
+            "MIRROR_FUNCTION_NAME": MIRROR_FUNCTION,
+            "MIRROR_SHARDS": "1",
+            "MIRROR_IDLE_GRACE_SECONDS": str(self.config.mirror_idle_grace_seconds),
+            "MIRROR_STOP_MARGIN_SECONDS": "5",
             "POWERTOOLS_SERVICE_NAME": "flyte-serverless-local",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }
@@ -141,6 +182,7 @@ class LocalStack:
             else int(settings.get("MaximumRetryAttempts", 2)),
             retry_backoff_seconds=self.config.stream_retry_backoff_seconds,
             region=REGION,
+            filter_patterns=[f["Pattern"] for f in settings.get("FilterCriteria", {}).get("Filters", [])],
         )
         self._poll_thread = threading.Thread(target=self.poller.run, args=(self._stop_polling,), name="stream-poller", daemon=True)
         self._poll_thread.start()
@@ -152,12 +194,89 @@ class LocalStack:
         )
         self._scheduler_thread = threading.Thread(target=self.scheduler.run, args=(self._stop_polling,), name="scheduler", daemon=True)
         self._scheduler_thread.start()
+        if self.config.data_plane:
+            self.start_data_plane()
+        else:
+            self.lambdas.disable(MIRROR_FUNCTION)
+
+    # --- the data plane ---------------------------------------------------------------------
+
+    def start_data_plane(self) -> None:
+        """The executor runs TaskActions; the status mirror is ticked and may be woken."""
+        from local_stack.executor import LocalExecutor
+
+        if self.executor is not None:
+            return
+        self.lambdas.enable(MIRROR_FUNCTION)
+        self.executor = LocalExecutor(
+            kubeconfig=str(self.kube.kubeconfig),
+            namespace=self.namespace,
+            events_endpoint=self.endpoint,
+            task_environment=self.task_environment(),
+            work_dir=self.config.state_dir / "executor",
+            ttl_seconds=self.config.executor_ttl_seconds,
+            python_bin_dir=str(Path(sys.executable).parent),
+        )
+        self.executor.start()
+        self._stop_ticking.clear()
+        self._ticker_thread = threading.Thread(target=self._tick, name="ticker", daemon=True)
+        self._ticker_thread.start()
+
+    def stop_data_plane(self) -> None:
+        self._stop_ticking.set()
+        if self._ticker_thread is not None:
+            self._ticker_thread.join(timeout=10)
+            self._ticker_thread = None
+        if self.lambdas is not None:
+            self.lambdas.disable(MIRROR_FUNCTION)  # as a reserved concurrency of 0 does
+        if self.executor is not None:
+            self.executor.stop()
+            self.executor = None
+
+    @contextlib.contextmanager
+    def data_plane(self) -> Iterator[LocalStack]:
+        """The data plane on for a block (tests that otherwise play it themselves)."""
+        self.start_data_plane()
+        try:
+            yield self
+        finally:
+            self.stop_data_plane()
+
+    def task_environment(self) -> dict[str, str]:
+        """What a task pod of this stack gets beyond Flyte's own variables: the API endpoint
+        (the SDK inside a task enqueues its children there) and the local bucket."""
+        return {
+            "_U_EP_OVERRIDE": self.endpoint,
+            "_U_INSECURE": "true",
+            "_U_USE_ACTIONS": "1",
+            **aws_environment(self.aws.endpoint),
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def _tick(self) -> None:
+        """EventBridge Scheduler's ticks of the functions' schedules (the status mirror)."""
+        schedules = scheduled_invocations()
+        while True:
+            for schedule in schedules:
+                self.lambdas.invoke_async(schedule.function, schedule.input)
+            if self._stop_ticking.wait(self.config.tick_seconds or 60.0):
+                return
+
+    @property
+    def namespace(self) -> str:
+        return NAMESPACE
+
+    def _timeout_of(self, name: str) -> float:
+        return self.config.mirror_timeout_seconds if name == MIRROR_FUNCTION else function_timeout(name)
 
     def stop(self) -> None:
         self._stop_polling.set()
+        self.stop_data_plane()
         for thread in (self._poll_thread, self._scheduler_thread):
             if thread is not None:
                 thread.join(timeout=30)
+        if self.lambdas is not None:
+            self.lambdas.stop()
         if self._front is not None:
             self._front.stop()
             self._front = None

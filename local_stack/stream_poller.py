@@ -1,6 +1,6 @@
 """A DynamoDB Streams poller with the semantics of Lambda's event source mapping.
 
-What it reproduces (aws-stack.md §1d), because reconcile's correctness depends on it:
+What it reproduces, because reconcile's correctness depends on it:
 
 - records arrive in batches of up to ``batch_size``, in stream order per shard, shaped exactly as
   Lambda delivers them (``eventVersion`` 1.1, binary attributes base64, epoch-second times);
@@ -10,6 +10,9 @@ What it reproduces (aws-stack.md §1d), because reconcile's correctness depends 
 - after ``max_retries`` retries the remaining records of the batch go to the on-failure
   destination (here a list, in the template an SQS queue) and the shard moves on.
 
+- ``filter_patterns`` (the mapping's FilterCriteria): a record matching none is dropped before
+  batching, as Lambda drops it; patterns support exact values and ``{"prefix": ...}``.
+
 Bisect-on-error is not reproduced: partial batch responses already isolate the failed record.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import logging
 import threading
 import time
@@ -61,6 +65,7 @@ class StreamPoller:
         retry_backoff_seconds: float = 0.2,
         region: str = "us-east-1",
         function_name: str = "reconcile",
+        filter_patterns: list[str] | None = None,
     ) -> None:
         self._client = streams_client
         self._stream_arn = stream_arn
@@ -70,6 +75,7 @@ class StreamPoller:
         self._retry_backoff = retry_backoff_seconds
         self._region = region
         self._function_name = function_name
+        self._filters = [json.loads(pattern) for pattern in filter_patterns or []]
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.Lock()  # one drain at a time, as one ESM per shard
         self.on_failure: list[FailedBatch] = []
@@ -115,7 +121,8 @@ class StreamPoller:
         # GetRecords per pass, never a loop until the iterator disappears.
         if len(shard.buffer) < self._batch_size and shard.iterator:
             response = self._client.get_records(ShardIterator=shard.iterator, Limit=self._batch_size)
-            shard.buffer.extend(self._lambda_record(r) for r in response.get("Records", []))
+            records = (self._lambda_record(r) for r in response.get("Records", []))
+            shard.buffer.extend(r for r in records if not self._filters or any(_matches(f, r) for f in self._filters))
             shard.iterator = response.get("NextShardIterator")
         delivered = 0
         while shard.buffer:
@@ -180,6 +187,22 @@ class StreamPoller:
             "eventSourceARN": self._stream_arn,
             "dynamodb": change,
         }
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    """An event filter pattern against a record: nested keys must exist and match; a list
+    matches if any of its entries does (an exact value, or ``{"prefix": ...}`` on a string)."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(key in value and _matches(sub, value[key]) for key, sub in pattern.items())
+    if isinstance(pattern, list):
+        return any(_matches_one(entry, value) for entry in pattern)
+    return pattern == value
+
+
+def _matches_one(entry: Any, value: Any) -> bool:
+    if isinstance(entry, dict) and "prefix" in entry:
+        return isinstance(value, str) and value.startswith(entry["prefix"])
+    return entry == value
 
 
 def _lambda_attribute(value: dict[str, Any]) -> dict[str, Any]:

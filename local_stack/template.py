@@ -61,6 +61,32 @@ def function_handler(logical_id: str, template: dict[str, Any] | None = None) ->
     return functions(template)[logical_id]["Properties"]["Handler"]
 
 
+def function_timeout(logical_id: str, template: dict[str, Any] | None = None) -> float:
+    template = template or load_template()
+    default = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    return float(functions(template)[logical_id]["Properties"].get("Timeout", default))
+
+
+@dataclass(frozen=True)
+class ScheduledInvocation:
+    function: str  # logical id
+    expression: str  # rate(...) or cron(...)
+    input: dict[str, Any]
+
+
+def scheduled_invocations(template: dict[str, Any] | None = None) -> list[ScheduledInvocation]:
+    """The functions' ``ScheduleV2`` events: EventBridge Scheduler schedules that invoke them."""
+    import json
+
+    found = []
+    for name, resource in functions(template).items():
+        for event in (resource["Properties"].get("Events") or {}).values():
+            if event["Type"] == "ScheduleV2":
+                properties = event["Properties"]
+                found.append(ScheduledInvocation(name, properties["ScheduleExpression"], json.loads(properties.get("Input") or "{}")))
+    return found
+
+
 def stream_settings(logical_id: str = "ReconcileFunction", template: dict[str, Any] | None = None) -> dict[str, Any]:
     """The DynamoDB event source properties of a function (batch size, retries, ...)."""
     for event in (functions(template)[logical_id]["Properties"].get("Events") or {}).values():

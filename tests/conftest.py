@@ -110,7 +110,18 @@ def stack(moto_server: MotoServer, kube: KubeControlPlane) -> Iterator[LocalStac
     state_dir = _scratch_dir("stack-")
     local = LocalStack(
         StackConfig(
-            state_dir=state_dir, api_port=0, stream_max_retries=2, stream_retry_backoff_seconds=0.05, watch_window_seconds=2
+            state_dir=state_dir,
+            api_port=0,
+            stream_max_retries=2,
+            stream_retry_backoff_seconds=0.05,
+            watch_window_seconds=2,
+            # Most tests play the executor and the informer themselves; the loop tests turn the
+            # data plane on with ``stack.data_plane()``.
+            data_plane=False,
+            tick_seconds=5,
+            mirror_timeout_seconds=60,
+            mirror_idle_grace_seconds=3,
+            executor_ttl_seconds=3600,
         ),
         moto=moto_server,
         kube=kube,

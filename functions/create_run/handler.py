@@ -10,8 +10,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunResponse
 
 from functions.create_run.schedule import MalformedTick, is_tick, tick_from_event
@@ -19,12 +17,12 @@ from functions.create_run.service import CreateRunService, TriggerFields
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
+from runplane.logs import function_logger
 from runplane.settings import api_settings
 from runplane.store import ActionStore
 from runplane.tasks import TaskStore
 
-logger = Logger(service="create_run")
-copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
+logger = function_logger("create_run")
 
 CREATE_RUN = "/flyteidl2.workflow.RunService/CreateRun"
 

@@ -1,4 +1,4 @@
-"""EventBridge Scheduler ticks -> the CreateRun of a trigger's run (flyte-anchor.md §5.1).
+"""EventBridge Scheduler ticks -> the CreateRun of a trigger's run (docs/flyte-compat.md#trigger-service).
 
 The schedule's target input carries the trigger and the scheduled time, which Scheduler fills
 in per tick (``<aws.scheduler.scheduled-time>``)::

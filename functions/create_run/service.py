@@ -1,4 +1,4 @@
-"""CreateRun with Flyte's semantics (flyte-anchor.md §2.1), made safe for at-least-once delivery.
+"""CreateRun with Flyte's semantics (docs/flyte-compat.md#create-run), made safe for at-least-once delivery.
 
 The steps, in order:
 
@@ -11,7 +11,7 @@ The steps, in order:
    different request for the name is ``already_exists``. Nothing is written for a duplicate.
 4. Inputs go to the data bucket at a content-addressed URI (``.../inputs/<sha>/inputs.pb``), so a
    concurrent different request for the same name can never overwrite the inputs of the run that
-   wins (Flyte quirk Q5).
+   wins (docs/flyte-compat.md#q5-duplicate-inputs).
 5. The root action ``a0`` is written QUEUED with a conditional put; the stream then materialises
    it as a TaskAction (functions/reconcile).
 """
@@ -27,7 +27,6 @@ from datetime import datetime
 from flyteidl2.core.identifier_pb2 import Identifier
 from flyteidl2.core.tasks_pb2 import TaskTemplate
 from flyteidl2.task import common_pb2, run_pb2
-
 from flyteidl2.task.task_definition_pb2 import TaskIdentifier, TaskSpec
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunResponse
@@ -187,6 +186,7 @@ class CreateRunService:
         run_dir = f"{run_base}/{run.project}/{run.domain}/{run.name}"
         input_dir, wrote_inputs = self._store_inputs(request, task_spec=task_spec, run_dir=run_dir)
         inputs_uri = f"{input_dir}/{INPUTS_FILE}"
+        run_output_base = f"{run_dir}/"
 
         template = task_spec.task_template
         task_id = _task_identifier(template, run)
@@ -194,7 +194,7 @@ class CreateRunService:
             action_id=action_identifier(run.action(ROOT_ACTION_NAME)),
             run_spec=run_spec,
             input_uri=inputs_uri,
-            run_output_base=f"{run_dir}/",
+            run_output_base=run_output_base,
             task=wf.TaskAction(
                 id=task_id,
                 spec=task_spec,
@@ -217,6 +217,7 @@ class CreateRunService:
             action_spec=action_spec.SerializeToString(),
             run_spec=run_spec.SerializeToString(),
             inputs_uri=inputs_uri,
+            run_output_base=run_output_base,
             request_digest=digest,
             created_at=now,
         )

@@ -9,8 +9,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from flyteidl2.cluster import payload_pb2 as cluster
 from flyteidl2.dataproxy import dataproxy_service_pb2 as proxy
 
@@ -18,11 +16,11 @@ from functions.data_proxy.service import DataProxy
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
+from runplane.logs import function_logger
 from runplane.settings import api_settings
 from runplane.store import ActionStore
 
-logger = Logger(service="data_proxy")
-copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
+logger = function_logger("data_proxy")
 
 CLUSTER = "/flyteidl2.cluster.ClusterService"
 DATA_PROXY = "/flyteidl2.dataproxy.DataProxyService"

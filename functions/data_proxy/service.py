@@ -20,10 +20,10 @@ from flyteidl2.common.run_pb2 import OffloadedInputData
 from flyteidl2.dataproxy import dataproxy_service_pb2 as proxy
 from flyteidl2.task import common_pb2
 
-from functions.data_proxy.output_paths import OUTPUTS_FILE, action_output_path
 from runplane.blobs import BlobStore
 from runplane.connect.errors import invalid_argument, not_found
 from runplane.identifiers import validate_scope_name
+from runplane.output_paths import OUTPUTS_FILE, action_output_path
 from runplane.store import ActionStore
 from runplane.validation import action_key
 
@@ -88,7 +88,9 @@ class DataProxy:
         response = proxy.GetActionDataResponse(inputs_uri=record.inputs_uri)
         if record.inputs_uri:
             response.inputs.ParseFromString(self._read(record.inputs_uri) or b"")
-        run_output_base = ActionSpec.FromString(record.action_spec).run_output_base if record.action_spec else ""
+        run_output_base = record.run_output_base  # older items keep it only in the spec
+        if not run_output_base and record.action_spec:
+            run_output_base = ActionSpec.FromString(record.action_spec).run_output_base
         if run_output_base:
             outputs_uri = action_output_path(
                 namespace=self._namespace, run=key.run, action=key.name, run_output_base=run_output_base, attempt=record.attempts

@@ -1,5 +1,5 @@
 """Recorded ActionEvents -> the ActionAttempts of ActionDetails (Flyte's mergeEvents, exactly:
-the UI depends on it; flyte-anchor.md §2.3).
+the UI depends on it; docs/flyte-compat.md#get-details).
 
 Per attempt: events in time order (reported time, or updated time when either lacks one); the
 newest terminal event, else the newest event, gives phase, outputs, error, cache status and

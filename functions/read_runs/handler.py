@@ -1,4 +1,5 @@
-"""Lambda entry point of read_runs: API Gateway HTTP API -> RunService reads (read-only rights).
+"""Lambda entry point of read_runs: API Gateway HTTP API -> RunService reads and the watches of a
+parent's children (ActionsService/WatchForUpdates, StateService/Watch); read-only rights.
 
 Thin by design: the procedures it serves, then ``service`` does the work.
 """
@@ -8,22 +9,24 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from flyteidl2.actions import actions_service_pb2 as actions
 from flyteidl2.workflow import run_service_pb2 as runs
+from flyteidl2.workflow import state_service_pb2 as state
 
-from runplane.pages import PageTokens
 from functions.read_runs.service import RunReader
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
+from runplane.logs import function_logger
+from runplane.pages import PageTokens
 from runplane.settings import read_settings
 from runplane.store import ActionStore
 
-logger = Logger(service="read_runs")
-copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
+logger = function_logger("read_runs")
 
 RUNS = "/flyteidl2.workflow.RunService"
+ACTIONS = "/flyteidl2.actions.ActionsService"
+STATE = "/flyteidl2.workflow.StateService"
 
 router = ConnectRouter()
 
@@ -36,6 +39,7 @@ def reader() -> RunReader:
         store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()),
         tokens=PageTokens(secret=settings.page_token_secret.encode()),
         watch_window_seconds=settings.watch_window_seconds,
+        namespace=settings.namespace,
     )
 
 
@@ -50,6 +54,8 @@ STREAMS = {
     f"{RUNS}/WatchRunDetails": (runs.WatchRunDetailsRequest, RunReader.watch_run_details),
     f"{RUNS}/WatchRuns": (runs.WatchRunsRequest, RunReader.watch_runs),
     f"{RUNS}/WatchActions": (runs.WatchActionsRequest, RunReader.watch_actions),
+    f"{ACTIONS}/WatchForUpdates": (actions.WatchForUpdatesRequest, RunReader.watch_for_updates),
+    f"{STATE}/Watch": (state.WatchRequest, RunReader.watch_state),
 }
 router.mount(UNARY, reader)
 router.mount(STREAMS, reader, streaming=True)

@@ -81,7 +81,7 @@ def run_query(request: runs.ListRunsRequest) -> RunQuery:
         project, domain = request.trigger_name.project, request.trigger_name.domain
         extra.append(list_pb2.Filter(function=Function.EQUAL, field="trigger_name", values=[request.trigger_name.name]))
     elif scope == "org":
-        # Flyte ignores the org and lists every project (quirk Q11); there is no such listing here.
+        # Flyte ignores the org and lists every project (docs/flyte-compat.md#q11-org-scope); there is no such listing here.
         raise invalid_argument("scope org is not supported: list the runs of a project_id")
     else:
         raise invalid_argument("a project_id (or task or trigger) scope is required")

@@ -1,4 +1,6 @@
-"""RunService reads: details of runs and actions, action lists, and watches of action details.
+"""RunService reads: details of runs and actions, action lists, and watches of action details;
+and the watch of a parent's children the SDK runs inside a task (ActionsService/WatchForUpdates,
+StateService/Watch: ``child_updates``).
 
 Every read is a GetItem or a Query on the run's partition; nothing here writes. Watches are
 buffered server streams: the current state, then, if the action has not ended, a long-poll for
@@ -11,22 +13,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from flyteidl2.actions import actions_service_pb2 as actions
+from flyteidl2.common.identifier_pb2 import ActionIdentifier
 from flyteidl2.workflow import run_service_pb2 as runs
+from flyteidl2.workflow import state_service_pb2 as state
 from flyteidl2.workflow.run_definition_pb2 import Run
 
 from functions.read_runs.action_tree import ActionFilter, enriched_actions
+from functions.read_runs.child_updates import family_updates
 from functions.read_runs.details import action_details, run_details
-from runplane.pages import PageTokens, page_limit
 from functions.read_runs.run_listing import read_page, run_query
 from runplane import phases
 from runplane.connect.errors import invalid_argument, not_found
 from runplane.identifiers import ActionKey
+from runplane.pages import PageTokens, page_limit
 from runplane.records import ActionRecord
 from runplane.store import ActionStore
 from runplane.transformers import action_message, run_message
 from runplane.validation import action_key, run_key
 
 WATCH_POLL_SECONDS = 0.5  # one GetItem per poll; the SDK itself re-polls every 0.5 s
+# A child watch's window: the SDK's informer waits 5 s for the sentinel when it starts, and a
+# buffered stream delivers the sentinel only when it ends, so a child watch ends sooner than that
+# (the informer reconnects a second later and is sent everything again).
+CHILD_WATCH_WINDOW_SECONDS = 4.0
 WATCH_RUNS_LIMIT = 100  # Flyte's initial WatchRuns listing
 
 
@@ -39,10 +49,12 @@ class RunReader:
         watch_window_seconds: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        namespace: str = "flyte",
     ) -> None:
         self._store = store
         self._tokens = tokens
         self._window = watch_window_seconds
+        self._namespace = namespace
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -140,6 +152,51 @@ class RunReader:
             if changed:
                 frames.append(runs.WatchActionsResponse(enriched_actions=changed))
                 break
+        return frames
+
+    def watch_for_updates(self, request: actions.WatchForUpdatesRequest) -> list[actions.WatchForUpdatesResponse]:
+        """ActionsService/WatchForUpdates: the parent and its direct children, the sentinel, then
+        the ones that change within the window."""
+        return [
+            actions.WatchForUpdatesResponse(control_message=state.ControlMessage(sentinel=True))
+            if update is None
+            else actions.WatchForUpdatesResponse(action_update=update)
+            for update in self._watch_children(request.parent_action_id)
+        ]
+
+    def watch_state(self, request: state.WatchRequest) -> list[state.WatchResponse]:
+        """StateService/Watch: the same stream as WatchForUpdates, in StateService's messages."""
+        return [
+            state.WatchResponse(control_message=state.ControlMessage(sentinel=True))
+            if update is None
+            else state.WatchResponse(action_update=update)
+            for update in self._watch_children(request.parent_action_id)
+        ]
+
+    def _watch_children(self, parent_id: ActionIdentifier) -> list[state.ActionUpdate | None]:
+        """The updates to send, None standing for the sentinel. Every poll is one Query of the
+        run's partition (``list_action_states``); the stream ends at the first change, as the
+        other watches do, or at the end of the window, and at once when the parent has ended. The
+        SDK's informer then subscribes again and is sent everything again, so nothing is missed
+        between two streams."""
+        key = action_key(parent_id, field="parent_action_id")
+
+        def read() -> dict[str, state.ActionUpdate] | None:
+            return family_updates(self._store.list_action_states(key.run_key), parent=key.name, namespace=self._namespace)
+
+        sent = read()
+        if sent is None:
+            raise not_found(f"action {key} not found")
+        frames: list[state.ActionUpdate | None] = [*sent.values(), None]
+        if phases.is_terminal(sent[key.name].phase):
+            return frames
+        deadline = self._monotonic() + min(self._window, CHILD_WATCH_WINDOW_SECONDS)
+        while self._monotonic() < deadline:
+            self._sleep(WATCH_POLL_SECONDS)
+            current = read() or {}
+            changed = [update for name, update in current.items() if sent.get(name) != update]
+            if changed:
+                return frames + changed
         return frames
 
     def _watch(self, key: ActionKey, *, what: str) -> list[ActionRecord]:

@@ -11,20 +11,21 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from functions.reconcile.batch import RunOrderedBatchProcessor
-from functions.reconcile.cluster import TaskActionClient
-from functions.reconcile.reconciler import ActionChange, Reconciler
+from functions.reconcile.reconciler import ActionChange, Outcome, Reconciler
 from runplane.blobs import BlobStore
+from runplane.kube.client import TaskActionClient
+from runplane.kube.resources import mirror_shard
+from runplane.logs import function_logger
+from runplane.mirror_leases import MirrorLeases
+from runplane.mirror_wake import MirrorWaker
 from runplane.settings import reconcile_settings
 from runplane.store import ActionStore
 
-logger = Logger(service="reconcile")
-copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
+logger = function_logger("reconcile")
 
 @cache
 def reconciler() -> Reconciler:
@@ -34,7 +35,17 @@ def reconciler() -> Reconciler:
         cluster=TaskActionClient.from_settings(settings),
         store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()),
         max_attempts=settings.max_attempts,
+        mirror_shards=settings.mirror_shards,
     )
+
+
+@cache
+def waker() -> MirrorWaker | None:
+    """Wakes the status mirror of shards that got new TaskActions (None: not configured)."""
+    settings = reconcile_settings()
+    if not settings.mirror_function:
+        return None
+    return MirrorWaker(function_name=settings.mirror_function, leases=MirrorLeases(table_name=settings.actions_table))
 
 
 @cache
@@ -43,19 +54,31 @@ def processor() -> RunOrderedBatchProcessor:
 
 
 def process_batch(
-    event: dict[str, Any], context: Any, *, reconciler: Reconciler, processor: RunOrderedBatchProcessor
+    event: dict[str, Any],
+    context: Any,
+    *,
+    reconciler: Reconciler,
+    processor: RunOrderedBatchProcessor,
+    waker: MirrorWaker | None = None,
 ) -> dict[str, Any]:
     """One stream batch through the reconciler; the partial batch response for the mapping."""
     changes = {r["dynamodb"]["SequenceNumber"]: ActionChange.from_stream_record(r) for r in event.get("Records", [])}
     states = reconciler.current_states(list(changes.values()))  # one BatchGetItem, not one read per record
+    created_in: set[int] = set()
 
     def record_handler(record: DynamoDBRecord) -> str:
         change = changes[record.raw_event["dynamodb"]["SequenceNumber"]]
-        return reconciler.handle(change, states=states).value
+        outcome = reconciler.handle(change, states=states)
+        if outcome is Outcome.CREATED and change.new is not None:
+            created_in.add(mirror_shard(change.new.key.run, shards=reconciler.mirror_shards))
+        return outcome.value
 
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    if waker is not None and created_in:
+        waker.wake(created_in)
+    return response
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_batch(event, context, reconciler=reconciler(), processor=processor())
+    return process_batch(event, context, reconciler=reconciler(), processor=processor(), waker=waker())

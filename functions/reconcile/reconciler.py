@@ -18,7 +18,7 @@ DynamoDB is the system of record; this is the only code that changes TaskActions
 
 Every step is idempotent: the stream delivers at least once and redelivers the rest of a batch
 after a failed record. A TaskAction that already exists for the same action is success; one that
-belongs to a different action (run names shared across projects, Flyte quirk Q9) marks this
+belongs to a different action (run names shared across projects, docs/flyte-compat.md#q9-name-collisions) marks this
 action FAILED, never silently accepted.
 """
 
@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from functions.reconcile.cluster import AlreadyExists, ResourceRejected, TaskActionClient
-from functions.reconcile.taskaction import build_taskaction, identity_of
+from functions.reconcile.taskaction import build_taskaction
+from runplane.kube.client import AlreadyExists, ResourceRejected, TaskActionClient
+from runplane.kube.resources import identity_of
 from runplane import phases
 from runplane.identifiers import ActionKey, taskaction_name
 from runplane.records import ACTION_SORT_PREFIX, ActionRecord
@@ -98,10 +99,11 @@ class ActionChange:
 
 
 class Reconciler:
-    def __init__(self, *, cluster: TaskActionClient, store: ActionStore, max_attempts: int = 5) -> None:
+    def __init__(self, *, cluster: TaskActionClient, store: ActionStore, max_attempts: int = 5, mirror_shards: int = 1) -> None:
         self._cluster = cluster
         self._store = store
         self._max_attempts = max_attempts
+        self.mirror_shards = mirror_shards
 
     def current_states(self, changes: list[ActionChange]) -> BatchState:
         """The current items a batch's records will need (the actions new or to abort, and the
@@ -156,7 +158,7 @@ class Reconciler:
 
     def _create(self, record: ActionRecord, *, parent: dict[str, Any] | None, states: BatchState) -> Outcome:
         record = self._store.resolve_specs(record)  # a large spec lives in the data bucket
-        body = build_taskaction(record, namespace=self._cluster.namespace, parent=parent)
+        body = build_taskaction(record, namespace=self._cluster.namespace, parent=parent, mirror_shards=self.mirror_shards)
         name = body["metadata"]["name"]
         try:
             states.remember(self._cluster.create(body))

@@ -1,6 +1,6 @@
 """An action record -> the TaskAction custom resource Flyte's executor reconciles (pure logic).
 
-Mirrors Flyte's actions service (flyte-anchor.md §4.1-4.3): the resource is ``<run>-<action>`` in
+Mirrors Flyte's actions service (docs/flyte-compat.md#taskaction-resources): the resource is ``<run>-<action>`` in
 one namespace, labelled ``flyte.org/{project,domain,run,action,action-type,is-root}``.
 
 - A root projects its RunSpec: env vars, interruptible, labels that do not shadow Flyte's,
@@ -24,33 +24,33 @@ from flyteidl2.task.run_pb2 import RunSpec
 from flyteidl2.workflow.run_definition_pb2 import ActionSpec
 
 from runplane.identifiers import taskaction_name
-from runplane.records import ActionRecord
-
-GROUP = "flyte.org"
-VERSION = "v1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "TaskAction"
-PLURAL = "taskactions"
-
-LABEL_PROJECT = "flyte.org/project"
-LABEL_DOMAIN = "flyte.org/domain"
-LABEL_RUN = "flyte.org/run"
-LABEL_ACTION = "flyte.org/action"
-LABEL_ACTION_TYPE = "flyte.org/action-type"
-LABEL_IS_ROOT = "flyte.org/is-root"
-IDENTITY_LABELS = (LABEL_PROJECT, LABEL_DOMAIN, LABEL_RUN, LABEL_ACTION)
-# Labels Flyte's executor puts on a resource about *its* state; a child must not inherit them.
-STATE_LABELS = frozenset(
-    {"flyte.org/terminal-status-recorded", "flyte.org/termination-status", "flyte.org/completed-time"}
+from runplane.kube.resources import (
+    API_VERSION,
+    KIND,
+    LABEL_ACTION,
+    LABEL_ACTION_TYPE,
+    LABEL_DOMAIN,
+    LABEL_IS_ROOT,
+    LABEL_MANAGED_BY,
+    LABEL_MIRROR_SHARD,
+    LABEL_PROJECT,
+    LABEL_RUN,
+    MANAGED_BY,
+    STATE_LABELS,
+    mirror_shard,
 )
+from runplane.records import ActionRecord
 
 RUN_START_TIME_PLACEHOLDER = "{{.runStartTime}}"
 INPUTS_FILE_SUFFIX = "/inputs.pb"
 
 
-def build_taskaction(record: ActionRecord, *, namespace: str, parent: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_taskaction(
+    record: ActionRecord, *, namespace: str, parent: dict[str, Any] | None = None, mirror_shards: int = 1
+) -> dict[str, Any]:
     """The TaskAction body of an action; a child needs its parent's resource as read from the
-    API server (for the owner's uid and the run context)."""
+    API server (for the owner's uid and the run context). ``mirror_shards`` is the number of
+    status-mirror shards the resource is labelled for."""
     key = record.key
     if record.parent and parent is None:
         raise ValueError(f"action {key} has a parent: its TaskAction needs the parent's resource")
@@ -64,6 +64,8 @@ def build_taskaction(record: ActionRecord, *, namespace: str, parent: dict[str, 
         LABEL_ACTION: key.name,
         LABEL_ACTION_TYPE: action_type,
         LABEL_IS_ROOT: "true" if record.is_root else "false",
+        LABEL_MIRROR_SHARD: str(mirror_shard(key.run, shards=mirror_shards)),
+        LABEL_MANAGED_BY: MANAGED_BY,
     }
     spec: dict[str, Any] = {
         "project": key.project,
@@ -161,9 +163,3 @@ def substitute_run_start_time(template: TaskTemplate, run_spec: RunSpec) -> Task
     rendered.container.ClearField("args")
     rendered.container.args.extend(arg.replace(RUN_START_TIME_PLACEHOLDER, start) for arg in template.container.args)
     return rendered
-
-
-def identity_of(resource: dict[str, Any]) -> tuple[str, ...]:
-    """Which action a resource belongs to, from Flyte's labels."""
-    labels = resource.get("metadata", {}).get("labels") or {}
-    return tuple(labels.get(label, "") for label in IDENTITY_LABELS)

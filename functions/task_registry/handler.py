@@ -8,11 +8,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from flyteidl2.task import task_service_pb2 as ts
 from flyteidl2.trigger import trigger_service_pb2 as tr
 
+from runplane.logs import function_logger
 from runplane.pages import PageTokens
 from functions.task_registry.service import TaskRegistry
 from functions.task_registry.trigger_service import TriggerService
@@ -24,8 +23,7 @@ from runplane.settings import api_settings, scheduler_settings
 from runplane.store import ActionStore
 from runplane.tasks import TaskStore
 
-logger = Logger(service="task_registry")
-copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
+logger = function_logger("task_registry")
 
 TASKS = "/flyteidl2.task.TaskService"
 TRIGGERS = "/flyteidl2.trigger.TriggerService"

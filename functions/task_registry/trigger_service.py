@@ -1,5 +1,5 @@
 """TriggerService: deploy, update (activate/deactivate), delete, get and list triggers; each
-deployed trigger is an EventBridge schedule targeting create_run (flyte-anchor.md §5.2)."""
+deployed trigger is an EventBridge schedule targeting create_run (docs/flyte-compat.md#trigger-service)."""
 
 from __future__ import annotations
 

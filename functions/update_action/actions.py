@@ -1,5 +1,5 @@
 """Child actions: an ``actions.Action`` (Enqueue) or a ``RecordActionRequest`` -> the record to
-store. Pure logic, mirroring Flyte's RecordAction (flyte-anchor.md §2.7):
+store. Pure logic, mirroring Flyte's RecordAction (docs/flyte-compat.md#internal-rpcs):
 
 - task: the task columns come from the task id and spec; QUEUED;
 - trace: SUCCEEDED at once, started and ended when the trace says; never materialised;
@@ -58,6 +58,7 @@ def child_record(request: ChildRequest, *, origin: str, now: datetime, digest: s
         origin=origin,
         group=request.group,
         inputs_uri=_inputs_file(request.input_uri),
+        run_output_base=request.run_output_base,
         request_digest=digest,
         created_at=now,
     )
@@ -96,6 +97,7 @@ def child_record(request: ChildRequest, *, origin: str, now: datetime, digest: s
             phase=phases.SUCCEEDED,
             task_name=trace.name,
             function_name=trace.name,
+            output_uri=trace.outputs.output_uri,  # a trace's outputs are written by the SDK itself
             ended_at=max(ended, started),
             action_spec=action_spec.SerializeToString(),
         )

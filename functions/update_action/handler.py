@@ -8,25 +8,27 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from flyteidl2.actions import actions_service_pb2 as actions
+from flyteidl2.workflow import events_proxy_service_pb2 as events_proxy
 from flyteidl2.workflow import internal_run_service_pb2 as internal
+from flyteidl2.workflow import queue_service_pb2 as queue
 from flyteidl2.workflow import run_service_pb2 as runs
 
 from functions.update_action.service import ActionLifecycleService
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
+from runplane.logs import function_logger
 from runplane.settings import api_settings
 from runplane.store import ActionStore
 
-logger = Logger(service="update_action")
-copy_config_to_registered_loggers(source_logger=logger, include={"runplane", "functions"})
+logger = function_logger("update_action")
 
 ACTIONS = "/flyteidl2.actions.ActionsService"
 INTERNAL = "/flyteidl2.workflow.InternalRunService"
 RUNS = "/flyteidl2.workflow.RunService"
+QUEUE = "/flyteidl2.workflow.QueueService"
+EVENTS = "/flyteidl2.workflow.EventsProxyService"
 
 router = ConnectRouter()
 
@@ -51,6 +53,10 @@ PROCEDURES = {
     f"{INTERNAL}/RecordActionEvents": (internal.RecordActionEventsRequest, ActionLifecycleService.record_action_events),
     f"{RUNS}/AbortRun": (runs.AbortRunRequest, ActionLifecycleService.abort_run),
     f"{RUNS}/AbortAction": (runs.AbortActionRequest, ActionLifecycleService.abort_action),
+    f"{QUEUE}/EnqueueAction": (queue.EnqueueActionRequest, ActionLifecycleService.enqueue_action),
+    f"{QUEUE}/AbortQueuedAction": (queue.AbortQueuedActionRequest, ActionLifecycleService.abort_queued_action),
+    f"{QUEUE}/AbortQueuedRun": (queue.AbortQueuedRunRequest, ActionLifecycleService.abort_queued_run),
+    f"{EVENTS}/Record": (events_proxy.RecordRequest, ActionLifecycleService.record_events),
 }
 router.mount(PROCEDURES, lifecycle)
 

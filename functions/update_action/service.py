@@ -1,10 +1,10 @@
 """Everything that happens to a run after CreateRun: child actions, status updates, events,
-aborts. update_action is the single writer of these (flyte-anchor.md §2.2, §2.7, §4.3-4.5).
+aborts. update_action is the single writer of these (docs/flyte-compat.md#abort-rpcs, #internal-rpcs, #enqueue).
 
-Public RPCs (ActionsService, RunService aborts) answer failures with Connect errors. Flyte's
-internal RPCs (InternalRunService, called by its data plane) answer OK and report the outcome
-in-band as a ``google.rpc.Status``, as Flyte does; a request that is malformed is still a Connect
-error, so bad input never looks like success.
+Public RPCs (ActionsService, QueueService, EventsProxyService, RunService aborts) answer failures
+with Connect errors. Flyte's internal RPCs (InternalRunService, called by its data plane) answer
+OK and report the outcome in-band as a ``google.rpc.Status``, as Flyte does; a request that is
+malformed is still a Connect error, so bad input never looks like success.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 
 from flyteidl2.actions import actions_service_pb2 as actions
 from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
+from flyteidl2.workflow import events_proxy_service_pb2 as events_proxy
 from flyteidl2.workflow import internal_run_service_pb2 as internal
+from flyteidl2.workflow import queue_service_pb2 as queue
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 from google.rpc.status_pb2 import Status
@@ -25,8 +27,8 @@ from functions.update_action.actions import ChildRequest, child_record
 from runplane import phases
 from runplane.connect.errors import Code, ConnectError, already_exists, failed_precondition, invalid_argument, not_found
 from runplane.identifiers import ActionKey
-from runplane.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, ActionRecord, EventRecord, utcnow
-from runplane.store import ActionStore, ChildRefusal, EndResult, RecordTooLarge, StatusUpdate
+from runplane.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, EventRecord, utcnow
+from runplane.store import MAX_ITEM_BYTES, ActionStore, ChildRefusal, EndResult, RecordTooLarge, StatusUpdate, item_size
 from runplane.validation import action_key, known_phase, new_child_key, run_key
 
 logger = logging.getLogger(__name__)
@@ -74,10 +76,22 @@ class ActionLifecycleService:
             raise already_exists(f"action {key} already exists")
         return actions.EnqueueResponse()
 
+    def enqueue_action(self, request: queue.EnqueueActionRequest) -> queue.EnqueueActionResponse:
+        """QueueService/EnqueueAction (the SDK's path when it does not use ActionsService): the
+        same request as an Enqueue, so the same checks, and the same duplicate detection: the
+        same child again is OK whichever of the two procedures sent it."""
+        try:
+            self.enqueue(_as_enqueue(request))
+        except ConnectError as error:  # name the fields as this request has them
+            if "action.action_id" not in error.message:
+                raise
+            raise ConnectError(error.code, error.message.replace("action.action_id", "action_id")) from None
+        return queue.EnqueueActionResponse()
+
     def record_action(self, request: internal.RecordActionRequest) -> internal.RecordActionResponse:
         """InternalRunService/RecordAction: idempotent create of an action already running in the
         cluster; its parent is promoted to RUNNING (attempts and cache status untouched, unlike
-        Flyte's quirk Q8)."""
+        docs/flyte-compat.md#q8-promotion-attempts)."""
         key = action_key(request.action_id)
         child = ChildRequest(
             key=key,
@@ -131,10 +145,7 @@ class ActionLifecycleService:
 
     def record_action_events(self, request: internal.RecordActionEventsRequest) -> internal.RecordActionEventsResponse:
         """InternalRunService/RecordActionEvents: per-attempt history, first write wins."""
-        if len(request.events) > MAX_EVENTS_PER_REQUEST:
-            raise invalid_argument(f"at most {MAX_EVENTS_PER_REQUEST} events per request")
-        now = self._clock()
-        records = [_event_record(event, index=i, now=now) for i, event in enumerate(request.events)]
+        records = _event_records(request.events, now=self._clock())
 
         def store() -> None:
             try:
@@ -143,6 +154,13 @@ class ActionLifecycleService:
                 raise invalid_argument(str(exc)) from None
 
         return internal.RecordActionEventsResponse(status=_in_band(store))
+
+    def record_events(self, request: events_proxy.RecordRequest) -> events_proxy.RecordResponse:
+        """EventsProxyService/Record: the same events, stored the same way as RecordActionEvents,
+        but a public RPC: every event is checked before any is written, and a failure is a
+        Connect error, never in-band."""
+        self._store.put_events(_event_records(request.events, now=self._clock()))
+        return events_proxy.RecordResponse()
 
     # --- aborts -----------------------------------------------------------------------------
 
@@ -161,10 +179,20 @@ class ActionLifecycleService:
         self._abort(key, request.reason if request.HasField("reason") else "", what=f"action {key}")
         return actions.AbortResponse()
 
+    def abort_queued_action(self, request: queue.AbortQueuedActionRequest) -> queue.AbortQueuedActionResponse:
+        key = action_key(request.action_id)
+        self._abort(key, request.reason if request.HasField("reason") else "", what=f"action {key}")
+        return queue.AbortQueuedActionResponse()
+
+    def abort_queued_run(self, request: queue.AbortQueuedRunRequest) -> queue.AbortQueuedRunResponse:
+        key = run_key(request.run_id).action("a0")
+        self._abort(key, request.reason if request.HasField("reason") else "", what=f"run {key.run_key}")
+        return queue.AbortQueuedRunResponse()
+
     def _abort(self, key: ActionKey, reason: str, *, what: str) -> None:
         """DB-first: the action becomes ABORTED with the request recorded; the stream then lets
         reconcile delete its TaskAction. An action that already ended keeps its phase (unlike
-        Flyte's quirk Q6)."""
+        docs/flyte-compat.md#q6-abort-guard)."""
         result = self._store.request_abort(key, reason=reason or DEFAULT_ABORT_REASON, now=self._clock())
         if result is EndResult.MISSING:
             raise not_found(f"{what} not found")
@@ -182,6 +210,37 @@ def _status_update(status: wf.ActionStatus, *, attempts: int | None) -> StatusUp
         start_time=status.start_time.ToDatetime(tzinfo=UTC) if status.HasField("start_time") else None,
         end_time=status.end_time.ToDatetime(tzinfo=UTC) if status.HasField("end_time") else None,
     )
+
+
+def _as_enqueue(request: queue.EnqueueActionRequest) -> actions.EnqueueRequest:
+    """QueueService's EnqueueActionRequest as the ActionsService EnqueueRequest it stands for."""
+    action = actions.Action(
+        action_id=request.action_id,
+        input_uri=request.input_uri,
+        run_output_base=request.run_output_base,
+        group=request.group,
+        subject=request.subject,
+    )
+    if request.HasField("parent_action_name"):
+        action.parent_action_name = request.parent_action_name
+    spec = request.WhichOneof("spec")
+    if spec is not None:
+        getattr(action, spec).CopyFrom(getattr(request, spec))
+    enqueue = actions.EnqueueRequest(action=action)
+    if request.HasField("run_spec"):
+        enqueue.run_spec.CopyFrom(request.run_spec)
+    return enqueue
+
+
+def _event_records(events, *, now: datetime) -> list[EventRecord]:
+    """Every event checked (identity, attempt, phase, size) before any is written."""
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        raise invalid_argument(f"at most {MAX_EVENTS_PER_REQUEST} events per request")
+    records = [_event_record(event, index=i, now=now) for i, event in enumerate(events)]
+    for i, record in enumerate(records):
+        if item_size(record.to_item()) > MAX_ITEM_BYTES:
+            raise invalid_argument(f"events[{i}] is over the {MAX_ITEM_BYTES}-byte item limit")
+    return records
 
 
 def _event_record(event: wf.ActionEvent, *, index: int, now: datetime) -> EventRecord:

@@ -1,6 +1,6 @@
 """Names: validation and generation of run names, scope names, and TaskAction resource names.
 
-Flyte's rules (flyte-anchor.md §2.1, §4.2, invariants 4-5): a run name is at most 30 characters
+Flyte's rules (docs/flyte-compat.md#names): a run name is at most 30 characters
 and a DNS-1035 label because the TaskAction is named ``<run>-<action>`` and plugins derive pod and
 service names from it; a generated name is ``r`` + 19 characters from Kubernetes' random alphabet.
 """
@@ -21,6 +21,9 @@ ACTION_NAME_MAX_LENGTH = 30  # CRD: spec.actionName maxLength
 SCOPE_NAME_MAX_LENGTH = 63  # CRD: spec.project / spec.domain maxLength, and label values
 
 _DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# An action name only has to keep ``<run>-<action>`` a valid resource name (a DNS-1123 subdomain):
+# the SDK names child actions with base-36 hashes, which may start with a digit.
+_ACTION_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Project and domain become label values (flyte.org/project, flyte.org/domain) and part of the
 # table's partition key, so they must be valid label values and never contain the key separator.
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -75,6 +78,21 @@ def validate_run_name(name: str) -> str:
         raise invalid_argument(
             f"run name {name!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
             "starting with a letter and ending with a letter or digit"
+        )
+    return name
+
+
+def validate_action_name(name: str, *, field: str = "action name") -> str:
+    """A child action's name: unlike a run name (Flyte checks only those) it may start with a
+    digit, but it stays within the CRD's 30 characters and keeps ``<run>-<action>`` a valid
+    Kubernetes name."""
+    if not name:
+        raise invalid_argument(f"{field} must not be empty")
+    if len(name) > ACTION_NAME_MAX_LENGTH:
+        raise invalid_argument(f"{field} {name!r} is longer than {ACTION_NAME_MAX_LENGTH} characters")
+    if not _ACTION_NAME.match(name):
+        raise invalid_argument(
+            f"{field} {name!r} must be lowercase letters, digits and '-', starting and ending with a letter or digit"
         )
     return name
 

@@ -1,7 +1,7 @@
 """Flyte's action phases: the enum comes from flyteidl2; this module classifies it and decides
 which phase changes are allowed (the phase guard).
 
-The guard, stricter than Flyte's (quirk Q7) and aware of attempts, which Flyte's is not:
+The guard, stricter than Flyte's (docs/flyte-compat.md#q7-phase-guard) and aware of attempts, which Flyte's is not:
 
 - Within one attempt, phases never move backwards. A terminal phase is final, except that
   FAILED and TIMED_OUT may be left by a *new* attempt (a retry). PAUSED may only settle into a

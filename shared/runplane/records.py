@@ -1,6 +1,6 @@
 """The Action record and its DynamoDB item: one table, one partition per run.
 
-Key design (flyte-anchor.md §7):
+Key design (docs/load-model.md):
 
 - ``pk = <project>#<domain>#<run>``: a run's actions share a partition, so a run is read with one
   Query and its stream records stay in order on one shard.
@@ -51,6 +51,13 @@ RUN_INDEX_PROJECTION = (
     "task_short_name", "function_name", "environment_name", "error_kind", "error_message", "abort_reason",
     "trigger_name", "trigger_task_name", "trigger_revision",
     "abort_requested_at", "created_at", "start_time", "updated_at", "ended_at", "version",
+)  # fmt: skip
+# What a watch of a parent's children (WatchForUpdates, StateService/Watch) reads of each action:
+# enough for ``ActionRecord.from_item`` and an ActionUpdate (phase, error, output location), never
+# the specs.
+ACTION_STATE_ATTRIBUTES = (
+    "project", "domain", "run_name", "name", "parent", "phase", "action_type", "attempts", "created_at",
+    "error_kind", "error_code", "error_message", "run_output_base", "output_uri", "version",
 )  # fmt: skip
 
 
@@ -114,8 +121,13 @@ class ActionRecord:
     run_spec_uri: str = ""
     inputs_uri: str = ""  # the inputs.pb file; the spec's input_uri is its directory
     request_digest: str = ""  # sha256 of the CreateRun request that made the run; roots only
-    error_kind: str = ""
+    error_kind: str = ""  # the ErrorInfo.Kind name: KIND_USER, KIND_SYSTEM
+    error_code: str = ""  # the executor's errorState.code, e.g. MaxRetriesExceeded
     error_message: str = ""
+    # Where the data plane writes this action's outputs (``<base>/<shard>/.../<action>/<attempt>``);
+    # kept on the item so watches compute output URIs without reading the spec.
+    run_output_base: str = ""
+    output_uri: str = ""  # traces only: the trace's own outputs, reported by the SDK
     trigger_name: str = ""  # runs a schedule started
     trigger_task_name: str = ""
     trigger_revision: int = 0
@@ -233,7 +245,10 @@ _OPTIONAL_STRINGS = (
     "inputs_uri",
     "request_digest",
     "error_kind",
+    "error_code",
     "error_message",
+    "run_output_base",
+    "output_uri",
     "trigger_name",
     "trigger_task_name",
     "abort_reason",

@@ -88,6 +88,10 @@ class ReconcileSettings:
     kube_timeout_seconds: float = 10.0
     # Records of different runs are reconciled concurrently, up to this many at a time.
     concurrency: int = 16
+    # Status-mirror shards the resources are labelled for, and the mirror function to wake when
+    # reconcile creates a resource in a shard whose watcher is idle ("" disables waking).
+    mirror_shards: int = 1
+    mirror_function: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconcileSettings:
@@ -100,10 +104,58 @@ class ReconcileSettings:
             max_attempts=int(env.get("RECONCILE_MAX_ATTEMPTS", default="5", pattern=_SMALL_INTEGER, hint="1-99")),
             kube_timeout_seconds=float(env.get("KUBE_TIMEOUT_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
             concurrency=int(env.get("RECONCILE_CONCURRENCY", default="16", pattern=_SMALL_INTEGER, hint="1-99")),
+            mirror_shards=int(env.get("MIRROR_SHARDS", default="1", pattern=_SMALL_INTEGER, hint="1-99")),
+            mirror_function=env.get("MIRROR_FUNCTION_NAME", default=""),
         )
-        if bool(settings.kubeconfig) == bool(settings.eks_cluster_name):
-            raise SettingsError("set exactly one of KUBECONFIG and EKS_CLUSTER_NAME for reconcile")
+        _require_one_cluster(settings.kubeconfig, settings.eks_cluster_name, function="reconcile")
         return settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class MirrorSettings:
+    """Settings of the status mirror, which watches TaskActions and writes their status back."""
+
+    actions_table: str
+    namespace: str = "flyte"
+    kubeconfig: str = ""
+    eks_cluster_name: str = ""
+    kube_timeout_seconds: float = 10.0
+    # How many watchers split the namespace (each resource carries its shard label); the same
+    # number reconcile labels with.
+    shards: int = 1
+    # A watcher whose shard has nothing left to mirror stops after this long without events, so
+    # an idle shard costs no Lambda time; reconcile wakes it for the next resource.
+    idle_grace_seconds: float = 10.0
+    # How often the watcher saves its resourceVersion and renews its lease while events flow.
+    checkpoint_interval_seconds: float = 5.0
+    # The watcher stops this long before the function's timeout, to checkpoint and hand over.
+    stop_margin_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MirrorSettings:
+        env = _Environment(environ)
+        settings = cls(
+            actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
+            namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
+            kubeconfig=env.get("KUBECONFIG", default=""),
+            eks_cluster_name=env.get("EKS_CLUSTER_NAME", default=""),
+            kube_timeout_seconds=float(env.get("KUBE_TIMEOUT_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
+            shards=int(env.get("MIRROR_SHARDS", default="1", pattern=_SMALL_INTEGER, hint="1-99")),
+            idle_grace_seconds=float(env.get("MIRROR_IDLE_GRACE_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
+            checkpoint_interval_seconds=float(
+                env.get("MIRROR_CHECKPOINT_SECONDS", default="5", pattern=_SECONDS, hint="seconds")
+            ),
+            stop_margin_seconds=float(env.get("MIRROR_STOP_MARGIN_SECONDS", default="15", pattern=_SECONDS, hint="seconds")),
+        )
+        _require_one_cluster(settings.kubeconfig, settings.eks_cluster_name, function="mirror_status")
+        return settings
+
+
+def _require_one_cluster(kubeconfig: str, eks_cluster_name: str, *, function: str) -> None:
+    # Exactly one way to reach the cluster: a kubeconfig file (local stack, tests) or an EKS
+    # cluster name (on AWS: DescribeCluster plus an IAM token, no kubeconfig shipped).
+    if bool(kubeconfig) == bool(eks_cluster_name):
+        raise SettingsError(f"set exactly one of KUBECONFIG and EKS_CLUSTER_NAME for {function}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +168,8 @@ class ReadSettings:
     # How long a Watch call waits for a change before it ends the stream (the SDK re-subscribes);
     # under API Gateway's 30 s integration limit.
     watch_window_seconds: float = 20.0
+    # The TaskAction namespace: the output paths watches report are derived from it.
+    namespace: str = "flyte"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReadSettings:
@@ -124,6 +178,7 @@ class ReadSettings:
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
             page_token_secret=env.get("PAGE_TOKEN_SECRET", default="flyte-serverless"),
             watch_window_seconds=float(env.get("WATCH_WINDOW_SECONDS", default="20", pattern=_SECONDS, hint="seconds")),
+            namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
         )
 
 
@@ -165,3 +220,8 @@ def api_settings() -> ApiSettings:
 @cache
 def reconcile_settings() -> ReconcileSettings:
     return ReconcileSettings.from_env()
+
+
+@cache
+def mirror_settings() -> MirrorSettings:
+    return MirrorSettings.from_env()

@@ -25,6 +25,7 @@ from runplane import phases
 from runplane.identifiers import ActionKey, RunKey
 from runplane.records import (
     ACTION_SORT_PREFIX,
+    ACTION_STATE_ATTRIBUTES,
     RUN_INDEX_NAME,
     EVENT_SORT_PREFIX,
     ActionRecord,
@@ -76,10 +77,15 @@ class ChildOutcome:
 @dataclass(frozen=True)
 class StatusUpdate:
     phase: int
-    attempts: int | None = None  # None keeps the stored attempt (Flyte quirk Q8)
+    attempts: int | None = None  # None keeps the stored attempt (docs/flyte-compat.md#q8-promotion-attempts)
     cache_status: int | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None  # only used when the phase is terminal
+    # The action's error, as the data plane reports it for a failed attempt (kind is the
+    # ErrorInfo.Kind name); written only when a message is given.
+    error_kind: str = ""
+    error_code: str = ""
+    error_message: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,31 @@ class ActionStore:
     def list_actions(self, run: RunKey) -> list[ActionRecord]:
         """All actions of a run, specs not resolved."""
         return [ActionRecord.from_item(item) for item in self._query_run(run, ACTION_SORT_PREFIX)]
+
+    def list_action_states(self, run: RunKey) -> list[ActionRecord]:
+        """Every action of a run, read with one Query (paginated) of its partition projecting only
+        ``ACTION_STATE_ATTRIBUTES``: partial records (no specs, no times but the creation) for
+        watches that poll a run. The projection trims what travels and is parsed, not the read
+        units, which DynamoDB bills on the whole items."""
+        names = {f"#a{i}": name for i, name in enumerate(ACTION_STATE_ATTRIBUTES)}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": run_partition_key(run.project, run.domain, run.name)},
+                ":prefix": {"S": ACTION_SORT_PREFIX},
+            },
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,  # name, domain and others are reserved words
+            "ConsistentRead": True,
+        }
+        records: list[ActionRecord] = []
+        while True:
+            response = self.client.query(**kwargs)
+            records.extend(ActionRecord.from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return records
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def query_run_index(
         self,
@@ -370,6 +401,11 @@ class ActionStore:
         if update.start_time is not None:
             values[":start"] = {"S": format_time(update.start_time)}
             assignments.append("start_time = if_not_exists(start_time, :start)")
+        if update.error_message:
+            for name in ("error_kind", "error_code", "error_message"):
+                if getattr(update, name):
+                    values[f":{name}"] = {"S": getattr(update, name)}
+                    assignments.append(f"{name} = :{name}")
         if phases.is_terminal(update.phase):
             values[":end"] = {"S": format_time(update.end_time or now)}
             assignments.append("ended_at = if_not_exists(ended_at, :end)")
@@ -401,6 +437,29 @@ class ActionStore:
             item = exc.response.get("Item")
             return UpdateOutcome(applied=False, record=ActionRecord.from_item(item) if item else None)
         return UpdateOutcome(applied=True, record=ActionRecord.from_item(response["Attributes"]))
+
+    def promote_to_running(self, key: ActionKey, *, now: datetime | None = None) -> bool:
+        """RUNNING if the action has not got that far yet: a child was seen in the cluster, so its
+        parent runs. Attempts and cache status are left alone (unlike docs/flyte-compat.md#q8-promotion-attempts), and an
+        action already running or ended is not rewritten."""
+        earlier = sorted(phases.ACTIVE_PHASES - {phases.RUNNING})
+        client = self.client
+        try:
+            client.update_item(
+                TableName=self.table_name,
+                Key=item_key(key),
+                UpdateExpression="SET phase = :running, updated_at = :now ADD version :one",
+                ConditionExpression=f"attribute_exists(pk) AND phase IN ({_placeholders('e', earlier)})",
+                ExpressionAttributeValues={
+                    ":running": {"N": str(phases.RUNNING)},
+                    ":now": {"S": format_time(now or utcnow())},
+                    ":one": {"N": "1"},
+                    **_values("e", earlier),
+                },
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def request_abort(self, key: ActionKey, *, reason: str, now: datetime | None = None) -> EndResult:
         """DB-first abort: ABORTED with the request recorded (reconcile then deletes the

@@ -6,12 +6,12 @@ from __future__ import annotations
 from flyteidl2.common.identifier_pb2 import ActionIdentifier, RunIdentifier
 
 from runplane import phases
-from runplane.connect.errors import ConnectError, invalid_argument
+from runplane.connect.errors import invalid_argument
 from runplane.identifiers import (
     ROOT_ACTION_NAME,
     ActionKey,
     RunKey,
-    validate_run_name,
+    validate_action_name,
     validate_scope_name,
 )
 
@@ -36,14 +36,11 @@ def action_key(action_id: ActionIdentifier, *, field: str = "action_id") -> Acti
 
 
 def new_child_key(action_id: ActionIdentifier, *, parent: str, field: str = "action_id") -> ActionKey:
-    """The key of a child action about to be created: named like a run, and never a name whose
+    """The key of a child action about to be created: a name the SDK can generate, never one whose
     TaskAction would collide with the root's (Flyte maps a child named like its run to
-    ``<run>-a0``, quirk Q10)."""
+    ``<run>-a0``, docs/flyte-compat.md#q10-child-named-like-run)."""
     key = action_key(action_id, field=field)
-    try:
-        validate_run_name(key.name)
-    except ConnectError as exc:  # reword: this is an action name, not a run name
-        raise invalid_argument(f"{field}.name: {exc.message}".replace("run name", "action name")) from None
+    validate_action_name(key.name, field=f"{field}.name")
     if key.name in (ROOT_ACTION_NAME, key.run):
         raise invalid_argument(f"{field}.name {key.name!r} is reserved: it names the run's root action")
     if not parent:

@@ -69,6 +69,8 @@ def assert_taskaction_for(name, get_taskaction, *, envs=None):
         "flyte.org/action": "a0",
         "flyte.org/action-type": "task",
         "flyte.org/is-root": "true",
+        "runplane/mirror-shard": "0",
+        "app.kubernetes.io/managed-by": "runplane",
         **({"team": "ml"} if envs else {}),
     }
     spec = resource["spec"]

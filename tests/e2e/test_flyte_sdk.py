@@ -60,7 +60,7 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
     from flyteidl2.core import literals_pb2
     from flyteidl2.task import common_pb2
 
-    from functions.data_proxy.output_paths import action_output_path
+    from runplane.output_paths import action_output_path
     from runplane.blobs import BlobStore
     from tests.conftest import wait_for
     from tests.e2e.sdk_tasks.hello import double

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from flyteidl2.task import run_pb2
 
 from functions.create_run.service import CreateRunService
-from functions.reconcile.cluster import TaskActionClient
+from runplane.kube.client import TaskActionClient
 from functions.reconcile.reconciler import ActionChange, Outcome, Reconciler
 from local_stack.aws import provision
 from local_stack.stream_poller import StreamPoller

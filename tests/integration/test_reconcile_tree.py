@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 
 from functions.create_run.service import CreateRunService
 from functions.reconcile.batch import RunOrderedBatchProcessor
-from functions.reconcile.cluster import TaskActionClient
+from runplane.kube.client import TaskActionClient
 from functions.reconcile.handler import process_batch
 from functions.reconcile.reconciler import Outcome, ParentNotMaterialized, Reconciler
 from functions.update_action.service import ActionLifecycleService

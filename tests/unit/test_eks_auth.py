@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlparse
 
 import botocore.session
 
-from functions.reconcile.eks_auth import TOKEN_PREFIX, RefreshingToken, mint_token
+from runplane.kube.eks_auth import TOKEN_PREFIX, RefreshingToken, mint_token
 
 
 def session():
@@ -29,7 +29,7 @@ def test_token_is_a_presigned_get_caller_identity_bound_to_the_cluster():
 def test_the_token_is_reused_until_it_is_due_for_refresh(monkeypatch):
     minted = []
     monkeypatch.setattr(
-        "functions.reconcile.eks_auth.mint_token", lambda **kwargs: minted.append(1) or f"{TOKEN_PREFIX}{len(minted)}"
+        "runplane.kube.eks_auth.mint_token", lambda **kwargs: minted.append(1) or f"{TOKEN_PREFIX}{len(minted)}"
     )
     token = RefreshingToken(cluster_name="flyte", region="us-east-1")
     assert token.value() == token.value() == f"{TOKEN_PREFIX}1"

@@ -8,7 +8,8 @@ from flyteidl2.task import run_pb2
 from flyteidl2.workflow import run_definition_pb2 as wf
 from google.protobuf import wrappers_pb2
 
-from functions.reconcile.taskaction import build_taskaction, identity_of, input_directory, substitute_run_start_time
+from functions.reconcile.taskaction import build_taskaction, input_directory, substitute_run_start_time
+from runplane.kube.resources import identity_of
 from runplane.identifiers import ActionKey
 from runplane.records import ActionRecord
 from tests.builders import task_spec
@@ -40,6 +41,8 @@ def test_root_taskaction_has_flytes_name_labels_and_spec():
         "flyte.org/action": "a0",
         "flyte.org/action-type": "task",
         "flyte.org/is-root": "true",
+        "runplane/mirror-shard": "0",
+        "app.kubernetes.io/managed-by": "runplane",
     }
     spec = body["spec"]
     assert spec["inputUri"] == "s3://bucket/p/d/r1/inputs/abc"  # the directory: the executor adds inputs.pb
@@ -48,6 +51,14 @@ def test_root_taskaction_has_flytes_name_labels_and_spec():
     template = TaskTemplate.FromString(base64.b64decode(spec["taskTemplate"]))
     assert template.id.name == "hello.main"
     assert "parentActionName" not in spec and "envVars" not in spec and "interruptible" not in spec
+
+
+def test_resources_are_labelled_with_their_runs_mirror_shard():
+    from runplane.kube.resources import mirror_shard
+
+    shards = {build_taskaction(root_record(), namespace="flyte", mirror_shards=8)["metadata"]["labels"]["runplane/mirror-shard"]}
+    assert shards == {str(mirror_shard("r1", shards=8))}
+    assert {mirror_shard(f"r{i}", shards=8) for i in range(200)} == set(range(8))  # spread over every shard
 
 
 def test_run_spec_is_projected_without_overriding_flyte_labels():

@@ -1,4 +1,5 @@
-"""The Kubernetes side of reconcile: TaskAction create/get/delete, with errors classified.
+"""TaskActions over the Kubernetes API, with errors classified: create/get/delete for reconcile;
+list, watch and label patches for the status mirror.
 
 One ``TaskActionClient`` per container (its ApiClient keeps the TLS connection and credentials).
 Failures split into two kinds, because they need opposite treatment under at-least-once delivery:
@@ -12,21 +13,50 @@ Failures split into two kinds, because they need opposite treatment under at-lea
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from functions.reconcile.taskaction import GROUP, PLURAL, VERSION
+from runplane.kube.resources import GROUP, PLURAL, VERSION
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
-
-    from runplane.settings import ReconcileSettings
 
 CONNECT_TIMEOUT_SECONDS = 3
 _PERMANENT_STATUSES = frozenset({400, 422})
 
 
+# A watch asks the server to end it after this long at most, so a stopped caller is never stuck
+# on a silent connection; the client's read timeout is a little longer.
+WATCH_READ_MARGIN_SECONDS = 5
+LIST_PAGE_SIZE = 500  # the API server's default chunk; a 10,000-resource shard is 20 pages
+
+
+class ClusterSettings(Protocol):
+    """What a function that talks to the cluster is configured with."""
+
+    namespace: str
+    kubeconfig: str
+    eks_cluster_name: str
+    kube_timeout_seconds: float
+
+
 class AlreadyExists(Exception):
     pass
+
+
+class ResourceVersionGone(Exception):
+    """The watch's resourceVersion is older than the server keeps (410 Gone): relist."""
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    resource: dict[str, Any]
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.resource.get("metadata", {}).get("resourceVersion", ""))
 
 
 class ResourceRejected(Exception):
@@ -43,13 +73,13 @@ class TaskActionClient:
         self._timeout = (min(CONNECT_TIMEOUT_SECONDS, timeout_seconds), timeout_seconds)
 
     @classmethod
-    def from_settings(cls, settings: ReconcileSettings) -> TaskActionClient:
+    def from_settings(cls, settings: ClusterSettings) -> TaskActionClient:
         if settings.kubeconfig:
             from kubernetes import config
 
             api_client = config.new_client_from_config(config_file=settings.kubeconfig)
         else:
-            from functions.reconcile.eks_auth import eks_api_client
+            from runplane.kube.eks_auth import eks_api_client
 
             api_client = eks_api_client(settings.eks_cluster_name)
         return cls(api_client=api_client, namespace=settings.namespace, timeout_seconds=settings.kube_timeout_seconds)
@@ -80,6 +110,69 @@ class TaskActionClient:
                 return None
             raise
 
+    def list(self, *, label_selector: str, limit: int | None = None) -> tuple[list[dict[str, Any]], str]:
+        """The resources matching ``label_selector`` (paged by the server), and the list's
+        resourceVersion to watch from. ``limit`` stops after that many."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = self._api.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                label_selector=label_selector,
+                limit=min(limit or LIST_PAGE_SIZE, LIST_PAGE_SIZE),
+                _continue=token,
+                _request_timeout=self._timeout,
+            )
+            items.extend(page.get("items") or [])
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue")
+            if not token or (limit is not None and len(items) >= limit):
+                return items[:limit] if limit is not None else items, str(metadata.get("resourceVersion", ""))
+
+    def watch(self, *, label_selector: str, resource_version: str, timeout_seconds: int) -> Iterator[WatchEvent]:
+        """Events after ``resource_version``, bookmarks included, until the server ends the watch
+        after ``timeout_seconds``. Raises ``ResourceVersionGone`` on 410."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.watch import Watch
+
+        watch = Watch()
+        try:
+            for event in watch.stream(
+                self._api.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                label_selector=label_selector,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _request_timeout=(self._timeout[0], timeout_seconds + WATCH_READ_MARGIN_SECONDS),
+            ):
+                yield WatchEvent(type=event["type"], resource=event["raw_object"])
+        except ApiException as exc:
+            if exc.status == 410:
+                raise ResourceVersionGone(str(exc.reason)) from None
+            raise
+        finally:
+            watch.stop()
+
+    def label(self, name: str, labels: dict[str, str]) -> bool:
+        """Merge-patch labels onto a resource; False if it is gone."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._api.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, {"metadata": {"labels": labels}}, _request_timeout=self._timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def delete(self, name: str) -> bool:
         """Delete with background propagation: the resource goes now, the garbage collector
