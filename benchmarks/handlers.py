@@ -66,7 +66,9 @@ print(f"{{(time.perf_counter() - t0) * 1000:.1f}} {{(time.process_time() - c0) *
 def deployment_layout(target: Path) -> Path:
     """functions/ and the layer's runplane as `sam build` + the Makefile ship them, precompiled."""
     shutil.copytree(REPO / "functions", target / "functions", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "shared" / "runplane", target / "python" / "runplane", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "shared" / "runplane", target / "python" / "runplane", ignore=shutil.ignore_patterns("__pycache__")
+    )
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(target)], check=True
     )
@@ -78,12 +80,18 @@ def cold_starts(runs: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as scratch:
         code = deployment_layout(Path(scratch))
         kubeconfig = Path(scratch) / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        }))
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "c",
+                    "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                }
+            )
+        )
         env = {
             "PATH": os.environ["PATH"],
             "PYTHONPATH": f"{code}:{code / 'python'}",
@@ -103,7 +111,11 @@ def cold_starts(runs: int) -> dict[str, dict[str, float]]:
                 # PYTHONPATH puts the shipped layout ahead of the repo checkout the venv also sees.
                 output = subprocess.run(
                     [sys.executable, "-c", script],
-                    env=env, capture_output=True, text=True, check=True, cwd=scratch,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=scratch,
                 ).stdout.split()
                 samples[name].append((float(output[0]), float(output[1])))
         for name, values in samples.items():
@@ -281,7 +293,9 @@ def write_units_of_an_action_life(resources) -> dict[str, int]:
     def update(phase: int, bucket: str) -> None:
         nonlocal before
         lifecycle().update_action_status(
-            internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phase, attempts=1))
+            internal.UpdateActionStatusRequest(
+                action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phase, attempts=1)
+            )
         )
         after = raw_item()
         cost = max(write_units(before), write_units(after))
@@ -295,7 +309,13 @@ def write_units_of_an_action_life(resources) -> dict[str, int]:
 
     events = [
         wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=phase, version=0)
-        for phase in (phases.QUEUED, phases.WAITING_FOR_RESOURCES, phases.INITIALIZING, phases.RUNNING, phases.SUCCEEDED)
+        for phase in (
+            phases.QUEUED,
+            phases.WAITING_FOR_RESOURCES,
+            phases.INITIALIZING,
+            phases.RUNNING,
+            phases.SUCCEEDED,
+        )
     ]
     for event in events:
         event.updated_time.GetCurrentTime()
@@ -319,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Cold start (import + first-call set-up, precompiled, {args.cold_runs} interleaved runs)")
     print(f"  {'handler':<18}{'median wall':>12}{'min':>8}{'max':>8}{'median CPU':>12}")
     for name, r in cold.items():
-        print(f"  {name:<18}{r['median_wall_ms']:>10.1f}ms{r['min_wall_ms']:>6.0f}ms{r['max_wall_ms']:>6.0f}ms{r['median_cpu_ms']:>10.1f}ms")
+        print(
+            f"  {name:<18}{r['median_wall_ms']:>10.1f}ms{r['min_wall_ms']:>6.0f}ms{r['max_wall_ms']:>6.0f}ms{r['median_cpu_ms']:>10.1f}ms"
+        )
 
     warm = warm_handlers(args.warm_calls)
     for name, raw_name, note in (

@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.reconcile import OutOfProcessMoto
     from functions.create_run.service import CreateRunService
-    from runplane.pages import PageTokens
     from functions.read_runs.service import RunReader
     from local_stack.aws import aws_environment, provision
     from runplane.blobs import BlobStore
     from runplane.identifiers import ActionKey
+    from runplane.pages import PageTokens
     from runplane.records import RUN_INDEX_NAME
     from runplane.store import ActionStore
     from tests.builders import DOMAIN, create_run_request
@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         store.client.meta.events.register("before-call.dynamodb.Query", lambda **kwargs: calls.append(1))
 
         def page(token: str = "") -> runs.ListRunsResponse:
-            return reader.list_runs(runs.ListRunsRequest(request=list_pb2.ListRequest(limit=50, token=token), project_id=scope))
+            return reader.list_runs(
+                runs.ListRunsRequest(request=list_pb2.ListRequest(limit=50, token=token), project_id=scope)
+            )
 
         token = ""
         for _ in range(9):
@@ -151,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  first page   {result['first_page_ms']:8.1f} ms   {result['first_page_ratio']:6.1f}x the raw Query")
     print(f"  tenth page   {result['tenth_page_ms']:8.1f} ms   {result['tenth_page_ratio']:6.1f}x the raw Query")
     print(f"  raw Query    {result['raw_query_ms']:8.1f} ms   (50 items of one index partition)")
-    print(f"  16 raw shard Queries {result['raw_shard_queries_ms']:.1f} ms: the page is {result['first_page_ratio_to_shard_queries']:.2f}x that")
+    print(
+        f"  16 raw shard Queries {result['raw_shard_queries_ms']:.1f} ms: the page is {result['first_page_ratio_to_shard_queries']:.2f}x that"
+    )
     print(f"  DynamoDB calls per page: {result['dynamodb_calls_per_page']} (one Query per shard, in parallel)")
     results = REPO / "benchmarks" / "results"
     results.mkdir(exist_ok=True)

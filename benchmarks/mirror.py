@@ -81,13 +81,23 @@ def main(argv: list[str] | None = None) -> int:
                 "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             objects.patch_namespaced_custom_object_status(
-                "flyte.org", "v1", "flyte", "taskactions", f"{name}-a0", {"status": {"attempts": 1, "conditions": [condition]}}
+                "flyte.org",
+                "v1",
+                "flyte",
+                "taskactions",
+                f"{name}-a0",
+                {"status": {"attempts": 1, "conditions": [condition]}},
             )
 
         def watcher(seconds: float) -> tuple[threading.Thread, dict]:
             result: dict = {}
             shard_watcher = ShardWatcher(
-                shard=0, holder=uuid.uuid4().hex, cluster=cluster, mirror=mirror, leases=leases, idle_grace_seconds=seconds
+                shard=0,
+                holder=uuid.uuid4().hex,
+                cluster=cluster,
+                mirror=mirror,
+                leases=leases,
+                idle_grace_seconds=seconds,
             )
 
             def run() -> None:
@@ -129,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         thread, result = watcher(1.0)
         thread.join(timeout=600)
         mirrored_seconds = time.perf_counter() - started
-        assert all(store.get_action(ActionKey(PROJECT, DOMAIN, n, "a0"), resolve_specs=False).phase == phases.RUNNING for n in names)
+        assert all(
+            store.get_action(ActionKey(PROJECT, DOMAIN, n, "a0"), resolve_specs=False).phase == phases.RUNNING
+            for n in names
+        )
         report = result["report"]
 
         raw_names = [new_run() for _ in range(args.actions)]

@@ -78,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from functions.create_run.service import CreateRunService
     from functions.reconcile.batch import RunOrderedBatchProcessor
-    from runplane.kube.client import TaskActionClient
     from functions.reconcile.handler import process_batch
     from functions.reconcile.reconciler import Reconciler
     from functions.reconcile.taskaction import build_taskaction
@@ -90,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from runplane import phases
     from runplane.blobs import BlobStore
     from runplane.identifiers import ActionKey
+    from runplane.kube.client import TaskActionClient
     from runplane.store import ActionStore
     from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
 
@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             return count
 
         collected: list[dict] = []
-        stream = StreamPoller(streams_client=streams, stream_arn=table.stream_arn, handler=lambda e, c: collected.append(e))
+        stream = StreamPoller(
+            streams_client=streams, stream_arn=table.stream_arn, handler=lambda e, c: collected.append(e)
+        )
 
         def stream_batches() -> list[dict]:
             """The stream's records since the last call, as Lambda would batch them."""
@@ -158,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         for body in bodies:
             raw.create_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", body)
         raw_seconds = time.perf_counter() - started
-        raw.delete_collection_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", label_selector="flyte.org/project")
-        wait_until_empty = lambda: raw.list_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", limit=1)["items"]  # noqa: E731
+        raw.delete_collection_namespaced_custom_object(
+            "flyte.org", "v1", "flyte", "taskactions", label_selector="flyte.org/project"
+        )
+
+        def wait_until_empty():
+            return raw.list_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", limit=1)["items"]
+
         while wait_until_empty():
             time.sleep(0.05)
         # The API server's own ceiling on this machine: the same creates, 16 at a time.
@@ -167,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(lambda body: raw.create_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", body), bodies))
+            list(
+                pool.map(
+                    lambda body: raw.create_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", body),
+                    bodies,
+                )
+            )
         concurrent_seconds = time.perf_counter() - started
         materialise = {
             "actions": actions,
@@ -176,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             "raw_concurrent_creates_per_second": len(bodies) / concurrent_seconds,
         }
         materialise["ratio"] = materialise["reconcile_per_second"] / materialise["raw_serial_creates_per_second"]
-        raw.delete_collection_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", label_selector="flyte.org/project")
+        raw.delete_collection_namespaced_custom_object(
+            "flyte.org", "v1", "flyte", "taskactions", label_selector="flyte.org/project"
+        )
 
         # --- abort of a large run -----------------------------------------------------------
         big = f"b{uuid.uuid4().hex[:10]}"
@@ -211,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         table_done = timings["table"]
         run_key = ActionKey(project=PROJECT, domain=DOMAIN, run=big, name="a0").run_key
         assert all(a.phase == phases.ABORTED for a in store.list_actions(run_key))
-        abort = {"actions": count, "seconds_until_all_aborted_in_table": table_done, "seconds_until_last_taskaction_gone": cluster_done}
+        abort = {
+            "actions": count,
+            "seconds_until_all_aborted_in_table": table_done,
+            "seconds_until_last_taskaction_gone": cluster_done,
+        }
     finally:
         kube.stop()
         moto.stop()
@@ -221,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  reconcile           {materialise['reconcile_per_second']:8.1f} actions/s")
     print(f"  raw serial creates  {materialise['raw_serial_creates_per_second']:8.1f} creates/s")
     print(f"  ratio               {materialise['ratio']:8.2f}x")
-    print(f"  (the API server's ceiling here: {materialise['raw_concurrent_creates_per_second']:.1f} creates/s with 16 in flight)")
+    print(
+        f"  (the API server's ceiling here: {materialise['raw_concurrent_creates_per_second']:.1f} creates/s with 16 in flight)"
+    )
     print(f"Abort of a run of {abort['actions']} actions (request -> ...)")
     print(f"  every action ABORTED in the table   {abort['seconds_until_all_aborted_in_table']:.2f} s")
     print(f"  last TaskAction gone (GC)           {abort['seconds_until_last_taskaction_gone']:.2f} s")

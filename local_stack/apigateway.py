@@ -53,7 +53,9 @@ class ApiGatewayFront:
         self._server.shutdown()
         self._server.server_close()
 
-    def invoke(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def invoke(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         route = self._routes.get((method, path))
         if route is None and self._fallback is not None and self._fallback.method in ("ANY", method):
             route = self._fallback

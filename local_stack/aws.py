@@ -176,4 +176,3 @@ def provision(*, endpoint: str, table_name: str, bucket: str) -> AwsResources:
     return AwsResources(
         endpoint=endpoint, table_name=table_name, bucket=bucket, stream_arn=description["LatestStreamArn"]
     )
-

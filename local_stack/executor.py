@@ -1069,7 +1069,9 @@ class LocalExecutor:
         return [
             runner.process.pid
             for runner in runners
-            if runner.process is not None and runner.process.poll() is None and runner._labels.get("flyte.org/run") == run
+            if runner.process is not None
+            and runner.process.poll() is None
+            and runner._labels.get("flyte.org/run") == run
         ]
 
     def stop(self) -> None:

@@ -101,7 +101,7 @@ class KubeControlPlane:
     # --- the three processes ----------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.state_dir / f"{name}.log", "wb")
+        log = open(self.state_dir / f"{name}.log", "wb")  # noqa: SIM115 - the process writes it for its whole life
         process = subprocess.Popen(
             argv,
             stdout=log,
@@ -135,7 +135,9 @@ class KubeControlPlane:
         key, pub = self.state_dir / "sa.key", self.state_dir / "sa.pub"
         if not key.exists():
             subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-            subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
+            subprocess.run(
+                ["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True
+            )
         process = self._spawn(
             "kube-apiserver",
             [

@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 MAX_TICKS_PER_PASS = 100  # a stack that slept for days catches up at most this much per schedule
 
 
-def ticks(expression: str, timezone: str, *, after: datetime, until: datetime, start: datetime | None = None) -> list[datetime]:
+def ticks(
+    expression: str, timezone: str, *, after: datetime, until: datetime, start: datetime | None = None
+) -> list[datetime]:
     """The schedule's ticks in (after, until], in UTC."""
     if expression.startswith("rate("):
         value, unit = expression[len("rate(") : -1].split()
@@ -52,7 +54,14 @@ def ticks(expression: str, timezone: str, *, after: datetime, until: datetime, s
 
 
 class LocalScheduler:
-    def __init__(self, *, client: Any, group: str, target: Callable[[dict, Any], Any], clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        group: str,
+        target: Callable[[dict, Any], Any],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._client = client
         self._group = group
         self._target = target
@@ -77,7 +86,9 @@ class LocalScheduler:
                 until=now,
                 start=schedule.get("StartDate"),
             ):
-                event = json.loads(schedule["Target"]["Input"].replace(SCHEDULED_TIME, tick.strftime("%Y-%m-%dT%H:%M:%SZ")))
+                event = json.loads(
+                    schedule["Target"]["Input"].replace(SCHEDULED_TIME, tick.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                )
                 try:
                     self._target(event, LambdaContext(function_name="CreateRunFunction"))
                 except Exception:

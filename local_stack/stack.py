@@ -141,7 +141,8 @@ class LocalStack:
 
         self.lambdas = LocalLambdaService(
             functions={
-                name: (resource["Properties"]["Handler"], self._timeout_of(name)) for name, resource in functions().items()
+                name: (resource["Properties"]["Handler"], self._timeout_of(name))
+                for name, resource in functions().items()
             }
         ).start()
 
@@ -184,7 +185,9 @@ class LocalStack:
             region=REGION,
             filter_patterns=[f["Pattern"] for f in settings.get("FilterCriteria", {}).get("Filters", [])],
         )
-        self._poll_thread = threading.Thread(target=self.poller.run, args=(self._stop_polling,), name="stream-poller", daemon=True)
+        self._poll_thread = threading.Thread(
+            target=self.poller.run, args=(self._stop_polling,), name="stream-poller", daemon=True
+        )
         self._poll_thread.start()
 
         self.scheduler = LocalScheduler(
@@ -192,7 +195,9 @@ class LocalStack:
             group=SCHEDULE_GROUP,
             target=load_handler(function_handler("CreateRunFunction")),
         )
-        self._scheduler_thread = threading.Thread(target=self.scheduler.run, args=(self._stop_polling,), name="scheduler", daemon=True)
+        self._scheduler_thread = threading.Thread(
+            target=self.scheduler.run, args=(self._stop_polling,), name="scheduler", daemon=True
+        )
         self._scheduler_thread.start()
         if self.config.data_plane:
             self.start_data_plane()
@@ -297,7 +302,7 @@ class LocalStack:
     def _acquire_lock(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         lock_path = self.config.state_dir / "stack.lock"
-        lock_file = open(lock_path, "a+")
+        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held (and locked) until the stack stops
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -193,7 +193,9 @@ def _matches(pattern: Any, value: Any) -> bool:
     """An event filter pattern against a record: nested keys must exist and match; a list
     matches if any of its entries does (an exact value, or ``{"prefix": ...}`` on a string)."""
     if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(key in value and _matches(sub, value[key]) for key, sub in pattern.items())
+        return isinstance(value, dict) and all(
+            key in value and _matches(sub, value[key]) for key, sub in pattern.items()
+        )
     if isinstance(pattern, list):
         return any(_matches_one(entry, value) for entry in pattern)
     return pattern == value

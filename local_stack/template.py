@@ -83,7 +83,11 @@ def scheduled_invocations(template: dict[str, Any] | None = None) -> list[Schedu
         for event in (resource["Properties"].get("Events") or {}).values():
             if event["Type"] == "ScheduleV2":
                 properties = event["Properties"]
-                found.append(ScheduledInvocation(name, properties["ScheduleExpression"], json.loads(properties.get("Input") or "{}")))
+                found.append(
+                    ScheduledInvocation(
+                        name, properties["ScheduleExpression"], json.loads(properties.get("Input") or "{}")
+                    )
+                )
     return found
 
 

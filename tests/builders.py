@@ -12,7 +12,9 @@ PROJECT = "flytesnacks"
 DOMAIN = "development"
 
 
-def task_spec(*, name: str = "hello.main", task_type: str = "python-task", args: tuple[str, ...] = ("pyflyte-execute",)) -> task_definition_pb2.TaskSpec:
+def task_spec(
+    *, name: str = "hello.main", task_type: str = "python-task", args: tuple[str, ...] = ("pyflyte-execute",)
+) -> task_definition_pb2.TaskSpec:
     template = tasks_pb2.TaskTemplate(
         id=identifier_pb2.Identifier(name=name, version="v1"),
         type=task_type,
@@ -55,19 +57,24 @@ def create_run_request(
     return request
 
 
-def child_task_action(run_name: str, name: str, *, parent: str = "a0", project: str = PROJECT, domain: str = DOMAIN, spec=None):
+def child_task_action(
+    run_name: str, name: str, *, parent: str = "a0", project: str = PROJECT, domain: str = DOMAIN, spec=None
+):
     from flyteidl2.actions import actions_service_pb2 as actions
     from flyteidl2.common.identifier_pb2 import ActionIdentifier
     from flyteidl2.task.task_definition_pb2 import TaskIdentifier
 
     return actions.EnqueueRequest(
         action=actions.Action(
-            action_id=ActionIdentifier(run=RunIdentifier(org="o", project=project, domain=domain, name=run_name), name=name),
+            action_id=ActionIdentifier(
+                run=RunIdentifier(org="o", project=project, domain=domain, name=run_name), name=name
+            ),
             parent_action_name=parent,
             input_uri=f"s3://flyte-data/{project}/{domain}/{run_name}/{name}/inputs",
             run_output_base=f"s3://flyte-data/{project}/{domain}/{run_name}/",
             task=run_definition_pb2.TaskAction(
-                id=TaskIdentifier(project=project, domain=domain, name="child.task", version="v1"), spec=spec or task_spec(name="child.task")
+                id=TaskIdentifier(project=project, domain=domain, name="child.task", version="v1"),
+                spec=spec or task_spec(name="child.task"),
             ),
         )
     )

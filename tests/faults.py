@@ -61,11 +61,18 @@ class FaultyApiServerProxy:
                 body = self.rfile.read(length) if length else b""
                 fault = proxy.plan.fault_for(self.command, self.path, body)
                 if fault in ("500", "429"):
-                    payload = b'{"kind":"Status","apiVersion":"v1","status":"Failure","message":"injected","code":%s}' % fault.encode()
+                    payload = (
+                        b'{"kind":"Status","apiVersion":"v1","status":"Failure","message":"injected","code":%s}'
+                        % fault.encode()
+                    )
                     self._answer(int(fault), {"content-type": "application/json"}, payload)
                     return
-                upstream_connection = http.client.HTTPSConnection(target.hostname, target.port, context=context, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}
+                upstream_connection = http.client.HTTPSConnection(
+                    target.hostname, target.port, context=context, timeout=30
+                )
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")
+                }
                 headers["authorization"] = f"Bearer {token}"
                 upstream_connection.request(self.command, self.path, body=body or None, headers=headers)
                 response = upstream_connection.getresponse()
@@ -73,7 +80,11 @@ class FaultyApiServerProxy:
                 upstream_connection.close()
                 if fault == "timeout":
                     time.sleep(proxy.plan.timeout_hold_seconds)  # the server acted; the client gave up
-                response_headers = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+                response_headers = {
+                    k: v
+                    for k, v in response.getheaders()
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                }
                 self._answer(response.status, response_headers, payload)
 
             def _answer(self, status: int, headers: dict, payload: bytes) -> None:

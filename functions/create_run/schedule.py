@@ -92,7 +92,9 @@ def tick_from_event(event: dict[str, Any]) -> Tick:
     if not request.HasField("run_spec"):
         request.run_spec.CopyFrom(run_pb2.RunSpec())
     request.run_spec.run_start_time.FromDatetime(scheduled_at)  # the tick, not the delivery
-    return Tick(request=request, trigger_name=fields["name"], trigger_task_name=fields["taskName"], trigger_revision=revision)
+    return Tick(
+        request=request, trigger_name=fields["name"], trigger_task_name=fields["taskName"], trigger_revision=revision
+    )
 
 
 def _scheduled_time(value: Any) -> datetime:

@@ -146,7 +146,9 @@ class CreateRunService:
             return spec
         if which == "task_id":
             project, domain, name, version = task_key(request.task_id)
-            record = self._tasks.get(project=project, domain=domain, name=name, version=version) if self._tasks else None
+            record = (
+                self._tasks.get(project=project, domain=domain, name=name, version=version) if self._tasks else None
+            )
             if record is None:
                 raise not_found(f"task {name} version {version} is not deployed in {project}/{domain}")
             spec = TaskSpec.FromString(record.spec)

@@ -51,7 +51,11 @@ class DataProxy:
             raise invalid_argument("content_md5 must be the 16-byte MD5 of the content")
         if request.content_length < 0 or request.content_length > MAX_UPLOAD_BYTES:
             raise invalid_argument(f"content_length must be between 0 and {MAX_UPLOAD_BYTES} bytes")
-        root = _path_segment(request.filename_root, field="filename_root") if request.filename_root else request.content_md5.hex()
+        root = (
+            _path_segment(request.filename_root, field="filename_root")
+            if request.filename_root
+            else request.content_md5.hex()
+        )
         expires_in = request.expires_in.ToTimedelta() if request.HasField("expires_in") else DEFAULT_UPLOAD_EXPIRY
         if not timedelta(0) < expires_in <= MAX_UPLOAD_EXPIRY:
             raise invalid_argument("expires_in must be positive and at most 7 days")
@@ -60,8 +64,12 @@ class DataProxy:
         params = {"Bucket": self._bucket, "Key": key, "ContentMD5": md5}
         if request.content_length:
             params["ContentLength"] = request.content_length
-        url = self._blobs.client.generate_presigned_url("put_object", Params=params, ExpiresIn=int(expires_in.total_seconds()))
-        response = proxy.CreateUploadLocationResponse(signed_url=url, native_url=f"s3://{self._bucket}/{key}", headers={"Content-MD5": md5})
+        url = self._blobs.client.generate_presigned_url(
+            "put_object", Params=params, ExpiresIn=int(expires_in.total_seconds())
+        )
+        response = proxy.CreateUploadLocationResponse(
+            signed_url=url, native_url=f"s3://{self._bucket}/{key}", headers={"Content-MD5": md5}
+        )
         response.expires_at.FromDatetime(datetime.now(UTC) + expires_in)
         return response
 
@@ -92,9 +100,16 @@ class DataProxy:
         if not run_output_base and record.action_spec:
             run_output_base = ActionSpec.FromString(record.action_spec).run_output_base
         if run_output_base:
-            outputs_uri = action_output_path(
-                namespace=self._namespace, run=key.run, action=key.name, run_output_base=run_output_base, attempt=record.attempts
-            ) + f"/{OUTPUTS_FILE}"
+            outputs_uri = (
+                action_output_path(
+                    namespace=self._namespace,
+                    run=key.run,
+                    action=key.name,
+                    run_output_base=run_output_base,
+                    attempt=record.attempts,
+                )
+                + f"/{OUTPUTS_FILE}"
+            )
             response.outputs_uri = outputs_uri
             data = self._read(outputs_uri)
             if data is not None:

@@ -45,7 +45,12 @@ def components() -> tuple[MirrorSettings, TaskActionClient, StatusMirror, Mirror
     settings = mirror_settings()
     cluster = TaskActionClient.from_settings(settings)
     store = ActionStore(table_name=settings.actions_table)
-    return settings, cluster, StatusMirror(store=store, cluster=cluster), MirrorLeases(table_name=settings.actions_table)
+    return (
+        settings,
+        cluster,
+        StatusMirror(store=store, cluster=cluster),
+        MirrorLeases(table_name=settings.actions_table),
+    )
 
 
 def shard_of(event: dict[str, Any], *, shards: int) -> tuple[int, bool]:

@@ -167,9 +167,13 @@ class ShardWatcher:
         while (remaining := deadline - self._clock()) > 1:
             if not self._open and self._clock() - last_event >= self._idle_grace:
                 return Result.IDLE
-            chunk = int(min(remaining, MAX_WATCH_CALL_SECONDS, self._idle_grace if not self._open else MAX_WATCH_CALL_SECONDS))
+            chunk = int(
+                min(remaining, MAX_WATCH_CALL_SECONDS, self._idle_grace if not self._open else MAX_WATCH_CALL_SECONDS)
+            )
             try:
-                for event in self._cluster.watch(label_selector=self._selector, resource_version=self._version, timeout_seconds=max(1, chunk)):
+                for event in self._cluster.watch(
+                    label_selector=self._selector, resource_version=self._version, timeout_seconds=max(1, chunk)
+                ):
                     self._version = event.resource_version or self._version
                     if event.type != "BOOKMARK":
                         self._handle(event.type, event.resource)
@@ -200,7 +204,12 @@ class ShardWatcher:
             outcomes = self._report.outcomes if self._report.outcomes is not None else {}
             outcomes[outcome.value] = outcomes.get(outcome.value, 0) + 1
         key = action_key_of(resource)
-        if event_type == DELETED or key is None or is_recorded(resource) or outcome in (Outcome.RECORDED, Outcome.FOREIGN):
+        if (
+            event_type == DELETED
+            or key is None
+            or is_recorded(resource)
+            or outcome in (Outcome.RECORDED, Outcome.FOREIGN)
+        ):
             self._open.pop(name, None)
         else:
             self._open[name] = f"{key.project}/{key.domain}/{key.run}/{key.name}"
@@ -214,5 +223,11 @@ class ShardWatcher:
 def _tombstone(name: str, action: str) -> dict[str, Any]:
     """What is known of a resource deleted while nobody watched: its name and action."""
     project, domain, run, action_name = action.split("/", 3)
-    labels = {LABEL_PROJECT: project, LABEL_DOMAIN: domain, LABEL_RUN: run, LABEL_ACTION: action_name, LABEL_MANAGED_BY: MANAGED_BY}
+    labels = {
+        LABEL_PROJECT: project,
+        LABEL_DOMAIN: domain,
+        LABEL_RUN: run,
+        LABEL_ACTION: action_name,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
     return {"metadata": {"name": name, "labels": labels}, "status": {}}

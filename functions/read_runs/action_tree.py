@@ -77,7 +77,9 @@ def enriched_actions(records: list[ActionRecord], action_filter: ActionFilter) -
     ordered = sorted(records, key=lambda r: (r.created_at, r.key.name))
     return {
         r.key.name: wf.EnrichedAction(
-            action=action_message(r), meets_filter=visible.get(r.key.name, False), children_phase_counts=dict(counts.get(r.key.name, {}))
+            action=action_message(r),
+            meets_filter=visible.get(r.key.name, False),
+            children_phase_counts=dict(counts.get(r.key.name, {})),
         )
         for r in ordered
     }

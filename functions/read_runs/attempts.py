@@ -40,10 +40,16 @@ def merge_events(events: list[wf.ActionEvent]) -> wf.ActionAttempt:
     newest_first = list(reversed(ordered))
     last = next((e for e in newest_first if phases.is_terminal(e.phase)), newest_first[0])
 
-    attempt = wf.ActionAttempt(attempt=last.attempt, phase=last.phase, cache_status=last.cache_status, cluster=last.cluster)
+    attempt = wf.ActionAttempt(
+        attempt=last.attempt, phase=last.phase, cache_status=last.cache_status, cluster=last.cluster
+    )
     attempt.start_time.CopyFrom(ordered[0].updated_time)
     if phases.is_terminal(last.phase):
-        end = last.updated_time if _seconds(last.updated_time) >= _seconds(ordered[0].updated_time) else ordered[0].updated_time
+        end = (
+            last.updated_time
+            if _seconds(last.updated_time) >= _seconds(ordered[0].updated_time)
+            else ordered[0].updated_time
+        )
         attempt.end_time.CopyFrom(end)
     if last.HasField("error_info"):
         attempt.error_info.CopyFrom(last.error_info)

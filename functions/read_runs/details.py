@@ -31,7 +31,11 @@ def action_details(record: ActionRecord, events: list[EventRecord]) -> wf.Action
         if attempts and attempts[-1].attempt == record.attempts and attempts[-1].HasField("error_info"):
             details.error_info.CopyFrom(attempts[-1].error_info)
         elif record.error_message:
-            kind_value = wf.ErrorInfo.Kind.Value(record.error_kind) if record.error_kind in wf.ErrorInfo.Kind.keys() else 0
+            kind_value = (
+                wf.ErrorInfo.Kind.Value(record.error_kind)
+                if record.error_kind in wf.ErrorInfo.Kind.DESCRIPTOR.values_by_name
+                else 0
+            )
             details.error_info.CopyFrom(wf.ErrorInfo(message=record.error_message, kind=kind_value))
     elif record.phase == phases.ABORTED:
         details.abort_info.CopyFrom(wf.AbortInfo(reason=record.abort_reason))

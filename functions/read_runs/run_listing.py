@@ -33,8 +33,18 @@ FILTERS = {
     "task_name": {Function.EQUAL, Function.CONTAINS},
     "task_version": {Function.EQUAL},
     "trigger_name": {Function.EQUAL},
-    "created_at": {Function.GREATER_THAN, Function.GREATER_THAN_OR_EQUAL, Function.LESS_THAN, Function.LESS_THAN_OR_EQUAL},
-    "updated_at": {Function.GREATER_THAN, Function.GREATER_THAN_OR_EQUAL, Function.LESS_THAN, Function.LESS_THAN_OR_EQUAL},
+    "created_at": {
+        Function.GREATER_THAN,
+        Function.GREATER_THAN_OR_EQUAL,
+        Function.LESS_THAN,
+        Function.LESS_THAN_OR_EQUAL,
+    },
+    "updated_at": {
+        Function.GREATER_THAN,
+        Function.GREATER_THAN_OR_EQUAL,
+        Function.LESS_THAN,
+        Function.LESS_THAN_OR_EQUAL,
+    },
 }
 SORT_KEYS = frozenset({"created_at"})
 _COMPARISONS = {
@@ -95,7 +105,8 @@ def run_query(request: runs.ListRunsRequest) -> RunQuery:
     for position, item in enumerate([*request.request.filters, *extra]):
         _add_filter(query, item, position)
     query.fingerprint = json.dumps(
-        [scope, project, domain, query.ascending, query.lower, query.upper, query.conditions, query.values], sort_keys=True
+        [scope, project, domain, query.ascending, query.lower, query.upper, query.conditions, query.values],
+        sort_keys=True,
     )
     return query
 
@@ -116,12 +127,16 @@ def _add_filter(query: RunQuery, item: list_pb2.Filter, position: int) -> None:
     if allowed is None:
         raise invalid_argument(f"request.filters: field {name!r} cannot be filtered on; use one of {sorted(FILTERS)}")
     if item.function not in allowed:
-        raise invalid_argument(f"request.filters: {list_pb2.Filter.Function.Name(item.function)} is not supported on {name!r}")
+        raise invalid_argument(
+            f"request.filters: {list_pb2.Filter.Function.Name(item.function)} is not supported on {name!r}"
+        )
     values = list(item.values)
     if item.function == Function.EQUAL and name == "phase" and len(values) > 1 and all(len(v) == 1 for v in values):
         values = ["".join(values)]  # the flyte SDK assigns a str to the repeated field: "10" -> ["1", "0"]
     if not values or (item.function != Function.VALUE_IN and len(values) != 1):
-        raise invalid_argument(f"request.filters: {name!r} needs {'values' if item.function == Function.VALUE_IN else 'one value'}")
+        raise invalid_argument(
+            f"request.filters: {name!r} needs {'values' if item.function == Function.VALUE_IN else 'one value'}"
+        )
     if name == "created_at":
         _bound_creation(query, item.function, _time(values[0], name))
         return
@@ -166,7 +181,7 @@ def _enum_value(enum: Any, value: str, *, prefix: str, field: str) -> int:
         return int(value)
     name = value.upper()
     for candidate in (name, prefix + name):
-        if candidate in enum.keys():
+        if candidate in enum.DESCRIPTOR.values_by_name:
             return enum.Value(candidate)
     raise invalid_argument(f"request.filters: {value!r} is not a valid {field}")
 

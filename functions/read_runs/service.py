@@ -72,7 +72,9 @@ class RunReader:
         run = run_key(request.run_id)
         page = request.request
         if page.filters:
-            raise invalid_argument(f"request.filters: filtering on {page.filters[0].field!r} is not supported by ListActions")
+            raise invalid_argument(
+                f"request.filters: filtering on {page.filters[0].field!r} is not supported by ListActions"
+            )
         for sort in list(page.sort_by_fields) + ([page.sort_by] if page.HasField("sort_by") else []):
             if sort.key not in ("", "name"):
                 raise invalid_argument(f"request.sort_by: ListActions sorts by name only, not {sort.key!r}")
@@ -94,7 +96,11 @@ class RunReader:
         if position is not None and not isinstance(after, str):
             raise invalid_argument("request.token is malformed")
         items, more = read_page(self._store, query, limit=limit, after=after)
-        token = self._tokens.issue(query=query.fingerprint, position={"after": items[-1]["run_index_sk"]["S"]}) if more else ""
+        token = (
+            self._tokens.issue(query=query.fingerprint, position={"after": items[-1]["run_index_sk"]["S"]})
+            if more
+            else ""
+        )
         return runs.ListRunsResponse(runs=[run_message(ActionRecord.from_item(item)) for item in items], token=token)
 
     def watch_action_details(self, request: runs.WatchActionDetailsRequest) -> list[runs.WatchActionDetailsResponse]:
@@ -119,7 +125,9 @@ class RunReader:
         elif target == "task_id":
             listing = runs.ListRunsRequest(task_id=request.task_id)
         else:
-            raise invalid_argument(f"target {target or 'none'} is not supported: watch the runs of a project_id or task_id")
+            raise invalid_argument(
+                f"target {target or 'none'} is not supported: watch the runs of a project_id or task_id"
+            )
         listing.request.limit = WATCH_RUNS_LIMIT
 
         def snapshot() -> dict[str, Run]:
@@ -182,7 +190,9 @@ class RunReader:
         key = action_key(parent_id, field="parent_action_id")
 
         def read() -> dict[str, state.ActionUpdate] | None:
-            return family_updates(self._store.list_action_states(key.run_key), parent=key.name, namespace=self._namespace)
+            return family_updates(
+                self._store.list_action_states(key.run_key), parent=key.name, namespace=self._namespace
+            )
 
         sent = read()
         if sent is None:

@@ -72,7 +72,9 @@ class RunOrderedBatchProcessor(BatchProcessor):
                         failed.add(position)
                     else:
                         runnable.append(position)
-                for position, result in zip(runnable, pool.map(lambda p: self._process_record(records[p]), runnable)):
+                for position, result in zip(
+                    runnable, pool.map(lambda p: self._process_record(records[p]), runnable), strict=True
+                ):
                     results[position] = result
                     if result[0] == "fail":
                         failed.add(position)

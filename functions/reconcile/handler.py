@@ -27,6 +27,7 @@ from runplane.store import ActionStore
 
 logger = function_logger("reconcile")
 
+
 @cache
 def reconciler() -> Reconciler:
     """The Kubernetes client and its credentials are built once per container."""
@@ -73,7 +74,9 @@ def process_batch(
             created_in.add(mirror_shard(change.new.key.run, shards=reconciler.mirror_shards))
         return outcome.value
 
-    response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
     if waker is not None and created_in:
         waker.wake(created_in)
     return response

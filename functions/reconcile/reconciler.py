@@ -34,10 +34,10 @@ from enum import StrEnum
 from typing import Any
 
 from functions.reconcile.taskaction import build_taskaction
-from runplane.kube.client import AlreadyExists, ResourceRejected, TaskActionClient
-from runplane.kube.resources import identity_of
 from runplane import phases
 from runplane.identifiers import ActionKey, taskaction_name
+from runplane.kube.client import AlreadyExists, ResourceRejected, TaskActionClient
+from runplane.kube.resources import identity_of
 from runplane.records import ACTION_SORT_PREFIX, ActionRecord
 from runplane.store import ActionStore
 
@@ -99,7 +99,9 @@ class ActionChange:
 
 
 class Reconciler:
-    def __init__(self, *, cluster: TaskActionClient, store: ActionStore, max_attempts: int = 5, mirror_shards: int = 1) -> None:
+    def __init__(
+        self, *, cluster: TaskActionClient, store: ActionStore, max_attempts: int = 5, mirror_shards: int = 1
+    ) -> None:
         self._cluster = cluster
         self._store = store
         self._max_attempts = max_attempts
@@ -135,7 +137,9 @@ class Reconciler:
         current = self._current(record.key, states)  # the stream image may be an old one
         if current is None or phases.is_terminal(current.phase):
             return self._skip_record(record, "the action has ended")
-        return self._bounded(current, MATERIALIZE_ATTEMPTS, lambda: self._materialize(current, states), self._give_up_creating)
+        return self._bounded(
+            current, MATERIALIZE_ATTEMPTS, lambda: self._materialize(current, states), self._give_up_creating
+        )
 
     def _materialize(self, record: ActionRecord, states: BatchState) -> Outcome:
         if record.parent is None:
@@ -151,14 +155,18 @@ class Reconciler:
         parent = states.resource(parent_name) or self._cluster.get(parent_name)
         if parent is None or identity_of(parent) != _identity(parent_key):
             if phases.is_terminal(parent_record.phase):
-                return self._abort_with_parent(record, f"parent action {record.parent!r} ended and its TaskAction is gone")
+                return self._abort_with_parent(
+                    record, f"parent action {record.parent!r} ended and its TaskAction is gone"
+                )
             raise ParentNotMaterialized(f"the TaskAction of parent action {record.parent!r} does not exist yet")
         states.remember(parent)
         return self._create(record, parent=parent, states=states)
 
     def _create(self, record: ActionRecord, *, parent: dict[str, Any] | None, states: BatchState) -> Outcome:
         record = self._store.resolve_specs(record)  # a large spec lives in the data bucket
-        body = build_taskaction(record, namespace=self._cluster.namespace, parent=parent, mirror_shards=self.mirror_shards)
+        body = build_taskaction(
+            record, namespace=self._cluster.namespace, parent=parent, mirror_shards=self.mirror_shards
+        )
         name = body["metadata"]["name"]
         try:
             states.remember(self._cluster.create(body))
@@ -171,7 +179,9 @@ class Reconciler:
                 logger.info("TaskAction already present", extra={"taskaction": name, "action": str(record.key)})
                 return Outcome.ALREADY_PRESENT
             owner = "/".join(identity_of(existing))
-            self._fail(record, f"TaskAction {name} already belongs to action {owner}; run names must be unique per namespace")
+            self._fail(
+                record, f"TaskAction {name} already belongs to action {owner}; run names must be unique per namespace"
+            )
             return Outcome.NAME_COLLISION
         except ResourceRejected as exc:
             self._fail(record, f"the cluster rejected TaskAction {name}: {exc}")
@@ -262,7 +272,9 @@ class Reconciler:
 
     @staticmethod
     def _skip(change: ActionChange, reason: str) -> Outcome:
-        logger.debug("record skipped", extra={"event": change.event_name, "sort_key": change.sort_key, "reason": reason})
+        logger.debug(
+            "record skipped", extra={"event": change.event_name, "sort_key": change.sort_key, "reason": reason}
+        )
         return Outcome.SKIPPED
 
     @staticmethod

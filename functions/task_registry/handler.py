@@ -11,14 +11,14 @@ from typing import Any
 from flyteidl2.task import task_service_pb2 as ts
 from flyteidl2.trigger import trigger_service_pb2 as tr
 
-from runplane.logs import function_logger
-from runplane.pages import PageTokens
 from functions.task_registry.service import TaskRegistry
 from functions.task_registry.trigger_service import TriggerService
 from functions.task_registry.triggers import Schedules, ScheduleTarget, TriggerStore
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
+from runplane.logs import function_logger
+from runplane.pages import PageTokens
 from runplane.settings import api_settings, scheduler_settings
 from runplane.store import ActionStore
 from runplane.tasks import TaskStore
@@ -35,8 +35,12 @@ router = ConnectRouter()
 def registry() -> TaskRegistry:
     """Built on the first request of a container and reused by every later one."""
     settings = api_settings()
-    store = ActionStore(table_name=settings.actions_table, blobs=BlobStore(), spec_prefix=settings.effective_storage_prefix)
-    return TaskRegistry(tasks=TaskStore(store), tokens=PageTokens(secret=settings.actions_table.encode()), triggers=trigger_service)
+    store = ActionStore(
+        table_name=settings.actions_table, blobs=BlobStore(), spec_prefix=settings.effective_storage_prefix
+    )
+    return TaskRegistry(
+        tasks=TaskStore(store), tokens=PageTokens(secret=settings.actions_table.encode()), triggers=trigger_service
+    )
 
 
 PROCEDURES = {

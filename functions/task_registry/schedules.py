@@ -46,7 +46,9 @@ def schedule_expression(spec: common_pb2.TriggerAutomationSpec) -> ScheduleExpre
         rate = schedule.rate
         unit = _UNITS.get(rate.unit)
         if rate.value < 1 or unit is None:
-            raise invalid_argument("automation_spec.schedule.rate needs a positive value and a unit (minute, hour, day)")
+            raise invalid_argument(
+                "automation_spec.schedule.rate needs a positive value and a unit (minute, hour, day)"
+            )
         start = rate.start_time.ToDatetime() if rate.HasField("start_time") else None
         return ScheduleExpression(f"rate({rate.value} {unit}{'s' if rate.value > 1 else ''})", start=start)
     expression, timezone = schedule.cron.expression or schedule.cron_expression, schedule.cron.timezone or "UTC"
@@ -62,7 +64,9 @@ def eventbridge_cron(expression: str) -> str:
         raise invalid_argument(f"automation_spec.schedule: {expression!r} is not a 5-field cron expression")
     minute, hour, dom, month, dow = fields
     if dom != "*" and dow != "*":
-        raise invalid_argument(f"automation_spec.schedule: {expression!r} restricts both day fields, which EventBridge cannot")
+        raise invalid_argument(
+            f"automation_spec.schedule: {expression!r} restricts both day fields, which EventBridge cannot"
+        )
     if dow == "*":
         dow = "?"
     else:

@@ -12,14 +12,15 @@ from typing import Any
 
 from flyteidl2.common.identifier_pb2 import TriggerName
 from flyteidl2.task import task_definition_pb2 as td
+from flyteidl2.task import task_service_pb2 as ts
 from flyteidl2.trigger import trigger_definition_pb2 as trd
 from flyteidl2.trigger import trigger_service_pb2 as tr
-from flyteidl2.task import task_service_pb2 as ts
 
-from runplane.pages import PageTokens, page_limit
 from runplane.connect.errors import Code, ConnectError, already_exists, invalid_argument, not_found
 from runplane.identifiers import validate_scope_name
+from runplane.pages import PageTokens, page_limit
 from runplane.tasks import TaskRecord, TaskStore, task_key
+
 
 class TaskRegistry:
     def __init__(self, *, tasks: TaskStore, tokens: PageTokens, triggers: Callable[[], Any] | None = None) -> None:
@@ -68,7 +69,9 @@ class TaskRegistry:
         if record is None:
             raise not_found(f"task {name} version {version} not found in {project}/{domain}")
         return ts.GetTaskDetailsResponse(
-            details=td.TaskDetails(task_id=_identifier(record), metadata=_metadata(record), spec=td.TaskSpec.FromString(record.spec))
+            details=td.TaskDetails(
+                task_id=_identifier(record), metadata=_metadata(record), spec=td.TaskSpec.FromString(record.spec)
+            )
         )
 
     def list_tasks(self, request: ts.ListTasksRequest) -> ts.ListTasksResponse:
@@ -80,7 +83,9 @@ class TaskRegistry:
         name_equals, name_contains = None, []
         for item in page.filters:
             if item.field != "name" or item.function not in (item.EQUAL, item.CONTAINS) or len(item.values) != 1:
-                raise invalid_argument(f"request.filters: {item.field!r} cannot be filtered on that way; use name EQUAL or CONTAINS")
+                raise invalid_argument(
+                    f"request.filters: {item.field!r} cannot be filtered on that way; use name EQUAL or CONTAINS"
+                )
             if item.function == item.EQUAL:
                 name_equals = item.values[0]
             else:
@@ -103,7 +108,9 @@ class TaskRegistry:
         chunk = records[offset : offset + limit]
         more = offset + limit < len(records)
         token = self._tokens.issue(query=query, position={"offset": offset + limit}) if more else ""
-        return ts.ListTasksResponse(tasks=[td.Task(task_id=_identifier(r), metadata=_metadata(r)) for r in chunk], token=token)
+        return ts.ListTasksResponse(
+            tasks=[td.Task(task_id=_identifier(r), metadata=_metadata(r)) for r in chunk], token=token
+        )
 
 
 def _identifier(record: TaskRecord) -> td.TaskIdentifier:

@@ -13,6 +13,7 @@ from functions.task_registry.triggers import Schedules, StaleRevision, TriggerRe
 from runplane.connect.errors import Code, ConnectError, invalid_argument, not_found
 from runplane.identifiers import validate_registry_name, validate_scope_name
 
+
 def trigger_key(name: TriggerName, *, field: str = "name") -> tuple[str, str, str, str]:
     """(project, domain, task name, trigger name), validated."""
     return (
@@ -52,7 +53,9 @@ class TriggerService:
             stored = self._triggers.put(record, expected_revision=request.revision or None)
         except StaleRevision as exc:
             raise ConnectError(Code.ABORTED, f"trigger {name}: {exc}; read it again and retry") from None
-        self._schedules.put(stored, expression=expression.expression, timezone=expression.timezone, start=expression.start)
+        self._schedules.put(
+            stored, expression=expression.expression, timezone=expression.timezone, start=expression.start
+        )
         return ts.DeployTriggerResponse(trigger=_details(stored))
 
     def get_trigger_details(self, request: ts.GetTriggerDetailsRequest) -> ts.GetTriggerDetailsResponse:
@@ -65,7 +68,9 @@ class TriggerService:
                 updated = self._triggers.set_active(record, request.active)
                 automation = common_pb2.TriggerAutomationSpec.FromString(updated.automation_spec)
                 expression = schedule_expression(automation)
-                self._schedules.put(updated, expression=expression.expression, timezone=expression.timezone, start=expression.start)
+                self._schedules.put(
+                    updated, expression=expression.expression, timezone=expression.timezone, start=expression.start
+                )
         return ts.UpdateTriggersResponse()
 
     def delete_triggers(self, request: ts.DeleteTriggersRequest) -> ts.DeleteTriggersResponse:
@@ -92,7 +97,11 @@ class TriggerService:
         records.sort(key=lambda r: (not r.active, r.updated_at), reverse=False)
         return ts.ListTriggersResponse(
             triggers=[
-                td.Trigger(id=_identifier(r), active=r.active, automation_spec=common_pb2.TriggerAutomationSpec.FromString(r.automation_spec))
+                td.Trigger(
+                    id=_identifier(r),
+                    active=r.active,
+                    automation_spec=common_pb2.TriggerAutomationSpec.FromString(r.automation_spec),
+                )
                 for r in records
             ]
         )
@@ -116,5 +125,7 @@ def _details(record: TriggerRecord) -> td.TriggerDetails:
     spec = td.TriggerSpec.FromString(record.spec)
     spec.active = record.active
     return td.TriggerDetails(
-        id=_identifier(record), spec=spec, automation_spec=common_pb2.TriggerAutomationSpec.FromString(record.automation_spec)
+        id=_identifier(record),
+        spec=spec,
+        automation_spec=common_pb2.TriggerAutomationSpec.FromString(record.automation_spec),
     )

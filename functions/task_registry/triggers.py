@@ -11,6 +11,7 @@ dead-letter queue. Deactivating disables the schedule; deleting deletes both.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -91,13 +92,19 @@ class TriggerStore:
         """Create (revision 1) or replace (revision + 1); ``expected_revision`` locks optimistically."""
         current = self.get(project=record.project, domain=record.domain, task_name=record.task_name, name=record.name)
         if expected_revision and (current is None or current.revision != expected_revision):
-            raise StaleRevision(f"revision {expected_revision} is not the latest ({current.revision if current else 'none'})")
-        new = TriggerRecord(**{**record.__dict__, "revision": (current.revision + 1) if current else 1, "updated_at": utcnow()})
+            raise StaleRevision(
+                f"revision {expected_revision} is not the latest ({current.revision if current else 'none'})"
+            )
+        new = TriggerRecord(
+            **{**record.__dict__, "revision": (current.revision + 1) if current else 1, "updated_at": utcnow()}
+        )
         self._conditional_put(new, seen_revision=current.revision if current else None)
         return new
 
     def set_active(self, record: TriggerRecord, active: bool) -> TriggerRecord:
-        new = TriggerRecord(**{**record.__dict__, "active": active, "revision": record.revision + 1, "updated_at": utcnow()})
+        new = TriggerRecord(
+            **{**record.__dict__, "active": active, "revision": record.revision + 1, "updated_at": utcnow()}
+        )
         self._conditional_put(new, seen_revision=record.revision)
         return new
 
@@ -105,7 +112,15 @@ class TriggerStore:
         self._items.delete(record.key())
 
     def get(self, *, project: str, domain: str, task_name: str, name: str) -> TriggerRecord | None:
-        probe = TriggerRecord(project=project, domain=domain, task_name=task_name, name=name, spec=b"", automation_spec=b"", task_version="")
+        probe = TriggerRecord(
+            project=project,
+            domain=domain,
+            task_name=task_name,
+            name=name,
+            spec=b"",
+            automation_spec=b"",
+            task_version="",
+        )
         item = self._items.get(probe.key())
         return TriggerRecord.from_item(item) if item is not None else None
 
@@ -177,10 +192,8 @@ class Schedules:
             self.client.create_schedule(**arguments)
 
     def delete(self, record: TriggerRecord) -> None:
-        try:
+        with contextlib.suppress(self.client.exceptions.ResourceNotFoundException):
             self.client.delete_schedule(Name=record.schedule_name, GroupName=self._target.group)
-        except self.client.exceptions.ResourceNotFoundException:
-            pass
 
     def get(self, record: TriggerRecord) -> dict[str, Any] | None:
         try:

@@ -52,16 +52,16 @@ def child_record(request: ChildRequest, *, origin: str, now: datetime, digest: s
         action_spec.parent_action_name = request.parent
     if request.run_spec is not None:
         action_spec.run_spec.CopyFrom(request.run_spec)
-    base = dict(
-        key=request.key,
-        parent=request.parent or None,
-        origin=origin,
-        group=request.group,
-        inputs_uri=_inputs_file(request.input_uri),
-        run_output_base=request.run_output_base,
-        request_digest=digest,
-        created_at=now,
-    )
+    base = {
+        "key": request.key,
+        "parent": request.parent or None,
+        "origin": origin,
+        "group": request.group,
+        "inputs_uri": _inputs_file(request.input_uri),
+        "run_output_base": request.run_output_base,
+        "request_digest": digest,
+        "created_at": now,
+    }
     if request.spec_kind == "task":
         task = request.task
         template = task.spec.task_template

@@ -128,7 +128,11 @@ class ActionLifecycleService:
             if not outcome.applied:
                 logger.info(
                     "status update refused by the phase guard",
-                    extra={"action": str(key), "from": phases.phase_name(outcome.record.phase), "to": phases.phase_name(update.phase)},
+                    extra={
+                        "action": str(key),
+                        "from": phases.phase_name(outcome.record.phase),
+                        "to": phases.phase_name(update.phase),
+                    },
                 )
 
         return internal.UpdateActionStatusResponse(action_id=request.action_id, status=_in_band(apply))

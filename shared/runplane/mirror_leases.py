@@ -91,7 +91,9 @@ class MirrorLeases:
                 expires_at_ms=int(item.get("expires_at", {}).get("N", "0")),
             )
         item = response["Attributes"]
-        return LeaseState(acquired=True, holder=holder, expires_at_ms=int(item["expires_at"]["N"]), checkpoint=_checkpoint(item))
+        return LeaseState(
+            acquired=True, holder=holder, expires_at_ms=int(item["expires_at"]["N"]), checkpoint=_checkpoint(item)
+        )
 
     def checkpoint(self, shard: int, *, holder: str, seconds: float, checkpoint: Checkpoint) -> bool:
         """Save where the watch is and extend the lease; False if the lease is no longer ours."""

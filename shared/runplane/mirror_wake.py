@@ -56,7 +56,9 @@ class MirrorWaker:
                 if self._leases.active(shard):
                     continue
                 self.client.invoke(
-                    FunctionName=self._function_name, InvocationType="Event", Payload=json.dumps({"shard": shard}).encode()
+                    FunctionName=self._function_name,
+                    InvocationType="Event",
+                    Payload=json.dumps({"shard": shard}).encode(),
                 )
                 woken.append(shard)
             except Exception:

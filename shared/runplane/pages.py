@@ -31,7 +31,9 @@ class PageTokens:
         self._secret = secret
 
     def issue(self, *, query: str, position: dict[str, Any]) -> str:
-        payload = base64.urlsafe_b64encode(json.dumps({"q": _digest(query), "p": position}, separators=(",", ":")).encode())
+        payload = base64.urlsafe_b64encode(
+            json.dumps({"q": _digest(query), "p": position}, separators=(",", ":")).encode()
+        )
         return f"{payload.decode()}.{self._sign(payload)}"
 
     def read(self, token: str, *, query: str) -> dict[str, Any] | None:

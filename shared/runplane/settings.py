@@ -32,7 +32,9 @@ class _Environment:
     def __init__(self, environ: Mapping[str, str] | None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def get(self, name: str, *, default: str | None = None, pattern: re.Pattern[str] | None = None, hint: str = "") -> str:
+    def get(
+        self, name: str, *, default: str | None = None, pattern: re.Pattern[str] | None = None, hint: str = ""
+    ) -> str:
         value = self._environ.get(name, default)
         if value is None:
             raise SettingsError(f"environment variable {name} is required")
@@ -62,7 +64,9 @@ class ApiSettings:
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
             data_bucket=env.get("DATA_BUCKET", pattern=_BUCKET_NAME_PATTERN, hint="an S3 bucket name"),
             storage_prefix=prefix.rstrip("/"),
-            namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
+            namespace=env.get(
+                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
+            ),
         )
 
     @property
@@ -98,7 +102,9 @@ class ReconcileSettings:
         env = _Environment(environ)
         settings = cls(
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
-            namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
+            namespace=env.get(
+                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
+            ),
             kubeconfig=env.get("KUBECONFIG", default=""),
             eks_cluster_name=env.get("EKS_CLUSTER_NAME", default=""),
             max_attempts=int(env.get("RECONCILE_MAX_ATTEMPTS", default="5", pattern=_SMALL_INTEGER, hint="1-99")),
@@ -136,16 +142,22 @@ class MirrorSettings:
         env = _Environment(environ)
         settings = cls(
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
-            namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
+            namespace=env.get(
+                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
+            ),
             kubeconfig=env.get("KUBECONFIG", default=""),
             eks_cluster_name=env.get("EKS_CLUSTER_NAME", default=""),
             kube_timeout_seconds=float(env.get("KUBE_TIMEOUT_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
             shards=int(env.get("MIRROR_SHARDS", default="1", pattern=_SMALL_INTEGER, hint="1-99")),
-            idle_grace_seconds=float(env.get("MIRROR_IDLE_GRACE_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
+            idle_grace_seconds=float(
+                env.get("MIRROR_IDLE_GRACE_SECONDS", default="10", pattern=_SECONDS, hint="seconds")
+            ),
             checkpoint_interval_seconds=float(
                 env.get("MIRROR_CHECKPOINT_SECONDS", default="5", pattern=_SECONDS, hint="seconds")
             ),
-            stop_margin_seconds=float(env.get("MIRROR_STOP_MARGIN_SECONDS", default="15", pattern=_SECONDS, hint="seconds")),
+            stop_margin_seconds=float(
+                env.get("MIRROR_STOP_MARGIN_SECONDS", default="15", pattern=_SECONDS, hint="seconds")
+            ),
         )
         _require_one_cluster(settings.kubeconfig, settings.eks_cluster_name, function="mirror_status")
         return settings
@@ -178,7 +190,9 @@ class ReadSettings:
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
             page_token_secret=env.get("PAGE_TOKEN_SECRET", default="flyte-serverless"),
             watch_window_seconds=float(env.get("WATCH_WINDOW_SECONDS", default="20", pattern=_SECONDS, hint="seconds")),
-            namespace=env.get("TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"),
+            namespace=env.get(
+                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
+            ),
         )
 
 

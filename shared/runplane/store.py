@@ -26,8 +26,8 @@ from runplane.identifiers import ActionKey, RunKey
 from runplane.records import (
     ACTION_SORT_PREFIX,
     ACTION_STATE_ATTRIBUTES,
-    RUN_INDEX_NAME,
     EVENT_SORT_PREFIX,
+    RUN_INDEX_NAME,
     ActionRecord,
     EventRecord,
     format_time,
@@ -166,7 +166,12 @@ class ActionStore:
         found: dict[ActionKey, ActionRecord] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
-            request = {self.table_name: {"Keys": [item_key(k) for k in unique[start : start + BATCH_GET_LIMIT]], "ConsistentRead": True}}
+            request = {
+                self.table_name: {
+                    "Keys": [item_key(k) for k in unique[start : start + BATCH_GET_LIMIT]],
+                    "ConsistentRead": True,
+                }
+            }
             for attempt in range(BATCH_GET_ATTEMPTS):
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table_name, []):
@@ -270,7 +275,9 @@ class ActionStore:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items[:want]
 
-    def list_actions_page(self, run: RunKey, *, limit: int, after: str | None = None) -> tuple[list[ActionRecord], bool]:
+    def list_actions_page(
+        self, run: RunKey, *, limit: int, after: str | None = None
+    ) -> tuple[list[ActionRecord], bool]:
         """Up to ``limit`` actions of a run in name order, after the sort key ``after``; and
         whether more follow (known exactly: one item more is read)."""
         records = []
@@ -285,9 +292,13 @@ class ActionStore:
 
     def _query_run(self, run: RunKey, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None):
         """Items of one run's partition under a sort-key prefix: Query calls, paginated."""
-        return self.query_partition(run_partition_key(run.project, run.domain, run.name), sort_prefix, start=start, page_size=page_size)
+        return self.query_partition(
+            run_partition_key(run.project, run.domain, run.name), sort_prefix, start=start, page_size=page_size
+        )
 
-    def query_partition(self, partition: str, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None):
+    def query_partition(
+        self, partition: str, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None
+    ):
         """Items of one partition under a sort-key prefix: Query calls, paginated."""
         while True:
             kwargs: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
@@ -326,7 +337,9 @@ class ActionStore:
         """Insert a child while its parent exists and has not ended, atomically."""
         if record.parent is None:
             raise ValueError("create_child needs a record with a parent")
-        parent_key = ActionKey(project=record.key.project, domain=record.key.domain, run=record.key.run, name=record.parent)
+        parent_key = ActionKey(
+            project=record.key.project, domain=record.key.domain, run=record.key.run, name=record.parent
+        )
         stored = self._offload_specs(record)
         terminal = sorted(phases.TERMINAL_PHASES)
         client = self.client
@@ -390,7 +403,11 @@ class ActionStore:
     def update_status(self, key: ActionKey, update: StatusUpdate, *, now: datetime | None = None) -> UpdateOutcome:
         """Apply a status update if the phase guard allows it; a rejection is not an error."""
         now = now or utcnow()
-        values: dict[str, dict[str, str]] = {":phase": {"N": str(update.phase)}, ":now": {"S": format_time(now)}, ":one": {"N": "1"}}
+        values: dict[str, dict[str, str]] = {
+            ":phase": {"N": str(update.phase)},
+            ":now": {"S": format_time(now)},
+            ":one": {"N": "1"},
+        }
         assignments = ["phase = :phase", "updated_at = :now"]
         if update.attempts:
             values[":attempts"] = {"N": str(update.attempts)}

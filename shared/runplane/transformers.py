@@ -43,7 +43,12 @@ def action_metadata(record: ActionRecord) -> wf.ActionMetadata:
     if record.trigger_name:
         metadata.trigger_name = record.trigger_name
         metadata.trigger_id.name.CopyFrom(
-            TriggerName(project=record.key.project, domain=record.key.domain, name=record.trigger_name, task_name=record.trigger_task_name)
+            TriggerName(
+                project=record.key.project,
+                domain=record.key.domain,
+                name=record.trigger_name,
+                task_name=record.trigger_task_name,
+            )
         )
         metadata.trigger_id.revision = record.trigger_revision
     if record.action_type == wf.ActionType.ACTION_TYPE_TASK:

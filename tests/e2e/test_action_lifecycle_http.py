@@ -56,17 +56,24 @@ def test_a_run_with_a_child_is_driven_to_success(stack, store):
         response = call_json(
             stack,
             f"{INTERNAL}/UpdateActionStatus",
-            internal.UpdateActionStatusRequest(action_id=action_id(run, "c1"), status=wf.ActionStatus(phase=phase, attempts=1)),
+            internal.UpdateActionStatusRequest(
+                action_id=action_id(run, "c1"), status=wf.ActionStatus(phase=phase, attempts=1)
+            ),
         )
         assert response["status"].get("code", 0) == 0
     events = internal.RecordActionEventsRequest(
         events=[wf.ActionEvent(id=action_id(run, "c1"), attempt=1, phase=phases.SUCCEEDED, version=1)]
     )
-    assert call_proto(stack, f"{INTERNAL}/RecordActionEvents", events, internal.RecordActionEventsResponse).status.code == 0
+    assert (
+        call_proto(stack, f"{INTERNAL}/RecordActionEvents", events, internal.RecordActionEventsResponse).status.code
+        == 0
+    )
     call_proto(
         stack,
         f"{INTERNAL}/UpdateActionStatus",
-        internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)),
+        internal.UpdateActionStatusRequest(
+            action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)
+        ),
         internal.UpdateActionStatusResponse,
     )
 
@@ -79,22 +86,50 @@ def test_a_run_with_a_child_is_driven_to_success(stack, store):
 def test_abort_over_http_and_a_missing_run(stack, store):
     run = unique_name()
     post_json(stack, create_run_request(run))
-    body = call_json(stack, f"{RUNS}/AbortRun", runs.AbortRunRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=run), reason="stop"))
+    body = call_json(
+        stack,
+        f"{RUNS}/AbortRun",
+        runs.AbortRunRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=run), reason="stop"),
+    )
     assert body == {}
     record = store.get_action(key(run))
     assert record.phase == phases.ABORTED and record.abort_reason == "stop"
 
-    status, _, body = post_json(stack, runs.AbortRunRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=unique_name())), f"{RUNS}/AbortRun")
+    status, _, body = post_json(
+        stack,
+        runs.AbortRunRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=unique_name())),
+        f"{RUNS}/AbortRun",
+    )
     assert status == 404 and json.loads(body)["code"] == "not_found"
 
 
 @pytest.mark.parametrize(
     "path, body, status, code",
     [
-        (f"{ACTIONS}/Enqueue", b'{"action": {"actionId": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "c1"}}}', 400, "invalid_argument"),
-        (f"{INTERNAL}/UpdateActionStatus", b'{"actionId": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "a0"}, "status": {"phase": 42}}', 400, "invalid_argument"),
-        (f"{ACTIONS}/Update", b'{"actionId": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "a0"}, "attempt": 0}', 400, "invalid_argument"),
-        (f"{INTERNAL}/RecordActionEvents", b'{"events": [{"id": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "a0"}, "attempt": 0, "phase": 4}]}', 400, "invalid_argument"),
+        (
+            f"{ACTIONS}/Enqueue",
+            b'{"action": {"actionId": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "c1"}}}',
+            400,
+            "invalid_argument",
+        ),
+        (
+            f"{INTERNAL}/UpdateActionStatus",
+            b'{"actionId": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "a0"}, "status": {"phase": 42}}',
+            400,
+            "invalid_argument",
+        ),
+        (
+            f"{ACTIONS}/Update",
+            b'{"actionId": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "a0"}, "attempt": 0}',
+            400,
+            "invalid_argument",
+        ),
+        (
+            f"{INTERNAL}/RecordActionEvents",
+            b'{"events": [{"id": {"run": {"project": "p", "domain": "d", "name": "r"}, "name": "a0"}, "attempt": 0, "phase": 4}]}',
+            400,
+            "invalid_argument",
+        ),
         (f"{RUNS}/AbortAction", b'{"actionId": {"name": "a0"}}', 400, "invalid_argument"),
         (f"{ACTIONS}/Abort", b"{oops", 400, "invalid_argument"),
     ],

@@ -53,9 +53,15 @@ def test_a_125_action_tree_mirrors_as_owner_chain_and_aborts_cascade(stack, cust
     middle = "n1"  # a second-level action: itself, 5 children and 25 grandchildren
     removed = subtree(tree, middle)
     started = time.monotonic()
-    status, _, body = post_json(stack, runs.AbortActionRequest(action_id=action_id(run, middle), reason="enough"), "/flyteidl2.workflow.RunService/AbortAction")
+    status, _, body = post_json(
+        stack,
+        runs.AbortActionRequest(action_id=action_id(run, middle), reason="enough"),
+        "/flyteidl2.workflow.RunService/AbortAction",
+    )
     assert status == 200, body
-    wait_for(lambda: set(resources_of(custom_objects, run)) == set(tree) - removed, timeout=30, what="the subtree to go")
+    wait_for(
+        lambda: set(resources_of(custom_objects, run)) == set(tree) - removed, timeout=30, what="the subtree to go"
+    )
     subtree_seconds = time.monotonic() - started
     key = lambda name: ActionKey(project=PROJECT, domain=DOMAIN, run=run, name=name)  # noqa: E731
     wait_for(lambda: all(store.get_action(key(n)).phase == phases.ABORTED for n in removed), what="the subtree ABORTED")

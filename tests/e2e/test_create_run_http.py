@@ -35,7 +35,9 @@ def post(stack, body: bytes, headers: dict[str, str], path: str = CREATE_RUN) ->
 
 
 def post_json(stack, message_or_text, path: str = CREATE_RUN):
-    body = message_or_text if isinstance(message_or_text, bytes) else json_format.MessageToJson(message_or_text).encode()
+    body = (
+        message_or_text if isinstance(message_or_text, bytes) else json_format.MessageToJson(message_or_text).encode()
+    )
     return post(stack, body, {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}, path)
 
 
@@ -133,14 +135,19 @@ BAD_REQUESTS = {
     "malformed json": (b'{"runId": ', "application/json", 400, "invalid_argument"),
     "malformed proto": (b"\x0a\xff\xff\xff", "application/proto", 400, "invalid_argument"),
     "unknown content type": (b"{}", "text/plain", 415, "invalid_argument"),
-    "no run identifier": (b'{"taskSpec": {"taskTemplate": {"type": "python-task", "id": {"name": "t"}}}}', "application/json", 400, "invalid_argument"),
+    "no run identifier": (
+        b'{"taskSpec": {"taskTemplate": {"type": "python-task", "id": {"name": "t"}}}}',
+        "application/json",
+        400,
+        "invalid_argument",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
 def test_bad_input_is_a_clear_4xx_connect_error(stack, case):
     body, content_type, expected_status, expected_code = BAD_REQUESTS[case]
-    status, headers, response = post(stack, body, {"Content-Type": content_type})
+    status, _, response = post(stack, body, {"Content-Type": content_type})
     assert status == expected_status
     assert json.loads(response)["code"] == expected_code
 

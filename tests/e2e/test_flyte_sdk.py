@@ -60,8 +60,8 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
     from flyteidl2.core import literals_pb2
     from flyteidl2.task import common_pb2
 
-    from runplane.output_paths import action_output_path
     from runplane.blobs import BlobStore
+    from runplane.output_paths import action_output_path
     from tests.conftest import wait_for
     from tests.e2e.sdk_tasks.hello import double
 
@@ -73,7 +73,8 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
     outputs = common_pb2.Outputs(
         literals=[
             common_pb2.NamedLiteral(
-                name="o0", value=literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(integer=42)))
+                name="o0",
+                value=literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(integer=42))),
             )
         ]
     )
@@ -83,7 +84,9 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
     BlobStore().put(f"{path}/outputs.pb", outputs.SerializeToString())
     # ... and reports the phases
     for phase in (phases.RUNNING, phases.SUCCEEDED):
-        request = internal.UpdateActionStatusRequest(action_id=action_id(run.name, "a0"), status=wf.ActionStatus(phase=phase, attempts=1))
+        request = internal.UpdateActionStatusRequest(
+            action_id=action_id(run.name, "a0"), status=wf.ActionStatus(phase=phase, attempts=1)
+        )
         assert post_proto_gzip(stack, request, UPDATE_STATUS)[0] == 200
 
     run.wait(quiet=True)

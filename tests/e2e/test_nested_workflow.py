@@ -82,7 +82,9 @@ def test_a_failing_child_is_retried_and_its_parent_sees_the_error(flyte_client, 
     assert "child refuses 7" in child.error_message
 
 
-def test_aborting_a_run_midway_kills_its_processes_and_aborts_what_had_not_ended(flyte_client, store, get_taskaction, data_plane):
+def test_aborting_a_run_midway_kills_its_processes_and_aborts_what_had_not_ended(
+    flyte_client, store, get_taskaction, data_plane
+):
     from tests.e2e.sdk_tasks.nested import slow_fan_out
 
     run = flyte_client.with_runcontext(mode="remote").run(slow_fan_out, seconds=60)

@@ -23,12 +23,20 @@ RUNS = "/flyteidl2.workflow.RunService"
 def test_get_run_details_over_http(stack):
     run = unique_name()
     post_proto_gzip(stack, create_run_request(run))
-    status, _, body = post_proto_gzip(stack, runs.GetRunDetailsRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=run)), f"{RUNS}/GetRunDetails")
+    status, _, body = post_proto_gzip(
+        stack,
+        runs.GetRunDetailsRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=run)),
+        f"{RUNS}/GetRunDetails",
+    )
     assert status == 200
     details = runs.GetRunDetailsResponse.FromString(body).details
     assert details.action.id.run.name == run and details.action.task.task_template.id.name == "hello.main"
 
-    status, _, body = post_json(stack, runs.GetRunDetailsRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=unique_name())), f"{RUNS}/GetRunDetails")
+    status, _, body = post_json(
+        stack,
+        runs.GetRunDetailsRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=unique_name())),
+        f"{RUNS}/GetRunDetails",
+    )
     assert status == 404 and json.loads(body)["code"] == "not_found"
 
 
@@ -40,7 +48,11 @@ def test_watch_action_details_is_a_framed_stream(stack):
     status, headers, body = post(
         stack,
         struct.pack(">BI", 1, len(payload)) + payload,
-        {"Content-Type": "application/connect+proto", "Connect-Content-Encoding": "gzip", "Connect-Protocol-Version": "1"},
+        {
+            "Content-Type": "application/connect+proto",
+            "Connect-Content-Encoding": "gzip",
+            "Connect-Protocol-Version": "1",
+        },
         f"{RUNS}/WatchActionDetails",
     )
     assert status == 200 and headers["content-type"] == "application/connect+proto"

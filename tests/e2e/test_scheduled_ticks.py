@@ -30,14 +30,24 @@ pytestmark = pytest.mark.e2e
 def deployed_task(stack):
     name = f"{unique_name()}.nightly"
     registry().deploy_task(
-        ts.DeployTaskRequest(task_id=td.TaskIdentifier(project=PROJECT, domain=DOMAIN, name=name, version="v1"), spec=task_spec(name=name))
+        ts.DeployTaskRequest(
+            task_id=td.TaskIdentifier(project=PROJECT, domain=DOMAIN, name=name, version="v1"),
+            spec=task_spec(name=name),
+        )
     )
     return name
 
 
 def tick(task: str, trigger: str, at: str) -> dict:
     return {
-        "flyteTrigger": {"project": PROJECT, "domain": DOMAIN, "name": trigger, "taskName": task, "taskVersion": "v1", "revision": 1},
+        "flyteTrigger": {
+            "project": PROJECT,
+            "domain": DOMAIN,
+            "name": trigger,
+            "taskName": task,
+            "taskVersion": "v1",
+            "revision": 1,
+        },
         "scheduledTime": at,
     }
 
@@ -53,7 +63,9 @@ def test_one_tick_delivered_three_times_and_concurrently_is_one_run(stack, deplo
         names |= {r["run"] for r in pool.map(deliver, [event] * 4)}
     (name,) = names
 
-    record = ActionStore(table_name=stack.aws.table_name).get_action(ActionKey(project=PROJECT, domain=DOMAIN, run=name, name="a0"))
+    record = ActionStore(table_name=stack.aws.table_name).get_action(
+        ActionKey(project=PROJECT, domain=DOMAIN, run=name, name="a0")
+    )
     assert record.version == 1 and record.run_source == "RUN_SOURCE_SCHEDULE_TRIGGER"
     assert (record.trigger_name, record.trigger_task_name, record.trigger_revision) == ("nightly", deployed_task, 1)
     wait_for(
@@ -62,7 +74,9 @@ def test_one_tick_delivered_three_times_and_concurrently_is_one_run(stack, deplo
         )["items"],
         what="the run's TaskAction",
     )
-    items = custom_objects.list_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", label_selector=f"flyte.org/run={name}")["items"]
+    items = custom_objects.list_namespaced_custom_object(
+        "flyte.org", "v1", "flyte", "taskactions", label_selector=f"flyte.org/run={name}"
+    )["items"]
     assert len(items) == 1
 
 
@@ -74,7 +88,9 @@ def test_two_ticks_are_two_runs_and_listed_by_trigger(stack, deployed_task):
     listing = reader().list_runs(
         runs.ListRunsRequest(
             project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN),
-            request=list_pb2.ListRequest(filters=[list_pb2.Filter(function=list_pb2.Filter.EQUAL, field="trigger_name", values=[trigger])]),
+            request=list_pb2.ListRequest(
+                filters=[list_pb2.Filter(function=list_pb2.Filter.EQUAL, field="trigger_name", values=[trigger])]
+            ),
         )
     )
     assert {r.action.id.run.name for r in listing.runs} == {first, second}

@@ -19,8 +19,8 @@ import pytest
 from functions.create_run.handler import router as create_run_router
 from functions.read_runs.handler import router as read_runs_router
 from functions.update_action.handler import router as update_action_router
-from runplane.records import RUN_INDEX_NAME, RUN_INDEX_PROJECTION
 from local_stack.template import TEMPLATE_PATH, http_routes, load_template, table_definition
+from runplane.records import RUN_INDEX_NAME, RUN_INDEX_PROJECTION
 
 MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -66,7 +66,15 @@ def test_cfn_lint_passes_on_the_transformed_template(cloudformation):
 
 def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformation):
     functions = resources_of(cloudformation, "AWS::Lambda::Function")
-    assert set(functions) == {"CreateRunFunction", "UpdateActionFunction", "ReadRunsFunction", "TaskRegistryFunction", "DataProxyFunction", "ReconcileFunction", "MirrorStatusFunction"}
+    assert set(functions) == {
+        "CreateRunFunction",
+        "UpdateActionFunction",
+        "ReadRunsFunction",
+        "TaskRegistryFunction",
+        "DataProxyFunction",
+        "ReconcileFunction",
+        "MirrorStatusFunction",
+    }
     for function in functions.values():
         properties = function["Properties"]
         assert properties["Runtime"] == "python3.13"
@@ -89,7 +97,9 @@ def test_stream_mapping_reports_partial_failures_and_has_a_destination(cloudform
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert properties["BisectBatchOnFunctionError"] is True
     assert properties["MaximumRetryAttempts"] > 0
-    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["ReconcileFailureQueue", "Arn"]}
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["ReconcileFailureQueue", "Arn"]
+    }
     assert properties["MaximumRecordAgeInSeconds"] > 0 and properties["MaximumBatchingWindowInSeconds"] >= 0
     # reconcile records a failure on the action before the mapping gives up on the record
     variables = cloudformation["Resources"]["ReconcileFunction"]["Properties"]["Environment"]["Variables"]
@@ -144,6 +154,9 @@ def test_scheduler_may_only_invoke_create_run(cloudformation):
     assert [s["Resource"] for s in invoke] == [{"Fn::GetAtt": ["CreateRunFunction", "Arn"]}]
     registry = cloudformation["Resources"]["TaskRegistryFunctionRole"]["Properties"]
     schedule_rights = [
-        s for p in registry["Policies"] for s in p["PolicyDocument"]["Statement"] if any(a.startswith("scheduler:") for a in s["Action"])
+        s
+        for p in registry["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        if any(a.startswith("scheduler:") for a in s["Action"])
     ]
     assert all("schedule/${TriggerScheduleGroup}/*" in s["Resource"]["Fn::Sub"] for s in schedule_rights)

@@ -13,7 +13,6 @@ from flyteidl2.core.types_pb2 import LiteralType, SimpleType
 from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from functions.create_run.service import CreateRunService
 from functions.update_action.service import ActionLifecycleService
@@ -66,7 +65,9 @@ def force_phase(store, action: ActionKey, phase: int, attempts: int = 1) -> None
     )
 
 
-def status_request(run: str, name: str, phase: int, *, attempts: int = 0, **times) -> internal.UpdateActionStatusRequest:
+def status_request(
+    run: str, name: str, phase: int, *, attempts: int = 0, **times
+) -> internal.UpdateActionStatusRequest:
     status = wf.ActionStatus(phase=phase, attempts=attempts)
     for field, value in times.items():
         getattr(status, field).FromDatetime(value)
@@ -234,7 +235,9 @@ def test_ended_at_is_written_once_and_duration_follows(lifecycle, store, new_run
     created = store.get_action(key(run)).created_at
     first_end = created + timedelta(seconds=5)
     lifecycle.update_action_status(status_request(run, "a0", phases.SUCCEEDED, attempts=1, end_time=first_end))
-    lifecycle.update_action_status(status_request(run, "a0", phases.SUCCEEDED, attempts=1, end_time=first_end + timedelta(hours=1)))
+    lifecycle.update_action_status(
+        status_request(run, "a0", phases.SUCCEEDED, attempts=1, end_time=first_end + timedelta(hours=1))
+    )
     record = store.get_action(key(run))
     assert record.ended_at == first_end and record.duration_ms == 5000
 
@@ -242,7 +245,9 @@ def test_ended_at_is_written_once_and_duration_follows(lifecycle, store, new_run
 def test_a_reported_start_time_corrects_the_duration(lifecycle, store, new_run):
     run = new_run()
     created = store.get_action(key(run)).created_at
-    lifecycle.update_action_status(status_request(run, "a0", phases.RUNNING, attempts=1, start_time=created - timedelta(seconds=120)))
+    lifecycle.update_action_status(
+        status_request(run, "a0", phases.RUNNING, attempts=1, start_time=created - timedelta(seconds=120))
+    )
     lifecycle.update_action_status(status_request(run, "a0", phases.SUCCEEDED, attempts=1, end_time=created))
     assert store.get_action(key(run)).duration_ms == 120_000
 
@@ -296,7 +301,9 @@ def test_actions_service_update_needs_an_attempt(lifecycle, store, new_run):
     from flyteidl2.actions import actions_service_pb2 as actions
 
     run = new_run()
-    request = actions.UpdateRequest(action_id=action_id(run, "a0"), attempt=0, status=wf.ActionStatus(phase=phases.RUNNING))
+    request = actions.UpdateRequest(
+        action_id=action_id(run, "a0"), attempt=0, status=wf.ActionStatus(phase=phases.RUNNING)
+    )
     assert rejected(lifecycle.update, request).code is Code.INVALID_ARGUMENT
     request.attempt = 1
     lifecycle.update(request)
@@ -318,9 +325,15 @@ def event(run: str, name: str, *, attempt: int, phase: int, version: int = 0, me
 
 def test_events_are_stored_per_attempt_and_the_first_write_wins(lifecycle, store, new_run):
     run = new_run()
-    events = [event(run, "a0", attempt=1, phase=phases.RUNNING), event(run, "a0", attempt=1, phase=phases.FAILED, message="oom")]
+    events = [
+        event(run, "a0", attempt=1, phase=phases.RUNNING),
+        event(run, "a0", attempt=1, phase=phases.FAILED, message="oom"),
+    ]
     assert lifecycle.record_action_events(internal.RecordActionEventsRequest(events=events)).status.code == 0
-    replay = [event(run, "a0", attempt=1, phase=phases.FAILED, message="different"), event(run, "a0", attempt=2, phase=phases.QUEUED)]
+    replay = [
+        event(run, "a0", attempt=1, phase=phases.FAILED, message="different"),
+        event(run, "a0", attempt=2, phase=phases.QUEUED),
+    ]
     lifecycle.record_action_events(internal.RecordActionEventsRequest(events=replay))
 
     stored = store.list_events(key(run))
@@ -333,7 +346,10 @@ def test_events_are_stored_per_attempt_and_the_first_write_wins(lifecycle, store
 def test_events_with_attempt_zero_are_invalid_and_nothing_is_written(lifecycle, store, new_run):
     run = new_run()
     events = [event(run, "a0", attempt=1, phase=phases.RUNNING), event(run, "a0", attempt=0, phase=phases.RUNNING)]
-    assert rejected(lifecycle.record_action_events, internal.RecordActionEventsRequest(events=events)).code is Code.INVALID_ARGUMENT
+    assert (
+        rejected(lifecycle.record_action_events, internal.RecordActionEventsRequest(events=events)).code
+        is Code.INVALID_ARGUMENT
+    )
     assert store.list_events(key(run)) == []
 
 

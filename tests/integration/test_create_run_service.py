@@ -123,14 +123,19 @@ def test_default_inputs_fill_only_missing_names(service, store, blobs):
             common_pb2.NamedParameter(
                 name=input_name,
                 parameter=interface_pb2.Parameter(
-                    default=literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(integer=value)))
+                    default=literals_pb2.Literal(
+                        scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(integer=value))
+                    )
                 ),
             )
         )
     name = unique_name()
     service.create_run(create_run_request(name, spec=spec, inputs=integer_inputs(x=21)))
     record = store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0"))
-    stored = {l.name: l.value.scalar.primitive.integer for l in common_pb2.Inputs.FromString(blobs.get(record.inputs_uri)).literals}
+    stored = {
+        literal.name: literal.value.scalar.primitive.integer
+        for literal in common_pb2.Inputs.FromString(blobs.get(record.inputs_uri)).literals
+    }
     assert stored == {"x": 21, "y": 2}
 
 

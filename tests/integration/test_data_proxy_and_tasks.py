@@ -88,7 +88,9 @@ def test_bad_upload_requests_are_invalid_argument(data_proxy, fields):
 
 def test_uploaded_inputs_become_a_run_and_are_read_back(data_proxy, store, aws):
     uploaded = data_proxy.upload_inputs(
-        proxy.UploadInputsRequest(project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN), inputs=integer_inputs(x=21))
+        proxy.UploadInputsRequest(
+            project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN), inputs=integer_inputs(x=21)
+        )
     ).offloaded_input_data
     assert uploaded.uri.startswith(f"s3://{aws.bucket}/{PROJECT}/{DOMAIN}/offloaded-inputs/")
     name = unique_name()
@@ -149,7 +151,9 @@ def test_list_tasks_finds_the_latest_version(registry):
 def test_runs_of_a_deployed_task_and_of_an_unknown_one(registry, store, aws):
     name = f"{unique_name()}.task"
     task_id = deploy(registry, name, "v1")
-    creator = CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}", tasks=TaskStore(store))
+    creator = CreateRunService(
+        store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}", tasks=TaskStore(store)
+    )
     request = create_run_request(unique_name())
     request.task_id.CopyFrom(task_id)
     assert creator.create_run(request).run.action.metadata.task.id.name == name

@@ -14,13 +14,13 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from google.protobuf import json_format
 
 from functions.create_run.service import CreateRunService
-from runplane.pages import PageTokens
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from local_stack.aws import provision
 from runplane import phases
 from runplane.blobs import BlobStore
 from runplane.connect.errors import Code, ConnectError
+from runplane.pages import PageTokens
 from runplane.records import RUN_INDEX_SHARDS
 from runplane.store import ActionStore
 from tests.builders import DOMAIN, action_id, create_run_request
@@ -39,7 +39,9 @@ def listing(moto_server):
     store = ActionStore(table_name=table.table_name, blobs=BlobStore(), spec_prefix="s3://list-data")
     project = unique_name("p")
     clock = (START + timedelta(minutes=i) for i in itertools.count())
-    creator = CreateRunService(store=store, blobs=BlobStore(), storage_prefix="s3://list-data", clock=lambda: next(clock))
+    creator = CreateRunService(
+        store=store, blobs=BlobStore(), storage_prefix="s3://list-data", clock=lambda: next(clock)
+    )
     lifecycle = ActionLifecycleService(store=store)
     names = []
     for i in range(RUNS):
@@ -49,7 +51,8 @@ def listing(moto_server):
         if i % 5 == 0:
             lifecycle.update_action_status(
                 internal.UpdateActionStatusRequest(
-                    action_id=action_id(name, "a0", project=project), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1)
+                    action_id=action_id(name, "a0", project=project),
+                    status=wf.ActionStatus(phase=phases.RUNNING, attempts=1),
                 )
             )
     reader = RunReader(store=store, tokens=PageTokens(secret=b"t"))
@@ -62,7 +65,9 @@ def list_all(reader, project, *, limit=7, **request_fields):
     names, token, pages = [], "", 0
     while True:
         request.token = token
-        response = reader.list_runs(runs.ListRunsRequest(request=request, project_id=ProjectIdentifier(name=project, domain=DOMAIN)))
+        response = reader.list_runs(
+            runs.ListRunsRequest(request=request, project_id=ProjectIdentifier(name=project, domain=DOMAIN))
+        )
         names.extend(r.action.id.run.name for r in response.runs)
         pages += 1
         assert len(response.runs) <= limit
@@ -92,7 +97,10 @@ def test_an_exactly_full_last_page_has_no_token(listing):
 def test_phase_filters_including_the_sdk_single_value_form(listing):
     reader, _, project, names = listing
     running = [n for i, n in enumerate(names) if i % 5 == 0]
-    for phase_filter in ({"function": "EQUAL", "field": "phase", "values": ["4"]}, {"function": "VALUE_IN", "field": "phase", "values": ["ACTION_PHASE_RUNNING", "SUCCEEDED"]}):
+    for phase_filter in (
+        {"function": "EQUAL", "field": "phase", "values": ["4"]},
+        {"function": "VALUE_IN", "field": "phase", "values": ["ACTION_PHASE_RUNNING", "SUCCEEDED"]},
+    ):
         listed, _ = list_all(reader, project, filters=[phase_filter])
         assert listed == list(reversed(running))
     listed, _ = list_all(reader, project, filters=[{"function": "NOT_EQUAL", "field": "phase", "values": ["4"]}])
@@ -102,7 +110,11 @@ def test_phase_filters_including_the_sdk_single_value_form(listing):
 def test_created_at_range_and_run_source(listing):
     reader, _, project, names = listing
     window = [
-        {"function": "GREATER_THAN_OR_EQUAL", "field": "created_at", "values": [(START + timedelta(minutes=10)).isoformat()]},
+        {
+            "function": "GREATER_THAN_OR_EQUAL",
+            "field": "created_at",
+            "values": [(START + timedelta(minutes=10)).isoformat()],
+        },
         {"function": "LESS_THAN", "field": "created_at", "values": [(START + timedelta(minutes=15)).isoformat()]},
         {"function": "EQUAL", "field": "run_source", "values": ["RUN_SOURCE_CLI"]},
     ]
@@ -116,7 +128,11 @@ def test_an_empty_time_window_is_an_empty_page_not_an_error(listing):
     calls = []
     store.client.meta.events.register("before-call.dynamodb.Query", lambda **kwargs: calls.append(1))
     window = [
-        {"function": "GREATER_THAN_OR_EQUAL", "field": "created_at", "values": [(START + timedelta(minutes=30)).isoformat()]},
+        {
+            "function": "GREATER_THAN_OR_EQUAL",
+            "field": "created_at",
+            "values": [(START + timedelta(minutes=30)).isoformat()],
+        },
         {"function": "LESS_THAN", "field": "created_at", "values": [(START + timedelta(minutes=10)).isoformat()]},
     ]
     assert list_all(reader, project, filters=window) == ([], 1)
@@ -127,7 +143,11 @@ def test_a_page_is_one_query_per_shard(listing):
     reader, store, project, _ = listing
     calls = []
     store.client.meta.events.register("before-call.dynamodb.Query", lambda **kwargs: calls.append(1))
-    reader.list_runs(runs.ListRunsRequest(request=list_pb2.ListRequest(limit=10), project_id=ProjectIdentifier(name=project, domain=DOMAIN)))
+    reader.list_runs(
+        runs.ListRunsRequest(
+            request=list_pb2.ListRequest(limit=10), project_id=ProjectIdentifier(name=project, domain=DOMAIN)
+        )
+    )
     assert len(calls) == RUN_INDEX_SHARDS
 
 
@@ -147,7 +167,9 @@ def test_bad_requests_name_the_field(listing, request_fields, names_the):
     reader, _, project, _ = listing
     request = json_format.ParseDict(request_fields, list_pb2.ListRequest())
     with pytest.raises(ConnectError) as info:
-        reader.list_runs(runs.ListRunsRequest(request=request, project_id=ProjectIdentifier(name=project, domain=DOMAIN)))
+        reader.list_runs(
+            runs.ListRunsRequest(request=request, project_id=ProjectIdentifier(name=project, domain=DOMAIN))
+        )
     assert info.value.code is Code.INVALID_ARGUMENT and names_the in info.value.message
 
 
@@ -155,7 +177,9 @@ def test_a_token_from_another_query_is_refused(listing):
     reader, _, project, _ = listing
     scope = ProjectIdentifier(name=project, domain=DOMAIN)
     token = reader.list_runs(runs.ListRunsRequest(request=list_pb2.ListRequest(limit=5), project_id=scope)).token
-    other = list_pb2.ListRequest(limit=5, token=token, sort_by_fields=[list_pb2.Sort(key="created_at", direction=list_pb2.Sort.ASCENDING)])
+    other = list_pb2.ListRequest(
+        limit=5, token=token, sort_by_fields=[list_pb2.Sort(key="created_at", direction=list_pb2.Sort.ASCENDING)]
+    )
     with pytest.raises(ConnectError, match="different query"):
         reader.list_runs(runs.ListRunsRequest(request=other, project_id=scope))
 

@@ -23,7 +23,6 @@ from runplane.identifiers import ActionKey
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import mirror_shard
 from runplane.mirror_leases import Checkpoint, MirrorLeases
-from runplane.records import ActionRecord
 from runplane.store import ActionStore
 from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
 from tests.conftest import NAMESPACE, unique_name, wait_for
@@ -39,7 +38,9 @@ GROUP, VERSION, PLURAL = "flyte.org", "v1", "taskactions"
 def cluster(kube):
     from kubernetes import config
 
-    return TaskActionClient(api_client=config.new_client_from_config(config_file=str(kube.endpoints.kubeconfig)), namespace=NAMESPACE)
+    return TaskActionClient(
+        api_client=config.new_client_from_config(config_file=str(kube.endpoints.kubeconfig)), namespace=NAMESPACE
+    )
 
 
 @pytest.fixture
@@ -103,7 +104,9 @@ def set_status(custom_objects):
         status = {"attempts": attempts, "conditions": list(conditions)}
         if error:
             status["errorState"] = error
-        custom_objects.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, name, {"status": status})
+        custom_objects.patch_namespaced_custom_object_status(
+            GROUP, VERSION, NAMESPACE, PLURAL, name, {"status": status}
+        )
 
     return write
 
@@ -113,7 +116,9 @@ def watch(shard, cluster, store, leases):
     """Runs a watcher of the test's shard in the background; returns a join function."""
     started: list[tuple[threading.Thread, dict]] = []
 
-    def start(*, seconds: float = 20.0, idle_grace: float = 1.5, holder: str | None = None, mirror=None, with_leases=None) -> dict:
+    def start(
+        *, seconds: float = 20.0, idle_grace: float = 1.5, holder: str | None = None, mirror=None, with_leases=None
+    ) -> dict:
         outcome: dict = {}
         watcher = ShardWatcher(
             shard=shard,
@@ -142,17 +147,25 @@ def phase_of(store: ActionStore, run: str, action: str = "a0") -> int:
     return store.get_action(key(run, action), resolve_specs=False).phase
 
 
-def test_executor_conditions_flow_into_the_table_and_the_resource_is_labelled(run_in, set_status, watch, store, cluster):
+def test_executor_conditions_flow_into_the_table_and_the_resource_is_labelled(
+    run_in, set_status, watch, store, cluster
+):
     run = run_in()
     outcome = watch()
     set_status(f"{run}-a0", condition("Progressing", "Queued"))
-    wait_for(lambda: phase_of(store, run) == phases.QUEUED and store.get_action(key(run, "a0")).start_time, what="QUEUED")
+    wait_for(
+        lambda: phase_of(store, run) == phases.QUEUED and store.get_action(key(run, "a0")).start_time, what="QUEUED"
+    )
     set_status(f"{run}-a0", condition("Progressing", "Executing"))
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
     set_status(f"{run}-a0", condition("Progressing", "Completed", "False"), condition("Succeeded", "Completed"))
     wait_for(lambda: phase_of(store, run) == phases.SUCCEEDED, what="SUCCEEDED")
     resource = wait_for(
-        lambda: (r := cluster.get(f"{run}-a0")) and r["metadata"]["labels"].get("flyte.org/terminal-status-recorded") == "true" and r,
+        lambda: (
+            (r := cluster.get(f"{run}-a0"))
+            and r["metadata"]["labels"].get("flyte.org/terminal-status-recorded") == "true"
+            and r
+        ),
         what="the terminal label",
     )
     assert resource
@@ -168,11 +181,18 @@ def test_a_failure_carries_the_executors_error_and_retries_are_new_attempts(run_
     set_status(f"{run}-a0", condition("Progressing", "Executing"))
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
     set_status(f"{run}-a0", condition("Progressing", "Queued"), attempts=2)  # retried in place
-    wait_for(lambda: store.get_action(key(run, "a0")).attempts == 2 and phase_of(store, run) == phases.QUEUED, what="attempt 2")
+    wait_for(
+        lambda: store.get_action(key(run, "a0")).attempts == 2 and phase_of(store, run) == phases.QUEUED,
+        what="attempt 2",
+    )
     error = {"code": "MaxRetriesExceeded", "kind": "USER", "message": "ValueError: boom"}
     set_status(f"{run}-a0", condition("Failed", "PermanentFailure"), attempts=2, error=error)
     record = wait_for(lambda: (r := store.get_action(key(run, "a0"))).phase == phases.FAILED and r, what="FAILED")
-    assert (record.error_kind, record.error_code, record.error_message) == ("KIND_USER", "MaxRetriesExceeded", "ValueError: boom")
+    assert (record.error_kind, record.error_code, record.error_message) == (
+        "KIND_USER",
+        "MaxRetriesExceeded",
+        "ValueError: boom",
+    )
 
 
 def test_the_first_sight_of_a_child_promotes_its_parent_without_touching_its_attempts(run_in, watch, store):
@@ -181,19 +201,29 @@ def test_the_first_sight_of_a_child_promotes_its_parent_without_touching_its_att
     run = run_in(children=("c1",))
     store.update_status(key(run, "a0"), StatusUpdate(phase=phases.QUEUED, attempts=3))
     outcome = watch(seconds=5)
-    record = wait_for(lambda: (r := store.get_action(key(run, "a0"))).phase == phases.RUNNING and r, what="the promotion")
+    record = wait_for(
+        lambda: (r := store.get_action(key(run, "a0"))).phase == phases.RUNNING and r, what="the promotion"
+    )
     assert record.attempts == 3 and record.cache_status == 0  # Flyte's quirk Q8 is not copied
     wait_for(lambda: "report" in outcome, timeout=30, what="the watcher's end")
     assert phase_of(store, run, "c1") == phases.QUEUED  # the executor has not written anything for it
 
 
-def test_deletion_before_a_terminal_phase_aborts_and_after_it_changes_nothing(run_in, set_status, watch, store, cluster):
+def test_deletion_before_a_terminal_phase_aborts_and_after_it_changes_nothing(
+    run_in, set_status, watch, store, cluster
+):
     aborted_run, finished_run = run_in(), run_in()
     watch()
     set_status(f"{aborted_run}-a0", condition("Progressing", "Executing"))
     set_status(f"{finished_run}-a0", condition("Succeeded", "Completed"))
-    wait_for(lambda: phase_of(store, aborted_run) == phases.RUNNING and phase_of(store, finished_run) == phases.SUCCEEDED, what="phases")
-    wait_for(lambda: cluster.get(f"{finished_run}-a0")["metadata"]["labels"].get("flyte.org/terminal-status-recorded"), what="label")
+    wait_for(
+        lambda: phase_of(store, aborted_run) == phases.RUNNING and phase_of(store, finished_run) == phases.SUCCEEDED,
+        what="phases",
+    )
+    wait_for(
+        lambda: cluster.get(f"{finished_run}-a0")["metadata"]["labels"].get("flyte.org/terminal-status-recorded"),
+        what="label",
+    )
     version = store.get_action(key(finished_run, "a0")).version
     cluster.delete(f"{aborted_run}-a0")
     cluster.delete(f"{finished_run}-a0")  # the executor's TTL garbage collection
@@ -205,13 +235,23 @@ def test_deletion_before_a_terminal_phase_aborts_and_after_it_changes_nothing(ru
 
 def test_foreign_resources_are_skipped_and_nothing_is_written(shard, watch, store, cluster, custom_objects):
     labels = {"runplane/mirror-shard": str(shard)}
-    no_identity = {"apiVersion": "flyte.org/v1", "kind": "TaskAction", "metadata": {"name": unique_name("f"), "labels": labels}}
+    no_identity = {
+        "apiVersion": "flyte.org/v1",
+        "kind": "TaskAction",
+        "metadata": {"name": unique_name("f"), "labels": labels},
+    }
     not_ours = {
         "apiVersion": "flyte.org/v1",
         "kind": "TaskAction",
         "metadata": {
             "name": unique_name("f"),
-            "labels": {**labels, "flyte.org/project": PROJECT, "flyte.org/domain": DOMAIN, "flyte.org/run": "x", "flyte.org/action": "a0"},
+            "labels": {
+                **labels,
+                "flyte.org/project": PROJECT,
+                "flyte.org/domain": DOMAIN,
+                "flyte.org/run": "x",
+                "flyte.org/action": "a0",
+            },
         },
     }
     no_item = {
@@ -230,7 +270,12 @@ def test_foreign_resources_are_skipped_and_nothing_is_written(shard, watch, stor
     for body in (no_identity, not_ours, no_item):
         custom_objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, {**body, "spec": spec})
         custom_objects.patch_namespaced_custom_object_status(
-            GROUP, VERSION, NAMESPACE, PLURAL, body["metadata"]["name"], {"status": {"conditions": [condition("Succeeded", "Completed")]}}
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            body["metadata"]["name"],
+            {"status": {"conditions": [condition("Succeeded", "Completed")]}},
         )
     outcome = watch(seconds=6)
     report = wait_for(lambda: outcome.get("report"), timeout=30, what="the watcher to end")
@@ -241,7 +286,9 @@ def test_foreign_resources_are_skipped_and_nothing_is_written(shard, watch, stor
         cluster.delete(body["metadata"]["name"])
 
 
-def test_a_watch_resumes_from_its_checkpoint_and_a_replay_changes_nothing(run_in, set_status, watch, store, leases, shard):
+def test_a_watch_resumes_from_its_checkpoint_and_a_replay_changes_nothing(
+    run_in, set_status, watch, store, leases, shard
+):
     run = run_in()
     first = watch(seconds=3, idle_grace=30)
     set_status(f"{run}-a0", condition("Progressing", "Executing"))
@@ -266,7 +313,9 @@ def test_a_watch_resumes_from_its_checkpoint_and_a_replay_changes_nothing(run_in
     assert (after.phase, after.attempts, after.ended_at) == (before.phase, before.attempts, before.ended_at)
 
 
-def test_an_expired_resource_version_relists_and_finds_deletions_nobody_saw(run_in, set_status, watch, store, leases, shard, cluster):
+def test_an_expired_resource_version_relists_and_finds_deletions_nobody_saw(
+    run_in, set_status, watch, store, leases, shard, cluster
+):
     run = run_in(children=("c1",))
     first = watch(seconds=3, idle_grace=30)
     set_status(f"{run}-a0", condition("Progressing", "Executing"))
@@ -277,7 +326,9 @@ def test_an_expired_resource_version_relists_and_finds_deletions_nobody_saw(run_
     holder = "aged"
     saved = leases.acquire(shard, holder=holder, seconds=30).checkpoint
     assert f"{run}-c1" in saved.open
-    assert leases.checkpoint(shard, holder=holder, seconds=30, checkpoint=Checkpoint(resource_version="1", open=saved.open))
+    assert leases.checkpoint(
+        shard, holder=holder, seconds=30, checkpoint=Checkpoint(resource_version="1", open=saved.open)
+    )
     assert leases.release(shard, holder=holder)
     second = watch(seconds=8)
     wait_for(lambda: phase_of(store, run, "c1") == phases.ABORTED, timeout=30, what="the unseen deletion to abort c1")
@@ -297,7 +348,9 @@ def test_two_watchers_of_a_shard_never_both_watch(run_in, watch):
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_watcher_killed_mid_stream_is_resumed_by_the_next_one(run_in, set_status, watch, store, cluster, shard, aws, leases):
+def test_a_watcher_killed_mid_stream_is_resumed_by_the_next_one(
+    run_in, set_status, watch, store, cluster, shard, aws, leases
+):
     run = run_in()
 
     class Crash(BaseException):
@@ -313,7 +366,12 @@ def test_a_watcher_killed_mid_stream_is_resumed_by_the_next_one(run_in, set_stat
         def release(self, shard, *, holder):  # a killed invocation never releases its lease
             return False
 
-    dying = watch(seconds=8, idle_grace=30, mirror=DyingMirror(store=store, cluster=cluster), with_leases=NoRelease(table_name=aws.table_name))
+    dying = watch(
+        seconds=8,
+        idle_grace=30,
+        mirror=DyingMirror(store=store, cluster=cluster),
+        with_leases=NoRelease(table_name=aws.table_name),
+    )
     time.sleep(1.0)
     set_status(f"{run}-a0", condition("Progressing", "Executing"))
     time.sleep(1.0)

@@ -9,12 +9,12 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 
 from functions.create_run.service import CreateRunService
-from runplane.pages import PageTokens
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from runplane import phases
 from runplane.blobs import BlobStore
 from runplane.connect.errors import Code, ConnectError
+from runplane.pages import PageTokens
 from runplane.store import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 from tests.conftest import unique_name
@@ -40,7 +40,9 @@ def reader(store):
 @pytest.fixture
 def run(aws, store):
     name = unique_name()
-    CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}").create_run(create_run_request(name))
+    CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}").create_run(
+        create_run_request(name)
+    )
     return name
 
 
@@ -49,13 +51,17 @@ def run_id(name):
 
 
 def test_run_details_carry_the_task_spec_run_spec_and_attempts(reader, lifecycle, run):
-    events = [wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=p, version=0) for p in (phases.RUNNING, phases.FAILED)]
+    events = [
+        wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=p, version=0) for p in (phases.RUNNING, phases.FAILED)
+    ]
     for i, e in enumerate(events):
         e.updated_time.FromSeconds(100 + i)
     events[1].error_info.CopyFrom(wf.ErrorInfo(message="boom", kind=wf.ErrorInfo.KIND_USER))
     lifecycle.record_action_events(internal.RecordActionEventsRequest(events=events))
     lifecycle.update_action_status(
-        internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.FAILED, attempts=1))
+        internal.UpdateActionStatusRequest(
+            action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.FAILED, attempts=1)
+        )
     )
 
     details = reader.get_run_details(runs.GetRunDetailsRequest(run_id=run_id(run))).details
@@ -88,7 +94,9 @@ def test_list_actions_pages_until_an_empty_token(reader, lifecycle, run):
     while True:
         from flyteidl2.common.list_pb2 import ListRequest
 
-        response = reader.list_actions(runs.ListActionsRequest(run_id=run_id(run), request=ListRequest(limit=3, token=token)))
+        response = reader.list_actions(
+            runs.ListActionsRequest(run_id=run_id(run), request=ListRequest(limit=3, token=token))
+        )
         seen.extend(a.id.name for a in response.actions)
         pages += 1
         token = response.token
@@ -121,7 +129,9 @@ def test_watch_sends_the_state_then_the_next_change(reader, lifecycle, run):
 
     def later():
         lifecycle.update_action_status(
-            internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1))
+            internal.UpdateActionStatusRequest(
+                action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1)
+            )
         )
 
     timer = threading.Timer(0.3, later)
@@ -133,7 +143,9 @@ def test_watch_sends_the_state_then_the_next_change(reader, lifecycle, run):
 
 def test_watch_of_an_ended_action_is_one_frame(reader, lifecycle, run):
     lifecycle.update_action_status(
-        internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1))
+        internal.UpdateActionStatusRequest(
+            action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)
+        )
     )
     frames = reader.watch_run_details(runs.WatchRunDetailsRequest(run_id=run_id(run)))
     assert [f.details.action.status.phase for f in frames] == [phases.SUCCEEDED]
@@ -147,7 +159,9 @@ def test_watch_runs_lists_then_reports_the_change(reader, lifecycle, run):
     timer = threading.Timer(
         0.5,
         lambda: lifecycle.update_action_status(
-            internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1))
+            internal.UpdateActionStatusRequest(
+                action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1)
+            )
         ),
     )
     timer.start()
@@ -164,7 +178,9 @@ def test_watch_actions_sends_the_tree_then_the_change(reader, lifecycle, run):
     timer = threading.Timer(
         0.5,
         lambda: lifecycle.update_action_status(
-            internal.UpdateActionStatusRequest(action_id=action_id(run, "c1"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1))
+            internal.UpdateActionStatusRequest(
+                action_id=action_id(run, "c1"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1)
+            )
         ),
     )
     timer.start()
@@ -172,7 +188,9 @@ def test_watch_actions_sends_the_tree_then_the_change(reader, lifecycle, run):
     timer.join()
     first = {e.action.id.name: e for e in frames[0].enriched_actions}
     assert set(first) == {"a0", "c1"} and dict(first["a0"].children_phase_counts) == {phases.QUEUED: 1}
-    assert [(e.action.id.name, e.action.status.phase) for e in frames[1].enriched_actions if e.action.id.name == "c1"] == [("c1", phases.RUNNING)]
+    assert [
+        (e.action.id.name, e.action.status.phase) for e in frames[1].enriched_actions if e.action.id.name == "c1"
+    ] == [("c1", phases.RUNNING)]
 
 
 def test_watch_of_a_missing_run_is_not_found(reader):

@@ -8,13 +8,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from flyteidl2.task import run_pb2
 
 from functions.create_run.service import CreateRunService
-from runplane.kube.client import TaskActionClient
 from functions.reconcile.reconciler import ActionChange, Outcome, Reconciler
 from local_stack.aws import provision
 from local_stack.stream_poller import StreamPoller
 from runplane import phases
 from runplane.blobs import BlobStore
 from runplane.identifiers import RunKey
+from runplane.kube.client import TaskActionClient
 from runplane.store import ActionStore
 from tests.builders import DOMAIN, PROJECT, create_run_request
 from tests.conftest import NAMESPACE, unique_name
@@ -105,14 +105,18 @@ def test_replaying_the_whole_stream_changes_nothing(moto_server, cluster, custom
         def record_handler(record):
             outcomes.append(reconciler.handle(ActionChange.from_stream_record(record.raw_event)).value)
 
-        return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
 
     def snapshot():
         resources = custom_objects.list_namespaced_custom_object(
             "flyte.org", "v1", NAMESPACE, "taskactions", label_selector=f"flyte.org/run in ({','.join(names)})"
         )["items"]
         records = [store.get_action(RunKey(PROJECT, DOMAIN, n).action("a0")) for n in names]
-        return sorted((r["metadata"]["name"], r["metadata"]["uid"], r["metadata"]["resourceVersion"]) for r in resources), records
+        return sorted(
+            (r["metadata"]["name"], r["metadata"]["uid"], r["metadata"]["resourceVersion"]) for r in resources
+        ), records
 
     streams = boto3.client("dynamodbstreams")
     StreamPoller(streams_client=streams, stream_arn=table.stream_arn, handler=handler).drain()

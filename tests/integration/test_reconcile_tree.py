@@ -16,7 +16,6 @@ from kubernetes import client as k8s
 
 from functions.create_run.service import CreateRunService
 from functions.reconcile.batch import RunOrderedBatchProcessor
-from runplane.kube.client import TaskActionClient
 from functions.reconcile.handler import process_batch
 from functions.reconcile.reconciler import Outcome, ParentNotMaterialized, Reconciler
 from functions.update_action.service import ActionLifecycleService
@@ -25,6 +24,7 @@ from local_stack.stream_poller import StreamPoller
 from runplane import phases
 from runplane.blobs import BlobStore
 from runplane.identifiers import ActionKey
+from runplane.kube.client import TaskActionClient
 from runplane.store import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 from tests.conftest import NAMESPACE, unique_name, wait_for
@@ -52,7 +52,9 @@ class Harness:
 
     def poller(self, *, handler=None, max_retries: int = 5) -> StreamPoller:
         processor = RunOrderedBatchProcessor(concurrency=8)
-        handler = handler or (lambda event, context: process_batch(event, context, reconciler=self.reconciler, processor=processor))
+        handler = handler or (
+            lambda event, context: process_batch(event, context, reconciler=self.reconciler, processor=processor)
+        )
         return StreamPoller(
             streams_client=boto3.client("dynamodbstreams"),
             stream_arn=self.stream_arn,
@@ -71,7 +73,7 @@ class Harness:
         for _ in range(depth - 1):
             next_level = []
             for parent in level:
-                for i in range(fanout):
+                for _i in range(fanout):
                     name = f"n{len(tree)}"
                     self.lifecycle.enqueue(child_task_action(run, name, parent=parent))
                     tree[name] = parent
@@ -81,7 +83,9 @@ class Harness:
 
     def abort(self, run: str, name: str) -> None:
         if name == "a0":
-            self.lifecycle.abort_run(runs.AbortRunRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=run)))
+            self.lifecycle.abort_run(
+                runs.AbortRunRequest(run_id=RunIdentifier(project=PROJECT, domain=DOMAIN, name=run))
+            )
         else:
             self.lifecycle.abort_action(runs.AbortActionRequest(action_id=action_id(run, name)))
 
@@ -161,7 +165,11 @@ def test_aborting_a_middle_action_removes_only_its_subtree(harness, custom_objec
     poller.drain()
 
     removed = subtree(tree, "n1")
-    wait_for(lambda: set(resources_of(custom_objects, run)) == set(tree) - removed, timeout=20, what="the subtree's garbage collection")
+    wait_for(
+        lambda: set(resources_of(custom_objects, run)) == set(tree) - removed,
+        timeout=20,
+        what="the subtree's garbage collection",
+    )
     for name in tree:
         record = harness.record(run, name)
         assert record.phase == (phases.ABORTED if name in removed else phases.QUEUED), name
@@ -174,7 +182,9 @@ def test_aborting_the_run_removes_every_resource(harness, custom_objects):
     poller = harness.poller()
     poller.drain()
     harness.lifecycle.update_action_status(
-        internal.UpdateActionStatusRequest(action_id=action_id(run, "n1"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1))
+        internal.UpdateActionStatusRequest(
+            action_id=action_id(run, "n1"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)
+        )
     )
     harness.abort(run, "a0")
     poller.drain()
@@ -207,7 +217,9 @@ def test_a_missing_parent_resource_is_retried_then_failed_visibly(harness, custo
 def test_a_parent_that_ended_and_is_gone_takes_its_child_with_it(harness, custom_objects):
     run, _ = harness.new_tree(fanout=1, depth=2)
     harness.lifecycle.update_action_status(
-        internal.UpdateActionStatusRequest(action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1))
+        internal.UpdateActionStatusRequest(
+            action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)
+        )
     )
     assert harness.reconciler.materialize(harness.record(run, "n1")) is Outcome.PARENT_GONE
     assert harness.record(run, "n1").phase == phases.ABORTED
@@ -240,7 +252,9 @@ def snapshot(harness: Harness, custom_objects, run: str, tree) -> tuple:
 def test_faults_a_crash_mid_batch_and_replays_end_exactly_right(moto_server, kube, custom_objects):
     endpoints = kube.endpoints
     plan = FaultPlan(failures_per_request=1, timeout_hold_seconds=1.5)
-    with FaultyApiServerProxy(upstream=endpoints.server, token=endpoints.token, ca_file=endpoints.ca_file, plan=plan) as proxy:
+    with FaultyApiServerProxy(
+        upstream=endpoints.server, token=endpoints.token, ca_file=endpoints.ca_file, plan=plan
+    ) as proxy:
         faulty = kube_client(proxy.endpoint, "unused-the-proxy-authenticates", timeout=1.0)
         harness = make_harness(moto_server, faulty, max_attempts=8)
         run, tree = harness.new_tree(fanout=3, depth=3)  # 13 actions

@@ -26,7 +26,9 @@ def table(moto_server):
 def put_actions(table, names):
     store = ActionStore(table_name=table.table_name)
     for name in names:
-        store.create_action(ActionRecord(key=ActionKey(project="p", domain="d", run="r1", name=name), action_spec=b"\x00\xff"))
+        store.create_action(
+            ActionRecord(key=ActionKey(project="p", domain="d", run="r1", name=name), action_spec=b"\x00\xff")
+        )
     return store
 
 
@@ -52,7 +54,9 @@ class RecordingHandler:
 
 def poller(table, handler, **options):
     client = boto3.client("dynamodbstreams")
-    return StreamPoller(streams_client=client, stream_arn=table.stream_arn, handler=handler, retry_backoff_seconds=0, **options)
+    return StreamPoller(
+        streams_client=client, stream_arn=table.stream_arn, handler=handler, retry_backoff_seconds=0, **options
+    )
 
 
 def test_batches_partial_failure_and_redelivery_from_the_failed_record(table):

@@ -29,7 +29,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def schedules(aws):
-    return Schedules(ScheduleTarget(function_arn=CREATE_RUN_ARN, role_arn=SCHEDULER_ROLE_ARN, dead_letter_arn=SCHEDULER_DEAD_LETTER_ARN, group=SCHEDULE_GROUP))
+    return Schedules(
+        ScheduleTarget(
+            function_arn=CREATE_RUN_ARN,
+            role_arn=SCHEDULER_ROLE_ARN,
+            dead_letter_arn=SCHEDULER_DEAD_LETTER_ARN,
+            group=SCHEDULE_GROUP,
+        )
+    )
 
 
 @pytest.fixture
@@ -42,9 +49,16 @@ def trigger_name(name=None, task="wf.nightly"):
 
 
 def deploy(service, name, *, cron="0 2 * * *", revision=0, active=True, timezone=""):
-    automation = common_pb2.TriggerAutomationSpec(schedule=common_pb2.Schedule(cron=common_pb2.Cron(expression=cron, timezone=timezone)))
+    automation = common_pb2.TriggerAutomationSpec(
+        schedule=common_pb2.Schedule(cron=common_pb2.Cron(expression=cron, timezone=timezone))
+    )
     return service.deploy_trigger(
-        ts.DeployTriggerRequest(name=name, revision=revision, spec=td.TriggerSpec(task_version="v1", active=active), automation_spec=automation)
+        ts.DeployTriggerRequest(
+            name=name,
+            revision=revision,
+            spec=td.TriggerSpec(task_version="v1", active=active),
+            automation_spec=automation,
+        )
     ).trigger
 
 
@@ -53,7 +67,10 @@ def test_deploy_creates_a_schedule_that_targets_create_run(service, schedules):
     details = deploy(service, name, cron="30 2 * * 1-5", timezone="Europe/Paris")
     assert details.id.revision == 1
     schedule = boto3.client("scheduler").get_schedule(Name=_schedule_name(service, name), GroupName=SCHEDULE_GROUP)
-    assert schedule["ScheduleExpression"] == "cron(30 2 ? * 2-6 *)" and schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
+    assert (
+        schedule["ScheduleExpression"] == "cron(30 2 ? * 2-6 *)"
+        and schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
+    )
     assert schedule["State"] == "ENABLED" and schedule["Target"]["Arn"] == CREATE_RUN_ARN
     assert schedule["Target"]["DeadLetterConfig"]["Arn"] == SCHEDULER_DEAD_LETTER_ARN
     payload = json.loads(schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", "2026-01-05T01:30:00Z"))
@@ -95,7 +112,9 @@ def test_deactivate_activate_and_delete(service):
     assert scheduler.get_schedule(Name=schedule_name, GroupName=SCHEDULE_GROUP)["State"] == "DISABLED"
     service.update_triggers(ts.UpdateTriggersRequest(names=[name], active=True))
     assert scheduler.get_schedule(Name=schedule_name, GroupName=SCHEDULE_GROUP)["State"] == "ENABLED"
-    listed = service.list_triggers(ts.ListTriggersRequest(task_name={"project": PROJECT, "domain": DOMAIN, "name": name.task_name}))
+    listed = service.list_triggers(
+        ts.ListTriggersRequest(task_name={"project": PROJECT, "domain": DOMAIN, "name": name.task_name})
+    )
     assert name.name in [t.id.name.name for t in listed.triggers]
 
     service.delete_triggers(ts.DeleteTriggersRequest(names=[name]))
@@ -113,7 +132,9 @@ def test_cron_conversions_round_trip():
 
 def test_ticks_of_cron_and_rate():
     start = datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
-    assert [t.minute for t in ticks("cron(*/5 * * * ? *)", "UTC", after=start, until=start + timedelta(minutes=11))] == [5, 10]
+    assert [
+        t.minute for t in ticks("cron(*/5 * * * ? *)", "UTC", after=start, until=start + timedelta(minutes=11))
+    ] == [5, 10]
     assert len(ticks("rate(2 minutes)", "UTC", after=start, until=start + timedelta(minutes=9), start=start)) == 4
 
 
@@ -121,7 +142,9 @@ def test_the_local_clock_fires_each_tick_once_and_not_on_deploy(service):
     name = trigger_name()
     deploy(service, name, cron="*/5 * * * *")
     delivered = []
-    clock = LocalScheduler(client=boto3.client("scheduler"), group=SCHEDULE_GROUP, target=lambda event, context: delivered.append(event))
+    clock = LocalScheduler(
+        client=boto3.client("scheduler"), group=SCHEDULE_GROUP, target=lambda event, context: delivered.append(event)
+    )
     t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
     clock.fire_due(now=t0)  # the baseline: nothing fires for the past
     ours = lambda: [e for e in delivered if e["flyteTrigger"]["name"] == name.name]  # noqa: E731

@@ -13,7 +13,9 @@ F = list_pb2.Filter
 
 
 def action(name, parent=None, phase=phases.QUEUED, function=""):
-    return ActionRecord(key=ActionKey(project="p", domain="d", run="r", name=name), parent=parent, phase=phase, function_name=function)
+    return ActionRecord(
+        key=ActionKey(project="p", domain="d", run="r", name=name), parent=parent, phase=phase, function_name=function
+    )
 
 
 TREE = [
@@ -32,13 +34,19 @@ def test_counts_cover_all_descendants():
 
 
 def test_an_ancestor_of_a_match_stays_visible():
-    enriched = enriched_actions(TREE, ActionFilter([F(field="NAME", function=F.CONTAINS_CASE_INSENSITIVE, values=["SHARD"])]))
+    enriched = enriched_actions(
+        TREE, ActionFilter([F(field="NAME", function=F.CONTAINS_CASE_INSENSITIVE, values=["SHARD"])])
+    )
     assert {n for n, e in enriched.items() if e.meets_filter} == {"a0", "b2", "c1"}
-    enriched = enriched_actions(TREE, ActionFilter([F(field="PHASE", function=F.VALUE_IN, values=[str(phases.SUCCEEDED)])]))
+    enriched = enriched_actions(
+        TREE, ActionFilter([F(field="PHASE", function=F.VALUE_IN, values=[str(phases.SUCCEEDED)])])
+    )
     assert {n for n, e in enriched.items() if e.meets_filter} == {"a0", "b1"}
 
 
-@pytest.mark.parametrize("bad", [F(field="TASK", function=F.EQUAL, values=["x"]), F(field="PHASE", function=F.VALUE_IN, values=["RUNNING"])])
+@pytest.mark.parametrize(
+    "bad", [F(field="TASK", function=F.EQUAL, values=["x"]), F(field="PHASE", function=F.VALUE_IN, values=["RUNNING"])]
+)
 def test_unsupported_filters_are_refused(bad):
     with pytest.raises(ConnectError):
         ActionFilter([bad])

@@ -54,7 +54,9 @@ def test_json_request_gets_json_response(router):
 def test_gzip_proto_request_gets_proto_response(router):
     message = AbortRunRequest(reason="x")
     message.run_id.name = "r2"
-    response = post(router, gzip.compress(message.SerializeToString()), "application/proto", **{"content-encoding": "gzip"})
+    response = post(
+        router, gzip.compress(message.SerializeToString()), "application/proto", **{"content-encoding": "gzip"}
+    )
     assert response.status == 200
     assert response.headers["content-type"] == "application/proto"
     assert router.seen[0].run_id.name == "r2"
@@ -70,7 +72,11 @@ def test_empty_json_body_is_the_empty_message(router):
 
 @pytest.mark.parametrize(
     "body, content_type",
-    [(b"{not json", "application/json"), (b"\xff\xff\xff", "application/proto"), (b'{"reason": 5}', "application/json")],
+    [
+        (b"{not json", "application/json"),
+        (b"\xff\xff\xff", "application/proto"),
+        (b'{"reason": 5}', "application/json"),
+    ],
 )
 def test_malformed_bodies_are_invalid_argument(router, body, content_type):
     response = post(router, body, content_type)

@@ -58,7 +58,8 @@ def test_task_without_type():
 
 def test_unknown_task_reference_is_not_found():
     request = CreateRunRequest(
-        run_id=RunIdentifier(project="p", domain="d", name="r1"), task_id=TaskIdentifier(project="p", domain="d", name="t", version="v")
+        run_id=RunIdentifier(project="p", domain="d", name="r1"),
+        task_id=TaskIdentifier(project="p", domain="d", name="t", version="v"),
     )
     assert rejected(request).code is Code.NOT_FOUND
 

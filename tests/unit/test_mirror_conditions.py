@@ -59,17 +59,26 @@ def test_a_sighting_carries_attempts_cache_status_start_end_and_error():
     assert sighting.phase == phases.FAILED and sighting.attempts == 3 and sighting.cache_status == 2
     assert sighting.start_time.isoformat() == "2026-11-30T01:00:00+00:00"
     assert sighting.end_time.isoformat() == "2026-11-30T01:05:00+00:00"
-    assert (sighting.error_kind, sighting.error_code, sighting.error_message) == ("KIND_USER", "MaxRetriesExceeded", "boom")
+    assert (sighting.error_kind, sighting.error_code, sighting.error_message) == (
+        "KIND_USER",
+        "MaxRetriesExceeded",
+        "boom",
+    )
 
 
-@pytest.mark.parametrize(("kind", "stored"), [("USER", "KIND_USER"), ("SYSTEM", "KIND_SYSTEM"), ("", "KIND_UNSPECIFIED"), ("ODD", "KIND_UNSPECIFIED")])
+@pytest.mark.parametrize(
+    ("kind", "stored"),
+    [("USER", "KIND_USER"), ("SYSTEM", "KIND_SYSTEM"), ("", "KIND_UNSPECIFIED"), ("ODD", "KIND_UNSPECIFIED")],
+)
 def test_error_kinds(kind, stored):
     sighting = sighting_of(resource([cond("Failed", "PermanentFailure")], errorState={"kind": kind, "message": "m"}))
     assert sighting.error_kind == stored
 
 
 def test_no_error_unless_failed_and_garbage_is_ignored():
-    running = sighting_of(resource([cond("Progressing", "Executing")], errorState={"kind": "USER", "message": "old"}, attempts="2"))
+    running = sighting_of(
+        resource([cond("Progressing", "Executing")], errorState={"kind": "USER", "message": "old"}, attempts="2")
+    )
     assert running.error_message == "" and running.attempts == 0
     odd = sighting_of({"metadata": {"creationTimestamp": "not a time"}, "status": {"conditions": ["x", None]}})
     assert odd.phase == phases.UNSPECIFIED and odd.start_time is None
@@ -97,7 +106,9 @@ def test_invocation_events(event, expected):
     assert shard_of(event, shards=3) == expected
 
 
-@pytest.mark.parametrize("event", [{}, {"shard": 3}, {"shard": -1}, {"shard": "1"}, {"shard": True}, {"shards": "some"}])
+@pytest.mark.parametrize(
+    "event", [{}, {"shard": 3}, {"shard": -1}, {"shard": "1"}, {"shard": True}, {"shards": "some"}]
+)
 def test_bad_invocations_are_refused(event):
     with pytest.raises(BadInvocation):
         shard_of(event, shards=3)

@@ -5,11 +5,11 @@ import struct
 import pytest
 from flyteidl2.workflow.run_service_pb2 import WatchActionDetailsRequest, WatchActionDetailsResponse
 
-from runplane.pages import MAX_LIMIT, PageTokens, page_limit
 from runplane.connect.codec import HttpRequest
 from runplane.connect.errors import Code, ConnectError, not_found
 from runplane.connect.router import ConnectRouter
 from runplane.connect.streams import envelope
+from runplane.pages import MAX_LIMIT, PageTokens, page_limit
 
 PATH = "/flyteidl2.workflow.RunService/WatchActionDetails"
 
@@ -19,7 +19,12 @@ def test_tokens_round_trip_and_refuse_tampering_and_other_queries():
     token = tokens.issue(query="q1", position={"after": "A#b"})
     assert tokens.read(token, query="q1") == {"after": "A#b"}
     assert tokens.read("", query="q1") is None
-    for bad, query in ((token[:-1] + "0", "q1"), ("garbage", "q1"), (token, "q2"), (PageTokens(secret=b"x").issue(query="q1", position={}), "q1")):
+    for bad, query in (
+        (token[:-1] + "0", "q1"),
+        ("garbage", "q1"),
+        (token, "q2"),
+        (PageTokens(secret=b"x").issue(query="q1", position={}), "q1"),
+    ):
         with pytest.raises(ConnectError) as info:
             tokens.read(bad, query=query)
         assert info.value.code is Code.INVALID_ARGUMENT and "request.token" in info.value.message
@@ -27,7 +32,7 @@ def test_tokens_round_trip_and_refuse_tampering_and_other_queries():
 
 def test_page_limits_follow_flyte():
     assert page_limit(0) == 50 and page_limit(MAX_LIMIT) == MAX_LIMIT
-    with pytest.raises(ConnectError, match="request.limit"):
+    with pytest.raises(ConnectError, match=r"request\.limit"):
         page_limit(MAX_LIMIT + 1)
 
 
@@ -78,7 +83,9 @@ def test_stream_errors_travel_in_the_end_frame(router):
 
 
 def test_a_broken_envelope_is_invalid_argument_and_a_wrong_type_is_415(router):
-    broken = HttpRequest(method="POST", path=PATH, headers={"content-type": "application/connect+proto"}, body=b"\x00\x00")
+    broken = HttpRequest(
+        method="POST", path=PATH, headers={"content-type": "application/connect+proto"}, body=b"\x00\x00"
+    )
     ((_, payload),) = frames(router.dispatch(broken).body)
     assert json.loads(payload)["error"]["code"] == "invalid_argument"
     assert router.dispatch(stream_request(WatchActionDetailsRequest(), content_type="application/json")).status == 415

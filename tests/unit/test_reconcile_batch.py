@@ -33,7 +33,10 @@ def test_records_of_one_action_stay_in_order():
 
 
 def test_event_items_never_wait():
-    event_item = {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "p#d#r1"}, "sk": {"S": "E#a0#000001#04#0000000000"}}}}
+    event_item = {
+        "eventName": "INSERT",
+        "dynamodb": {"Keys": {"pk": {"S": "p#d#r1"}, "sk": {"S": "E#a0#000001#04#0000000000"}}},
+    }
     waves, _ = plan_waves([record("r1", "a0"), event_item])
     assert waves == [[0, 1]]
 

@@ -11,14 +11,24 @@ from runplane.identifiers import scheduled_run_name, validate_run_name
 
 def test_flytes_test_vector():
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    name = scheduled_run_name(project="flytesnacks", domain="development", task="my_task", trigger="daily", scheduled_at=at)
+    name = scheduled_run_name(
+        project="flytesnacks", domain="development", task="my_task", trigger="daily", scheduled_at=at
+    )
     assert name == "r3a5122956ce57e0b"
     validate_run_name(name)
 
 
 def tick(**trigger):
     return {
-        "flyteTrigger": {"project": "p", "domain": "d", "name": "daily", "taskName": "t.main", "taskVersion": "v1", "revision": 2, **trigger},
+        "flyteTrigger": {
+            "project": "p",
+            "domain": "d",
+            "name": "daily",
+            "taskName": "t.main",
+            "taskVersion": "v1",
+            "revision": 2,
+            **trigger,
+        },
         "scheduledTime": "2026-01-02T03:04:05Z",
     }
 

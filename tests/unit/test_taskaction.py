@@ -9,8 +9,8 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from google.protobuf import wrappers_pb2
 
 from functions.reconcile.taskaction import build_taskaction, input_directory, substitute_run_start_time
-from runplane.kube.resources import identity_of
 from runplane.identifiers import ActionKey
+from runplane.kube.resources import identity_of
 from runplane.records import ActionRecord
 from tests.builders import task_spec
 
@@ -56,7 +56,11 @@ def test_root_taskaction_has_flytes_name_labels_and_spec():
 def test_resources_are_labelled_with_their_runs_mirror_shard():
     from runplane.kube.resources import mirror_shard
 
-    shards = {build_taskaction(root_record(), namespace="flyte", mirror_shards=8)["metadata"]["labels"]["runplane/mirror-shard"]}
+    shards = {
+        build_taskaction(root_record(), namespace="flyte", mirror_shards=8)["metadata"]["labels"][
+            "runplane/mirror-shard"
+        ]
+    }
     assert shards == {str(mirror_shard("r1", shards=8))}
     assert {mirror_shard(f"r{i}", shards=8) for i in range(200)} == set(range(8))  # spread over every shard
 
@@ -80,7 +84,9 @@ def test_run_start_time_placeholder_is_rendered_in_container_args():
     run_spec = run_pb2.RunSpec()
     run_spec.run_start_time.FromDatetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     record = root_record(run_spec=run_spec, args=("run", "--at={{.runStartTime}}"))
-    template = TaskTemplate.FromString(base64.b64decode(build_taskaction(record, namespace="f")["spec"]["taskTemplate"]))
+    template = TaskTemplate.FromString(
+        base64.b64decode(build_taskaction(record, namespace="f")["spec"]["taskTemplate"])
+    )
     assert list(template.container.args) == ["run", "--at=2026-01-02T03:04:05Z"]
 
 
@@ -103,14 +109,21 @@ def child_record(*, condition=None):
         task=wf.TaskAction(spec=task_spec(name="child.task")) if condition is None else None,
         condition=condition,
     )
-    return ActionRecord(key=ActionKey(project="p", domain="d", run="r1", name="b1"), parent="a0", action_spec=spec.SerializeToString())
+    return ActionRecord(
+        key=ActionKey(project="p", domain="d", run="r1", name="b1"), parent="a0", action_spec=spec.SerializeToString()
+    )
 
 
 PARENT = {
     "metadata": {
         "name": "r1-a0",
         "uid": "4c8e4d4a-0000-4000-8000-000000000001",
-        "labels": {"flyte.org/run": "r1", "flyte.org/action": "a0", "team": "ml", "flyte.org/termination-status": "terminated"},
+        "labels": {
+            "flyte.org/run": "r1",
+            "flyte.org/action": "a0",
+            "team": "ml",
+            "flyte.org/termination-status": "terminated",
+        },
         "annotations": {"note": "from-parent"},
     },
     "spec": {"envVars": {"A": "1"}, "interruptible": True},
@@ -120,7 +133,13 @@ PARENT = {
 def test_a_child_has_exactly_one_owner_reference_to_its_parent():
     body = build_taskaction(child_record(), namespace="flyte", parent=PARENT)
     assert body["metadata"]["ownerReferences"] == [
-        {"apiVersion": "flyte.org/v1", "kind": "TaskAction", "name": "r1-a0", "uid": PARENT["metadata"]["uid"], "blockOwnerDeletion": True}
+        {
+            "apiVersion": "flyte.org/v1",
+            "kind": "TaskAction",
+            "name": "r1-a0",
+            "uid": PARENT["metadata"]["uid"],
+            "blockOwnerDeletion": True,
+        }
     ]
     assert body["metadata"]["name"] == "r1-b1" and body["spec"]["parentActionName"] == "a0"
     assert body["metadata"]["labels"]["flyte.org/is-root"] == "false"
@@ -138,7 +157,9 @@ def test_a_task_child_inherits_the_run_context_from_its_parent():
 def test_a_condition_carries_its_spec_and_no_template():
     condition = wf.ConditionAction(name="approve")
     body = build_taskaction(child_record(condition=condition), namespace="flyte", parent=PARENT)
-    assert body["spec"]["actionType"] == "condition" and body["metadata"]["labels"]["flyte.org/action-type"] == "condition"
+    assert (
+        body["spec"]["actionType"] == "condition" and body["metadata"]["labels"]["flyte.org/action-type"] == "condition"
+    )
     assert wf.ConditionAction.FromString(base64.b64decode(body["spec"]["conditionSpec"])) == condition
     assert "taskTemplate" not in body["spec"] and "envVars" not in body["spec"]
 

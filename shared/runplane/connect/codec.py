@@ -94,10 +94,7 @@ def decode_message(payload: bytes, codec: str, message_type: type[M]) -> M:
 
 
 def encode_message(message: Message, codec: str, *, accept_encoding: str = "") -> HttpResponse:
-    if codec == "proto":
-        body = message.SerializeToString()
-    else:
-        body = json_format.MessageToJson(message, indent=None).encode()
+    body = message.SerializeToString() if codec == "proto" else json_format.MessageToJson(message, indent=None).encode()
     headers = {"content-type": f"application/{codec}"}
     # Compressing small bodies costs more than it saves; API Gateway bills by bytes, not CPU.
     if len(body) > 1024 and "gzip" in accept_encoding.lower():

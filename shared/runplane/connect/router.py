@@ -34,7 +34,12 @@ from runplane.connect.codec import (
     request_payload,
 )
 from runplane.connect.errors import Code, ConnectError
-from runplane.connect.streams import decode_stream_request, stream_codec_of, stream_response, unsupported_stream_media_type
+from runplane.connect.streams import (
+    decode_stream_request,
+    stream_codec_of,
+    stream_response,
+    unsupported_stream_media_type,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -56,7 +56,10 @@ def envelope(payload: bytes, *, flags: int = 0) -> bytes:
 
 
 def stream_response(messages: list[Message], codec: str, *, error: ConnectError | None = None) -> HttpResponse:
-    frames = [envelope(m.SerializeToString() if codec == "proto" else json_format.MessageToJson(m, indent=None).encode()) for m in messages]
+    frames = [
+        envelope(m.SerializeToString() if codec == "proto" else json_format.MessageToJson(m, indent=None).encode())
+        for m in messages
+    ]
     end = {"error": {"code": error.code.value, "message": error.message}} if error else {}
     frames.append(envelope(json.dumps(end).encode(), flags=FLAG_END_STREAM))
     return HttpResponse(status=200, body=b"".join(frames), headers={"content-type": f"application/connect+{codec}"})

@@ -166,7 +166,13 @@ class TaskActionClient:
 
         try:
             self._api.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, {"metadata": {"labels": labels}}, _request_timeout=self._timeout
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                {"metadata": {"labels": labels}},
+                _request_timeout=self._timeout,
             )
         except ApiException as exc:
             if exc.status == 404:

@@ -71,7 +71,7 @@ def eks_api_client(cluster_name: str):
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     cluster = boto3.client("eks", region_name=region).describe_cluster(name=cluster_name)["cluster"]
-    ca_file = tempfile.NamedTemporaryFile(prefix=f"eks-{cluster_name}-", suffix=".crt", delete=False)
+    ca_file = tempfile.NamedTemporaryFile(prefix=f"eks-{cluster_name}-", suffix=".crt", delete=False)  # noqa: SIM115
     with ca_file:
         ca_file.write(base64.b64decode(cluster["certificateAuthority"]["data"]))
 
