@@ -99,6 +99,7 @@ def cold_starts(runs: int) -> dict[str, dict[str, float]]:
             "ACTIONS_TABLE": "bench-table",
             "DATA_BUCKET": "bench-bucket",
             "KUBECONFIG": str(kubeconfig),
+            "PAGE_TOKEN_SECRET": "benchmark-page-token-key-of-32-chars",  # read_runs, task_registry
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "x",
             "AWS_SECRET_ACCESS_KEY": "x",
@@ -210,6 +211,7 @@ def warm_create_run(resources, calls: int) -> dict[str, float]:
     sample = ActionStore(table_name=resources.table_name).get_action(
         ActionKey(project=PROJECT, domain=DOMAIN, run="bench-sample", name="a0")
     )
+    assert sample is not None
 
     def raw_put() -> float:
         key = ActionKey(project=PROJECT, domain=DOMAIN, run=f"raw{uuid.uuid4().hex[:16]}", name="a0")
@@ -262,6 +264,7 @@ def warm_update_action_status(resources, calls: int) -> dict[str, float]:
 
 
 def write_units_of_an_action_life(resources) -> dict[str, int]:
+    from flyteidl2.common.phase_pb2 import ActionPhase
     from flyteidl2.workflow import internal_run_service_pb2 as internal
     from flyteidl2.workflow import run_definition_pb2 as wf
 
@@ -290,7 +293,7 @@ def write_units_of_an_action_life(resources) -> dict[str, int]:
     units["create"] = write_units(before)
     units["run_index"] += index_units(before)
 
-    def update(phase: int, bucket: str) -> None:
+    def update(phase: ActionPhase, bucket: str) -> None:
         nonlocal before
         lifecycle().update_action_status(
             internal.UpdateActionStatusRequest(

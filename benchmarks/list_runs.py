@@ -23,6 +23,10 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             create_run_request("sample", project=project)
         )
         sample = store.get_action(ActionKey(project=project, domain=DOMAIN, run="sample", name="a0"))
+        assert sample is not None
         client = boto3.client("dynamodb")
         started = time.perf_counter()
-        batch = []
+        batch: list[WriteRequestTypeDef] = []
         for i in range(args.runs - 1):
             record = sample.with_changes(
                 key=ActionKey(project=project, domain=DOMAIN, run=f"r{i:07d}", name="a0"),

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     from runplane.blobs import BlobStore
     from runplane.identifiers import ActionKey
     from runplane.kube.client import TaskActionClient
-    from runplane.mirror_leases import MirrorLeases
-    from runplane.records import format_time, item_key, utcnow
+    from runplane.mirror_leases import Checkpoint, MirrorLeases
+    from runplane.records import ActionRecord, format_time, item_key, utcnow
     from runplane.store import ActionStore
     from tests.builders import DOMAIN, PROJECT, create_run_request
 
@@ -66,10 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         leases = MirrorLeases(table_name=table.table_name)
         mirror = StatusMirror(store=store, cluster=cluster)
 
+        def stored(key: ActionKey, *, resolve_specs: bool = True) -> ActionRecord:
+            record = store.get_action(key, resolve_specs=resolve_specs)
+            assert record is not None, key
+            return record
+
         def new_run() -> str:
             name = f"b{uuid.uuid4().hex[:12]}"
             create.create_run(create_run_request(name))
-            reconciler.materialize(store.get_action(ActionKey(PROJECT, DOMAIN, name, "a0")))
+            reconciler.materialize(stored(ActionKey(PROJECT, DOMAIN, name, "a0")))
             return name
 
         def executing(name: str) -> None:
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster=cluster,
                 mirror=mirror,
                 leases=leases,
-                idle_grace_seconds=seconds,
+                idle_grace_seconds=1.0,
             )
 
             def run() -> None:
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             key = ActionKey(PROJECT, DOMAIN, name, "a0")
             started = time.perf_counter()
             executing(name)
-            while store.get_action(key, resolve_specs=False).phase != phases.RUNNING:
+            while stored(key, resolve_specs=False).phase != phases.RUNNING:
                 time.sleep(0.002)
             latencies.append(time.perf_counter() - started)
         for name in names:  # let the watcher end: nothing open once they have ended
@@ -130,20 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         names = [new_run() for _ in range(args.actions)]
         for name in names:
             executing(name)
-        leases.acquire(0, holder="reset", seconds=1)
-        from runplane.mirror_leases import Checkpoint
-
-        leases.checkpoint(0, holder="reset", seconds=0, checkpoint=Checkpoint())  # relist from scratch
+        assert leases.acquire(0, holder="reset", seconds=1).acquired
+        assert leases.checkpoint(0, holder="reset", seconds=0, checkpoint=Checkpoint())  # relist from scratch
         leases.release(0, holder="reset")
+        # one invocation that relists the shard and mirrors every resource, then stops: its
+        # deadline leaves no time to watch after the relist
+        shard_watcher = ShardWatcher(shard=0, holder="throughput", cluster=cluster, mirror=mirror, leases=leases)
         started = time.perf_counter()
-        thread, result = watcher(1.0)
-        thread.join(timeout=600)
+        report = shard_watcher.run(deadline=time.monotonic() + 1.0)
         mirrored_seconds = time.perf_counter() - started
-        assert all(
-            store.get_action(ActionKey(PROJECT, DOMAIN, n, "a0"), resolve_specs=False).phase == phases.RUNNING
-            for n in names
-        )
-        report = result["report"]
+        keys = [ActionKey(PROJECT, DOMAIN, n, "a0") for n in names]
+        assert all(r.phase == phases.RUNNING for r in store.get_actions(keys).values()), "not every status mirrored"
 
         raw_names = [new_run() for _ in range(args.actions)]
         started = time.perf_counter()
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_rate = args.actions / raw_seconds
         print(f"status write -> table, one watcher ({args.samples} samples): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
         print(
-            f"mirrored {args.actions} status changes (relist, {report.events} events) in {mirrored_seconds:.2f} s: "
+            f"mirrored {args.actions} status changes (relist, {report.events} events, {report.relists} relist) in {mirrored_seconds:.2f} s: "
             f"{mirror_rate:.0f}/s; raw guarded UpdateItems, serial: {raw_rate:.0f}/s; ratio {mirror_rate / raw_rate:.2f}x"
         )
     finally:

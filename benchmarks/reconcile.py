@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -202,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         count += great
         for batch in stream_batches():
             process_batch(batch, context, reconciler=reconciler, processor=processor)
-        listed = lambda: raw.list_namespaced_custom_object(  # noqa: E731
-            "flyte.org", "v1", "flyte", "taskactions", label_selector=f"flyte.org/run={big}", limit=1000
+        listed = lambda: cast(  # noqa: E731  # the decoded JSON object, typed ``object`` by the client
+            "dict[str, Any]",
+            raw.list_namespaced_custom_object(
+                "flyte.org", "v1", "flyte", "taskactions", label_selector=f"flyte.org/run={big}", limit=1000
+            ),
         )["items"]
         assert len(listed()) == count, (len(listed()), count)
 

@@ -1,4 +1,5 @@
-"""``python -m local_stack``: run the whole stack on loopback until Ctrl-C."""
+"""``python -m local_stack``: run the whole stack on loopback until Ctrl-C, authentication on
+unless ``--no-auth``; the banner prints the endpoints, a token and ready-to-paste commands."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+from local_stack.auth import USER_CLIENT
 from local_stack.stack import LocalStack, StackAlreadyRunning, StackConfig
 
 DEFAULT_STATE_DIR = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "flyte-serverless-stack"
@@ -24,12 +26,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no local executor and no status mirror: play Flyte's data plane yourself (UpdateActionStatus)",
     )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no authentication: the front does not check tokens (as an API without authorizers)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("werkzeug", "botocore", "urllib3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
-    stack = LocalStack(StackConfig(state_dir=args.state_dir, api_port=args.port, data_plane=not args.no_executor))
+    stack = LocalStack(
+        StackConfig(
+            state_dir=args.state_dir, api_port=args.port, data_plane=not args.no_executor, auth=not args.no_auth
+        )
+    )
     try:
         stack.start()
     except StackAlreadyRunning as exc:
@@ -41,24 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    endpoint = stack.endpoint
-    print(
-        f"""
-Local Flyte control plane is up.
-  API endpoint : {endpoint}
-  kubeconfig   : {stack.kube.kubeconfig}   (kubectl --kubeconfig ... get taskactions -n flyte)
-  AWS (moto)   : {stack.aws.endpoint}   table {stack.aws.table_name}, bucket {stack.aws.bucket}
-  logs         : {args.state_dir}
-
-Create a run:
-  curl -sS -X POST {endpoint}/flyteidl2.workflow.RunService/CreateRun -H 'Content-Type: application/json' -d '{{"runId":{{"project":"flytesnacks","domain":"development","name":"hello-1"}},"taskSpec":{{"taskTemplate":{{"id":{{"name":"hello.main","version":"v1"}},"type":"python-task","container":{{"image":"python:3.12","args":["python","-c","print(1)"]}}}}}}}}'
-
-Run a real Flyte task with the flyte SDK (the local executor runs it, the status mirror reports it):
-  .venv/bin/python -c "import flyte; from tests.e2e.sdk_tasks.nested import fan_out; flyte.init(endpoint='{endpoint}', insecure=True, org='local', project='flytesnacks', domain='development'); run = flyte.with_runcontext(mode='remote').run(fan_out, n=2); run.wait(quiet=True); print(run.phase, run.outputs())"
-{"(--no-executor: the data plane is off; post UpdateActionStatus yourself)" if args.no_executor else ""}
-Ctrl-C stops everything.""",
-        flush=True,
-    )
+    print(banner(stack, state_dir=args.state_dir, no_executor=args.no_executor), flush=True)
     try:
         stopped.wait()
     except KeyboardInterrupt:
@@ -67,6 +61,68 @@ Ctrl-C stops everything.""",
         print("\nstopping...", flush=True)
         stack.stop()
     return 0
+
+
+def banner(stack: LocalStack, *, state_dir: Path, no_executor: bool) -> str:
+    """What the stack prints once up: where everything is and how to call it, with a token."""
+    assert stack.kube is not None and stack.aws is not None and stack.auth is not None  # started
+    endpoint = stack.endpoint
+    run = (
+        '{"runId":{"project":"flytesnacks","domain":"development","name":"hello-1"},"taskSpec":{"taskTemplate":'
+        '{"id":{"name":"hello.main","version":"v1"},"type":"python-task","container":{"image":"python:3.12",'
+        '"args":["python","-c","print(1)"]}}}}'
+    )
+    sdk_run = (
+        "from tests.e2e.sdk_tasks.nested import fan_out; run = flyte.with_runcontext(mode='remote').run(fan_out, n=2); "
+        "run.wait(quiet=True); print(run.phase, run.outputs())"
+    )
+    lines = [
+        "",
+        "Local Flyte control plane is up.",
+        f"  API endpoint : {endpoint}   (and {stack.tls_endpoint}, CA {stack.ca_cert})",
+        f"  kubeconfig   : {stack.kube.kubeconfig}   (kubectl --kubeconfig ... get taskactions -n flyte)",
+        f"  AWS (moto)   : {stack.aws.endpoint}   table {stack.aws.table_name}, bucket {stack.aws.bucket}",
+        f"  logs         : {state_dir}",
+    ]
+    if stack.authenticating:
+        issuer = stack.auth.issuer
+        user = issuer.client(USER_CLIENT)
+        config = stack.auth.flyte_config(
+            USER_CLIENT, endpoint=stack.tls_endpoint, project="flytesnacks", domain="development"
+        )
+        lines += [
+            f"  auth         : on (--no-auth turns it off): issuer {issuer.url}, audience {issuer.audience}",
+            f"  user client  : {user.client_id}, secret {user.secret}   (scope {stack.auth.user_scope})",
+            "",
+            f"A token (scope {stack.auth.user_scope}, valid {issuer.token_lifetime_seconds // 60} minutes):",
+            f"  export TOKEN={stack.auth.client_token(USER_CLIENT)}",
+            f"  # a fresh one (its access_token): curl -sS -u {user.client_id}:{user.secret} "
+            f"-d grant_type=client_credentials {issuer.token_endpoint}",
+            "",
+            "Create a run:",
+            f'  curl -sS -X POST {endpoint}/flyteidl2.workflow.RunService/CreateRun -H "Authorization: Bearer $TOKEN" '
+            f"-H 'Content-Type: application/json' -d '{run}'",
+            "",
+            "Run a real Flyte task with the flyte SDK, over TLS with client credentials (the local executor runs it,",
+            "the status mirror reports it):",
+            f"  .venv/bin/python -c \"import flyte; flyte.init_from_config('{config}'); {sdk_run}\"",
+        ]
+    else:
+        lines += [
+            "  auth         : off (--no-auth): no route checks a token",
+            "",
+            "Create a run:",
+            f"  curl -sS -X POST {endpoint}/flyteidl2.workflow.RunService/CreateRun "
+            f"-H 'Content-Type: application/json' -d '{run}'",
+            "",
+            "Run a real Flyte task with the flyte SDK (the local executor runs it, the status mirror reports it):",
+            f"  .venv/bin/python -c \"import flyte; flyte.init(endpoint='{endpoint}', insecure=True, org='local', "
+            f"project='flytesnacks', domain='development'); {sdk_run}\"",
+        ]
+    if no_executor:
+        lines.append("(--no-executor: the data plane is off; post UpdateActionStatus yourself)")
+    lines += ["", "Ctrl-C stops everything."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

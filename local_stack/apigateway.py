@@ -1,8 +1,16 @@
 """A local API Gateway HTTP API: HTTP requests -> payload-v2 events -> the very same handlers.
 
-Routes come from template.yaml. As on AWS: an unrouted request gets 404 ``{"message":"Not
-Found"}``, a body over 10 MB gets 413, a handler that raises gets 500 ``{"message":"Internal
-Server Error"}``, text bodies arrive as text and everything else base64-encoded.
+Routes come from template.yaml, each with its authorizer and scopes. As on AWS: an unrouted
+request gets 404 ``{"message":"Not Found"}``, a body over 10 MB gets 413, a handler that raises
+gets 500 ``{"message":"Internal Server Error"}``, text bodies arrive as text and everything else
+base64-encoded. While ``authorizing`` is on, a route with a JWT authorizer is checked as API
+Gateway checks it (``local_stack.jwt_authorizer``: 401/403 before any handler runs) and its
+handler gets the token's claims in ``requestContext.authorizer.jwt``; off, every route is open,
+as an API without authorizers. It is a switch at run time: the handlers never change.
+
+Given a TLS context, the same port also answers HTTPS (the first byte of a connection tells a TLS
+handshake from an HTTP request): API Gateway is HTTPS only, and the flyte SDK sends tokens only
+over TLS, while plain HTTP stays for curl and the tests that need no token.
 """
 
 from __future__ import annotations
@@ -10,13 +18,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
+from local_stack.jwt_authorizer import JwtAuthorizer
 from local_stack.lambda_runtime import Handler, LambdaContext, load_handler
 from local_stack.template import HttpRoute
 
@@ -24,22 +36,56 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API payload quota
 _TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
+# How long a new connection may stay silent before its first byte tells HTTP from TLS.
+FIRST_BYTE_TIMEOUT_SECONDS = 30.0
 
 
 class ApiGatewayFront:
-    def __init__(self, *, routes: list[HttpRoute], host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(
+        self,
+        *,
+        routes: list[HttpRoute],
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        authorizers: Mapping[str, JwtAuthorizer] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._routes = {(route.method, route.path): route for route in routes if "{proxy+}" not in route.path}
         # "/{proxy+}" routes take what no other route matches, as on API Gateway
         self._fallback = next((route for route in routes if route.path == "/{proxy+}"), None)
+        self._authorizers = dict(authorizers or {})
+        self._unknown_authorizers = {r.authorizer for r in routes if r.authorizer} - set(self._authorizers)
+        if authorizers is not None and self._unknown_authorizers:
+            raise ValueError(f"routes name authorizers the front was not given: {sorted(self._unknown_authorizers)}")
+        self._authorizing = False
         self._handlers: dict[str, Handler] = {}
-        self._server = ThreadingHTTPServer((host, port), self._request_handler_class())
-        self._server.daemon_threads = True
+        self._server = _FrontServer((host, port), self._request_handler_class(), tls=tls)
         self._thread: threading.Thread | None = None
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = cast("tuple[str, int]", self._server.server_address[:2])  # AF_INET
         return f"http://{host}:{port}"
+
+    @property
+    def authorizing(self) -> bool:
+        """Whether routes with an authorizer check tokens; read per request, so tests switch it
+        on and off around a block."""
+        return self._authorizing
+
+    @authorizing.setter
+    def authorizing(self, enabled: bool) -> None:
+        if enabled and self._unknown_authorizers:
+            raise ValueError(f"no authorizer given for {sorted(self._unknown_authorizers)}")
+        self._authorizing = enabled
+
+    @property
+    def tls_endpoint(self) -> str | None:
+        """The same front over HTTPS (only with a TLS context)."""
+        if self._server.tls is None:
+            return None
+        return "https" + self.endpoint.removeprefix("http")
 
     def start(self) -> ApiGatewayFront:
         routes = [*self._routes.values(), *([self._fallback] if self._fallback else [])]
@@ -63,7 +109,15 @@ class ApiGatewayFront:
             return _json(404, {"message": "Not Found"})
         if len(body) > MAX_BODY_BYTES:
             return _json(413, {"message": "Request Entity Too Large"})
-        event = payload_v2_event(method=method, path=path, query=query, headers=headers, body=body)
+        authorizer_context = None
+        if self.authorizing and route.authorizer is not None:
+            decision = self._authorizers[route.authorizer].authorize(headers, route.scopes)
+            if not decision.allowed:
+                return decision.status, decision.headers, decision.body
+            authorizer_context = decision.context
+        event = payload_v2_event(
+            method=method, path=path, query=query, headers=headers, body=body, authorizer=authorizer_context
+        )
         try:
             result = self._handlers[route.handler](event, LambdaContext(function_name=route.function))
         except Exception:
@@ -97,7 +151,8 @@ class ApiGatewayFront:
 
             def _read_body(self, headers: dict[str, str]) -> bytes | None:
                 if "chunked" in headers.get("transfer-encoding", "").lower():
-                    chunks, size = [], 0
+                    chunks: list[bytes] = []
+                    size = 0
                     while True:
                         length = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                         if length == 0:
@@ -122,7 +177,15 @@ class ApiGatewayFront:
         return RequestHandler
 
 
-def payload_v2_event(*, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+def payload_v2_event(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    authorizer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     content_type = headers.get("content-type", "")
     is_text = not headers.get("content-encoding") and content_type.startswith(_TEXT_TYPES)
@@ -131,6 +194,7 @@ def payload_v2_event(*, method: str, path: str, query: str, headers: dict[str, s
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             is_text = False
+    request_context: dict[str, Any] = {} if authorizer is None else {"authorizer": authorizer}
     return {
         "version": "2.0",
         "routeKey": f"{method} {path}",
@@ -138,6 +202,7 @@ def payload_v2_event(*, method: str, path: str, query: str, headers: dict[str, s
         "rawQueryString": query,
         "headers": headers,
         "requestContext": {
+            **request_context,
             "accountId": "000000000000",
             "apiId": "local",
             "domainName": headers.get("host", "127.0.0.1"),
@@ -158,6 +223,44 @@ def payload_v2_event(*, method: str, path: str, query: str, headers: dict[str, s
         "body": text if is_text else base64.b64encode(body).decode(),
         "isBase64Encoded": not is_text,
     }
+
+
+class _FrontServer(ThreadingHTTPServer):
+    """HTTP, and HTTPS on the same port when given a TLS context: each connection's first byte
+    decides (a TLS record starts with 0x16, an HTTP request with a method's letter)."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, tls: ssl.SSLContext | None
+    ) -> None:
+        self.tls = tls
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:  # runs in the connection's thread
+        if self.tls is None or not _starts_with_tls(request):
+            super().finish_request(request, client_address)
+            return
+        try:
+            connection = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            logger.debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            self.shutdown_request(connection)
+
+
+def _starts_with_tls(connection: socket.socket) -> bool:
+    try:
+        connection.settimeout(FIRST_BYTE_TIMEOUT_SECONDS)
+        first = connection.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return False
+    finally:
+        connection.settimeout(None)
+    return first[:1] == bytes([TLS_HANDSHAKE])
 
 
 def _response_from_result(result: Any) -> tuple[int, dict[str, str], bytes]:

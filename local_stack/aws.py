@@ -6,16 +6,24 @@ empties the stream shard. ``local_stack.stream_poller`` plays that role.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from local_stack.template import table_definition
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
 
 logger = logging.getLogger(__name__)
 
 REGION = "us-east-1"
 SCHEDULE_GROUP = "flyte-triggers"
+# The task pods' log group, as template.yaml's TaskLogGroup defaults to for the cluster "flyte":
+# Container Insights' application group (runplane.log_store).
+TASK_LOG_GROUP = "/aws/containerinsights/flyte/application"
 ACCOUNT = "123456789012"  # moto's
 # Stand-ins for the template's ARNs: moto records them, the local scheduler calls create_run itself.
 CREATE_RUN_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:CreateRunFunction"
@@ -38,6 +46,7 @@ class AwsResources:
 
 
 _DYNAMODB_LOCK = threading.RLock()
+_PATCHED: set[str] = set()  # the moto patches below this process has applied
 
 
 def make_moto_dynamodb_atomic() -> None:
@@ -55,7 +64,7 @@ def make_moto_dynamodb_atomic() -> None:
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
-    if getattr(DynamoDBBackend, "_atomic_by_local_stack", False):
+    if "dynamodb atomic" in _PATCHED:
         return
     original_transact = DynamoDBBackend.transact_write_items
 
@@ -76,7 +85,7 @@ def make_moto_dynamodb_atomic() -> None:
                     table.stream_shard = shard
             raise
 
-    DynamoDBBackend.transact_write_items = transact_write_items
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]  # the patch
 
     for handler in (DynamoHandler, DynamoDBStreamsHandler):
         original_call = handler.call_action
@@ -85,8 +94,8 @@ def make_moto_dynamodb_atomic() -> None:
             with _DYNAMODB_LOCK:
                 return _original(self)
 
-        handler.call_action = call_action
-    DynamoDBBackend._atomic_by_local_stack = True
+        handler.call_action = call_action  # type: ignore[method-assign]  # the patch
+    _PATCHED.add("dynamodb atomic")
 
 
 def make_moto_s3_check_content_md5() -> None:
@@ -98,7 +107,7 @@ def make_moto_s3_check_content_md5() -> None:
     from moto.s3.exceptions import S3ClientError
     from moto.s3.responses import S3Response
 
-    if getattr(S3Response, "_md5_checked_by_local_stack", False):
+    if "s3 content-md5" in _PATCHED:
         return
     original = S3Response.put_object
 
@@ -108,18 +117,19 @@ def make_moto_s3_check_content_md5() -> None:
             raise S3ClientError("BadDigest", "The Content-MD5 you specified did not match what we received.")
         return original(self)
 
-    S3Response.put_object = put_object
-    S3Response._md5_checked_by_local_stack = True
+    S3Response.put_object = put_object  # type: ignore[method-assign]  # the patch
+    _PATCHED.add("s3 content-md5")
 
 
 class MotoServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
         self._port = port
-        self._server = None
+        self._server: ThreadedMotoServer | None = None
 
     @property
     def endpoint(self) -> str:
+        assert self._server is not None, "the moto server is not started"
         host, port = self._server.get_host_and_port()
         return f"http://{host}:{port}"
 
@@ -152,7 +162,8 @@ def aws_environment(endpoint: str) -> dict[str, str]:
 
 
 def provision(*, endpoint: str, table_name: str, bucket: str) -> AwsResources:
-    """Create the table (as template.yaml defines it) and the bucket; idempotent."""
+    """Create the table (as template.yaml defines it), the bucket, the schedule group and the task
+    log group; idempotent."""
     import boto3
 
     session = boto3.session.Session(
@@ -173,6 +184,10 @@ def provision(*, endpoint: str, table_name: str, bucket: str) -> AwsResources:
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
+    logs = session.client("logs", endpoint_url=endpoint)
+    # Where Container Insights ships the task pods' output; the local executor writes there.
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=TASK_LOG_GROUP)
     return AwsResources(
         endpoint=endpoint, table_name=table_name, bucket=bucket, stream_arn=description["LatestStreamArn"]
     )

@@ -10,7 +10,8 @@ What it writes, as Flyte's does: only the resource's ``status`` subresource (met
 Progressing/Succeeded/Failed, ``attempts``, ``phaseHistory``, ``errorState``, ``pluginPhase``,
 ``systemFailures``, ``stateJson``), its finalizer ``flyte.org/plugin-finalizer``, the terminal labels
 the garbage collector selects on, and an ``ActionEvent`` per phase transition, POSTed as binary
-proto to ``<events_endpoint>/flyteidl2.workflow.EventsProxyService/Record``.
+proto to ``<events_endpoint>/flyteidl2.workflow.EventsProxyService/Record`` (with a data-plane
+bearer token when given ``events_authorization``).
 
 The lifecycle follows ``taskaction_controller.go``:
 
@@ -60,10 +61,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flyteidl2.common import identifier_pb2, phase_pb2
 from flyteidl2.core import execution_pb2, tasks_pb2
@@ -71,8 +73,10 @@ from flyteidl2.task import common_pb2 as task_common_pb2
 from flyteidl2.workflow import events_proxy_service_pb2, run_definition_pb2
 from google.protobuf.message import DecodeError
 
+from local_stack.task_logs import LogSink, pod_log_context
 from runplane.identifiers import taskaction_name
 from runplane.kube.resources import GROUP, LABEL_COMPLETED_TIME, LABEL_TERMINATION_STATUS, PLURAL, VERSION
+from runplane.log_store import Container
 from runplane.output_paths import action_output_path
 
 logger = logging.getLogger(__name__)
@@ -138,7 +142,7 @@ SCRATCH_DIR = "work"
 class Phase:
     reason: str  # the condition reason, and the phaseHistory entry
     plugin_phase: str  # Flyte's pluginsCore.Phase name, in status.pluginPhase
-    action_phase: int  # the ActionPhase of the event
+    action_phase: phase_pb2.ActionPhase  # the ActionPhase of the event
     message: str  # what the condition says when nothing more specific is known (the plugin's reason)
     ends_attempt: bool = False
 
@@ -395,9 +399,14 @@ def render(arguments: list[str], values: dict[str, str]) -> list[str]:
     rendered = []
     for argument in arguments:
         for name, pattern in _TEMPLATE_VARIABLES.items():
-            argument = pattern.sub(lambda _match, value=values[name]: value, argument)
+            argument = pattern.sub(_verbatim(values[name]), argument)
         rendered.append(argument)
     return rendered
+
+
+def _verbatim(value: str) -> Callable[[re.Match[str]], str]:
+    """A replacement for ``re.sub`` that inserts ``value`` as it is (no escapes processed)."""
+    return lambda _match: value
 
 
 def template_values(*, namespace: str, spec: dict[str, Any], paths: AttemptPaths, unique_key: str) -> dict[str, str]:
@@ -553,6 +562,7 @@ class TaskActions:
             if exc.status == 404:
                 return None
             raise
+        resource = cast("dict[str, Any]", resource)  # the decoded JSON object, typed ``object`` by the client
         return resource if resource["metadata"].get("uid") == uid else None
 
     def patch_status(self, name: str, status: dict[str, Any]) -> bool:
@@ -588,7 +598,7 @@ class TaskActions:
         raise RuntimeError(f"finalizer of {name} kept conflicting")
 
     def list_page(self, *, label_selector: str = "", token: str | None = None) -> dict[str, Any]:
-        return self.api.list_namespaced_custom_object(
+        page = self.api.list_namespaced_custom_object(
             GROUP,
             VERSION,
             self.namespace,
@@ -598,6 +608,7 @@ class TaskActions:
             _continue=token,
             _request_timeout=API_TIMEOUT_SECONDS,
         )
+        return cast("dict[str, Any]", page)  # the decoded JSON object, typed ``object`` by the client
 
     def delete(self, name: str, uid: str) -> bool:
         """Delete with background propagation, only if the name still holds ``uid``."""
@@ -643,19 +654,19 @@ class EventSink:
     """Posts ActionEvents to the control plane's EventsProxyService/Record (Connect, binary proto).
     Failures are logged, never raised: an event lost here must not stop the task."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, *, authorization: Callable[[], str] | None = None) -> None:
         self.url = endpoint.rstrip("/") + RECORD_PATH if endpoint else ""
+        # The Authorization header's value (a data-plane bearer token), asked for per event.
+        self._authorization = authorization
 
     def record(self, event: run_definition_pb2.ActionEvent) -> bool:
         if not self.url:
             return False
         body = events_proxy_service_pb2.RecordRequest(events=[event]).SerializeToString()
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/proto", "Connect-Protocol-Version": "1"},
-        )
+        headers = {"Content-Type": "application/proto", "Connect-Protocol-Version": "1"}
+        if self._authorization is not None:
+            headers["Authorization"] = self._authorization()
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         for attempt in range(EVENT_POST_ATTEMPTS):
             try:
                 with urllib.request.urlopen(request, timeout=EVENT_TIMEOUT_SECONDS) as response:
@@ -687,6 +698,7 @@ class _Context:
     bin_dir: Path
     task_environment: dict[str, str]
     stopping: threading.Event
+    logs: LogSink | None = None  # where the processes' output is shipped, as Container Insights does
 
     def attempt_dir(self, name: str, attempt: int) -> Path:
         return self.work_dir / name / str(attempt)
@@ -713,6 +725,9 @@ class _ActionRunner:
         self._event_attempt = 0
         self._event_version = 0
         self._attempt_started = _now()
+        # The pod's log context once its process started (Flyte's pod plugin reports it on every
+        # event of the attempt from then on), and the attempt it belongs to.
+        self._log_context: tuple[int, execution_pb2.LogContext] | None = None
         self.thread = threading.Thread(target=self._run, name=f"taskaction-{self.name}", daemon=True)
 
     # --- called from the watch thread ---------------------------------------------------------
@@ -841,6 +856,14 @@ class _ActionRunner:
             return Failure(BAD_TASK_CODE, f"cannot start {argv[0]!r}: {exc}", recoverable=False)
         logger.info("%s attempt %d: running %s (pid %d, log %s)", self.name, attempt, argv[0], process.pid, log_file)
         self.process = process
+        started = _now()
+        self._log_context = (attempt, pod_log_context(pod=pod_name, namespace=namespace, started=started))
+        logs = self._context.logs
+        shipper = (
+            logs.ship(log_file=log_file, container=Container(pod=pod_name, namespace=namespace, name=pod_name))
+            if logs is not None
+            else None
+        )
         try:
             self._transition(EXECUTING, attempt, message=f"the task's process is running (pid {process.pid})")
             returncode = self._wait(process)
@@ -848,6 +871,12 @@ class _ActionRunner:
             _kill_group(process, signal.SIGKILL)  # whatever it left behind ends with it, as in a pod
             self.process = None
             shutil.rmtree(scratch, ignore_errors=True)
+            if shipper is not None:
+                shipper.stop()  # its last lines are shipped before the attempt's end is reported
+            self._log_context = (
+                attempt,
+                pod_log_context(pod=pod_name, namespace=namespace, started=started, ended=_now()),
+            )
         return self._outcome(returncode, paths, container=pod_name, log_file=log_file)
 
     def _wait(self, process: subprocess.Popen) -> int:
@@ -980,6 +1009,8 @@ class _ActionRunner:
             event.cluster_events.add(message=message).occurred_at.FromDatetime(now)
         if paths is not None:
             event.outputs.CopyFrom(paths.output_references())  # Flyte sets them on every event
+        if self._log_context is not None and self._log_context[0] == attempt:
+            event.log_context.CopyFrom(self._log_context[1])
         self._context.events.record(event)
 
     def _paths(self, attempt: int) -> AttemptPaths:
@@ -1021,10 +1052,16 @@ class LocalExecutor:
         ttl_seconds: float = 3600.0,
         gc_interval_seconds: float = 60.0,
         python_bin_dir: str | os.PathLike[str] | None = None,
+        events_authorization: Callable[[], str] | None = None,
+        log_group: str | None = None,
     ) -> None:
+        """``log_group``: the CloudWatch Logs group the processes' output is shipped to (none: kept
+        in the work folder only)."""
         self.kubeconfig = Path(kubeconfig)
         self.namespace = namespace
         self.events_endpoint = events_endpoint
+        self.events_authorization = events_authorization  # the Authorization header of its events
+        self.log_group = log_group
         self.work_dir = Path(work_dir)
         self.task_environment = dict(task_environment or {})
         self.ttl_seconds = ttl_seconds
@@ -1048,12 +1085,13 @@ class LocalExecutor:
         self._api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
         self._context = _Context(
             actions=TaskActions(self._api_client, self.namespace),
-            events=EventSink(self.events_endpoint),
+            events=EventSink(self.events_endpoint, authorization=self.events_authorization),
             s3=boto3.client("s3"),
             work_dir=self.work_dir,
             bin_dir=self.python_bin_dir,
             task_environment=self.task_environment,
             stopping=self._stopping,
+            logs=LogSink(log_group=self.log_group, client=boto3.client("logs")) if self.log_group else None,
         )
         for name, target in (("executor-watch", self._watch_forever), ("executor-gc", self._collect_forever)):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -1089,6 +1127,11 @@ class LocalExecutor:
     def __enter__(self) -> LocalExecutor:
         return self.start()
 
+    @property
+    def _started(self) -> _Context:
+        assert self._context is not None, "the executor is not started"
+        return self._context
+
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
@@ -1100,7 +1143,7 @@ class LocalExecutor:
 
     def collect_garbage(self) -> int:
         """Delete terminated TaskActions older than the TTL (Flyte's GarbageCollector.collect)."""
-        actions = self._context.actions
+        actions = self._started.actions
         now = datetime.now(UTC)
         deleted, token = 0, None
         while True:
@@ -1151,7 +1194,7 @@ class LocalExecutor:
                 self._stopping.wait(WATCH_RETRY_SECONDS)
 
     def _relist(self) -> str:
-        actions = self._context.actions
+        actions = self._started.actions
         seen: set[str] = set()
         token = None
         while True:
@@ -1174,7 +1217,7 @@ class LocalExecutor:
         watch = Watch()
         try:
             for event in watch.stream(
-                self._context.actions.api.list_namespaced_custom_object,
+                self._started.actions.api.list_namespaced_custom_object,
                 GROUP,
                 VERSION,
                 self.namespace,
@@ -1217,7 +1260,7 @@ class LocalExecutor:
             if runner is None:
                 if self._stopping.is_set():
                     return
-                runner = self._runners[uid] = _ActionRunner(self._context, resource)
+                runner = self._runners[uid] = _ActionRunner(self._started, resource)
                 if metadata.get("deletionTimestamp"):
                     runner.request_deletion()
                 runner.thread.start()

@@ -1,10 +1,21 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
 
 Built from Debian's ``kubernetes`` source package by ``scripts/build-k8s-testbins.sh`` (cached
-outside the repo) and run as a real cluster runs them: HTTPS with a static bearer
-token, Flyte's TaskAction CRD applied *before* the controller-manager starts (its garbage
-collector discovers resources only every 30 s), and only the garbage-collector and namespace
-controllers, with a high API QPS so cascades finish in well under a second.
+outside the repo) and run as a real cluster runs them: HTTPS with static bearer tokens, RBAC
+authorization, what ``deploy/kubernetes`` installs (Flyte's TaskAction CRD, the namespace, the
+control plane's Role and RoleBinding: the kustomization's resources, parsed with yaml, no kubectl)
+applied *before* the controller-manager starts (its garbage collector discovers resources only
+every 30 s), and only the garbage-collector and namespace controllers, with a high API QPS so
+cascades finish in well under a second.
+
+Two identities, two kubeconfigs:
+
+- **admin** (``system:masters``): the controller-manager, the local executor (Flyte's executor is
+  a component of its own, with its own rights) and the tests' inspection;
+- **the control plane** (``control_plane_kubeconfig``): a user in the group the RoleBinding names,
+  as the EKS access entries map reconcile's and the status mirror's IAM roles to it. The local
+  stack gives reconcile and the status mirror this one, so every call they make is authorized by
+  exactly the Role that is deployed.
 """
 
 from __future__ import annotations
@@ -21,13 +32,19 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from local_stack.template import REPO_ROOT
 
-CRD_PATH = REPO_ROOT / "deploy" / "kubernetes" / "taskactions.flyte.org.yaml"  # the project's copy of Flyte's CRD
+CLUSTER_RESOURCES_DIR = REPO_ROOT / "deploy" / "kubernetes"  # what `kubectl apply -k` installs on EKS
+CRD_PATH = CLUSTER_RESOURCES_DIR / "taskactions.flyte.org.yaml"  # the project's copy of Flyte's CRD
 CRD_NAME = "taskactions.flyte.org"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-k8s-testbins.sh"
 TOKEN = "local-admin-token"
+# The control plane's static token: a user in the group the deployed RoleBinding binds (read from
+# rbac.yaml, so the local identity is bound exactly as EKS access entries bind the functions' roles).
+CONTROL_PLANE_TOKEN = "local-control-plane-token"
+CONTROL_PLANE_USER = "flyte-serverless-control-plane"
 START_TIMEOUT_SECONDS = 90
 
 
@@ -54,8 +71,38 @@ def testbin_dir() -> Path:
 class KubeEndpoints:
     server: str
     token: str
-    kubeconfig: Path
+    kubeconfig: Path  # admin
     ca_file: Path
+    control_plane_kubeconfig: Path  # the Role of deploy/kubernetes/rbac.yaml, nothing more
+
+
+def cluster_resources(directory: Path = CLUSTER_RESOURCES_DIR) -> list[dict[str, Any]]:
+    """The objects ``kubectl apply -k <directory>`` creates, in the kustomization's order (plain
+    ``resources`` only: the project's kustomization uses no transformers)."""
+    import yaml
+
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unsupported = set(kustomization) - {"apiVersion", "kind", "resources"}
+    if unsupported:
+        raise ControlPlaneError(f"the local stack applies plain resources only; found {sorted(unsupported)}")
+    objects: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        objects.extend(doc for doc in yaml.safe_load_all((directory / resource).read_text()) if doc)
+    return objects
+
+
+def control_plane_group(objects: list[dict[str, Any]]) -> str:
+    """The group the control plane's RoleBinding binds (what the EKS access entries map to)."""
+    groups = [
+        subject["name"]
+        for obj in objects
+        if obj["kind"] == "RoleBinding"
+        for subject in obj.get("subjects", [])
+        if subject["kind"] == "Group"
+    ]
+    if len(groups) != 1:
+        raise ControlPlaneError(f"expected one Group subject in the RoleBindings of deploy/kubernetes, got {groups}")
+    return groups[0]
 
 
 class KubeControlPlane:
@@ -64,13 +111,20 @@ class KubeControlPlane:
         self.apiserver_port = apiserver_port or free_port()
         self.namespaces = namespaces
         self._processes: list[subprocess.Popen] = []
-        self.endpoints: KubeEndpoints | None = None
+        self._endpoints: KubeEndpoints | None = None
+
+    @property
+    def endpoints(self) -> KubeEndpoints:
+        """Where the started control plane listens, and its kubeconfigs."""
+        assert self._endpoints is not None, "the control plane is not started"
+        return self._endpoints
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> KubeEndpoints:
         if not CRD_PATH.exists():
             raise ControlPlaneError(f"Flyte's CRD is missing at {CRD_PATH}")
+        resources = cluster_resources()
         bin_dir = testbin_dir()
         etcd = shutil.which("etcd")
         if etcd is None:
@@ -78,8 +132,8 @@ class KubeControlPlane:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_etcd(etcd)
-            self._start_apiserver(bin_dir / "kube-apiserver")
-            self._apply_crd_and_namespaces()
+            self._start_apiserver(bin_dir / "kube-apiserver", group=control_plane_group(resources))
+            self._apply_cluster_resources(resources)
             self._start_controller_manager(bin_dir / "kube-controller-manager")
         except BaseException:
             self.stop()
@@ -130,8 +184,11 @@ class KubeControlPlane:
             ],
         )
 
-    def _start_apiserver(self, binary: Path) -> None:
-        (self.state_dir / "tokens.csv").write_text(f"{TOKEN},admin,admin,system:masters\n")
+    def _start_apiserver(self, binary: Path, *, group: str) -> None:
+        (self.state_dir / "tokens.csv").write_text(
+            f"{TOKEN},admin,admin,system:masters\n"
+            f'{CONTROL_PLANE_TOKEN},{CONTROL_PLANE_USER},{CONTROL_PLANE_USER},"{group}"\n'
+        )
         key, pub = self.state_dir / "sa.key", self.state_dir / "sa.pub"
         if not key.exists():
             subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
@@ -149,7 +206,7 @@ class KubeControlPlane:
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--cert-dir={self.state_dir / 'certs'}",
-                "--authorization-mode=AlwaysAllow",
+                "--authorization-mode=Node,RBAC",  # as EKS: every call is checked against RBAC
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-signing-key-file={key}",
                 f"--service-account-key-file={pub}",
@@ -169,8 +226,14 @@ class KubeControlPlane:
             time.sleep(0.2)
         ca_file = self.state_dir / "certs" / "apiserver.crt"
         kubeconfig = self.state_dir / "kubeconfig"
-        kubeconfig.write_text(_kubeconfig(server=server, token=TOKEN, ca_file=ca_file))
-        self.endpoints = KubeEndpoints(server=server, token=TOKEN, kubeconfig=kubeconfig, ca_file=ca_file)
+        kubeconfig.write_text(_kubeconfig(server=server, user="admin", token=TOKEN, ca_file=ca_file))
+        control_plane = self.state_dir / "control-plane.kubeconfig"
+        control_plane.write_text(
+            _kubeconfig(server=server, user=CONTROL_PLANE_USER, token=CONTROL_PLANE_TOKEN, ca_file=ca_file)
+        )
+        self._endpoints = KubeEndpoints(
+            server=server, token=TOKEN, kubeconfig=kubeconfig, ca_file=ca_file, control_plane_kubeconfig=control_plane
+        )
 
     @staticmethod
     def _ready(server: str) -> bool:
@@ -181,34 +244,39 @@ class KubeControlPlane:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _apply_crd_and_namespaces(self) -> None:
-        import yaml
+    def _apply_cluster_resources(self, resources: list[dict[str, Any]]) -> None:
+        """What ``kubectl apply -k deploy/kubernetes`` does, then the stack's other namespaces."""
         from kubernetes import client, config
         from kubernetes.client.exceptions import ApiException
 
         api_client = config.new_client_from_config(config_file=str(self.endpoints.kubeconfig))
         extensions = client.ApiextensionsV1Api(api_client)
-        crd = yaml.safe_load(CRD_PATH.read_text())
-        try:
-            extensions.create_custom_resource_definition(crd)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        core = client.CoreV1Api(api_client)
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        create = {
+            "CustomResourceDefinition": lambda body: extensions.create_custom_resource_definition(body),
+            "Namespace": lambda body: core.create_namespace(body),
+            "Role": lambda body: rbac.create_namespaced_role(body["metadata"]["namespace"], body),
+            "RoleBinding": lambda body: rbac.create_namespaced_role_binding(body["metadata"]["namespace"], body),
+        }
+        extra_namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in self.namespaces]
+        for body in [*resources, *extra_namespaces]:
+            if body["kind"] not in create:
+                raise ControlPlaneError(f"the local stack cannot apply a {body['kind']} (deploy/kubernetes)")
+            try:
+                create[body["kind"]](body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
             status = extensions.read_custom_resource_definition(CRD_NAME).status
+            assert status is not None  # the API server reports a CRD's status with it
             if any(c.type == "Established" and c.status == "True" for c in (status.conditions or [])):
                 break
             if time.monotonic() > deadline:
                 raise ControlPlaneError("the TaskAction CRD never became Established")
             time.sleep(0.1)
-        core = client.CoreV1Api(api_client)
-        for namespace in self.namespaces:
-            try:
-                core.create_namespace({"metadata": {"name": namespace}})
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
         api_client.close()
 
     def _start_controller_manager(self, binary: Path) -> None:
@@ -246,13 +314,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _kubeconfig(*, server: str, token: str, ca_file: Path) -> str:
+def _kubeconfig(*, server: str, user: str, token: str, ca_file: Path) -> str:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     }
     return json.dumps(config, indent=2)  # JSON is YAML; no dumper needed

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from local_stack.lambda_runtime import LambdaContext, load_handler
 
@@ -39,7 +39,7 @@ class LocalLambdaService:
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = cast("tuple[str, int]", self._server.server_address[:2])  # AF_INET
         return f"http://{host}:{port}"
 
     def start(self) -> LocalLambdaService:

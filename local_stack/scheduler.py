@@ -5,6 +5,13 @@ computes their ticks (cron with croniter, in the schedule's time zone; rate from
 invokes the target (create_run's handler) with the schedule's input, ``<aws.scheduler.scheduled-
 time>`` replaced by the tick, as Scheduler does. A schedule's first sighting is its baseline: no
 tick fires for times before the schedule was seen (Flyte does not fire immediately on deploy).
+
+Failures follow AWS: Scheduler invokes create_run *asynchronously*, so a tick that fails inside
+the function is Lambda's to retry (``max_retries``, the template's ``EventInvokeConfig``, 2 by
+default; on AWS a minute, then two, apart), and then goes to create_run's on-failure destination:
+here ``on_failure``, a list (as ``local_stack.stream_poller`` records the stream's), on AWS the
+``CreateRunFailureQueue``. Scheduler's own retries and dead-letter queue cover only ticks it could
+not deliver, which cannot happen in process.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +33,17 @@ from local_stack.lambda_runtime import LambdaContext
 logger = logging.getLogger(__name__)
 
 MAX_TICKS_PER_PASS = 100  # a stack that slept for days catches up at most this much per schedule
+ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations (template: EventInvokeConfig)
+
+
+@dataclass
+class FailedTick:
+    """What create_run's on-failure destination receives: the tick's event, and why it failed."""
+
+    schedule: str
+    event: dict[str, Any]
+    reason: str
+    attempts: int
 
 
 def ticks(
@@ -35,7 +55,8 @@ def ticks(
         step = timedelta(**{unit.rstrip("s") + "s": int(value)})
         origin = start or after
         first = origin + step * max(0, int((after - origin) / step) + 1) if after >= origin else origin
-        result, moment = [], first
+        result: list[datetime] = []
+        moment = first
         while moment <= until and len(result) < MAX_TICKS_PER_PASS:
             result.append(moment.astimezone(UTC))
             moment += step
@@ -61,13 +82,18 @@ class LocalScheduler:
         group: str,
         target: Callable[[dict, Any], Any],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_retries: int = ASYNC_RETRIES,
+        retry_delay_seconds: float = 0.0,
     ) -> None:
         self._client = client
         self._group = group
         self._target = target
         self._clock = clock
+        self._max_retries = max_retries
+        self._retry_delay = retry_delay_seconds  # Lambda waits minutes; locally retries come at once
         self._seen: dict[str, datetime] = {}  # schedule -> the last time its ticks were fired up to
         self.fired: list[tuple[str, datetime]] = []
+        self.on_failure: list[FailedTick] = []
 
     def fire_due(self, now: datetime | None = None) -> int:
         now = now or self._clock()
@@ -89,14 +115,34 @@ class LocalScheduler:
                 event = json.loads(
                     schedule["Target"]["Input"].replace(SCHEDULED_TIME, tick.strftime("%Y-%m-%dT%H:%M:%SZ"))
                 )
-                try:
-                    self._target(event, LambdaContext(function_name="CreateRunFunction"))
-                except Exception:
-                    logger.exception("scheduled invocation failed (Scheduler would retry, then dead-letter it)")
+                self._invoke(name, event)
                 self.fired.append((name, tick))
                 fired += 1
             self._seen[name] = now
         return fired
+
+    def _invoke(self, schedule: str, event: dict[str, Any]) -> None:
+        """Lambda's asynchronous invocation: the first attempt and ``max_retries`` retries, then
+        the on-failure destination."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self._target(event, LambdaContext(function_name="CreateRunFunction"))
+                return
+            except Exception as exc:
+                if attempts > self._max_retries:
+                    logger.exception(
+                        "scheduled invocation failed %d times: sent to the on-failure destination", attempts
+                    )
+                    self.on_failure.append(
+                        FailedTick(
+                            schedule=schedule, event=event, reason=f"{type(exc).__name__}: {exc}", attempts=attempts
+                        )
+                    )
+                    return
+                logger.warning("scheduled invocation failed; Lambda retries it", extra={"attempt": attempts})
+                time.sleep(self._retry_delay)
 
     def run(self, stop: threading.Event, *, interval_seconds: float = 1.0) -> None:
         while not stop.is_set():

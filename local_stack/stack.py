@@ -1,13 +1,21 @@
 """The whole local stack, started and stopped as one: what ``python -m local_stack`` runs.
 
 Order of start: moto (table, stream, bucket, schedule group) -> the Kubernetes control plane
-(CRD, namespace, garbage collector) -> the handlers' environment -> Lambda's Invoke API (for
+(RBAC; deploy/kubernetes: CRD, namespace, the control plane's Role; garbage collector) -> the
+handlers' environment (reconcile and the status mirror act as the control plane's identity, under
+that Role; a page-token key drawn for this stack) -> Lambda's Invoke API (for
 invocations of one function by another) -> the API Gateway front -> the stream poller -> the
 scheduler that fires the triggers' schedules -> the data plane: the status mirror's minute ticks
 and the local executor, which runs the TaskActions' tasks as processes.
 
 The data plane can be switched off (``--no-executor``, or ``data_plane=False``) for tests that
 play the executor and the informer themselves, and switched on again with ``data_plane()``.
+
+Authentication (``local_stack.auth``): a local identity provider and TLS for the front start with
+every stack; the front enforces the template's JWT authorizers when ``auth=True`` (what
+``scripts/stack`` runs) or within ``authentication()``. The data plane started while enforcement
+is on gives task processes client credentials (a flyte config file, https to the front); its
+events always carry a data-plane token.
 Everything binds to loopback. A lock file in the state directory makes a second start fail
 clearly instead of sharing (and corrupting) the first one's state.
 """
@@ -18,20 +26,24 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from local_stack.apigateway import ApiGatewayFront
+from local_stack.auth import TASK_CLIENT, USER_CLIENT, LocalAuth
 from local_stack.aws import (
     CREATE_RUN_ARN,
     REGION,
     SCHEDULE_GROUP,
     SCHEDULER_DEAD_LETTER_ARN,
     SCHEDULER_ROLE_ARN,
+    TASK_LOG_GROUP,
     AwsResources,
     MotoServer,
     aws_environment,
@@ -43,6 +55,7 @@ from local_stack.lambda_service import LocalLambdaService
 from local_stack.scheduler import LocalScheduler
 from local_stack.stream_poller import StreamPoller
 from local_stack.template import (
+    async_retries,
     function_handler,
     function_timeout,
     functions,
@@ -50,6 +63,9 @@ from local_stack.template import (
     scheduled_invocations,
     stream_settings,
 )
+
+if TYPE_CHECKING:
+    from local_stack.executor import LocalExecutor  # imported when the data plane starts
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +98,10 @@ class StackConfig:
     mirror_timeout_seconds: float = 120.0
     mirror_idle_grace_seconds: float = 10.0
     executor_ttl_seconds: float = 3600.0  # Flyte's default: terminal TaskActions live an hour
+    # The front enforces the routes' JWT authorizers from the start (scripts/stack does; tests turn
+    # it on for a block with ``authentication()``). The local issuer runs either way.
+    auth: bool = False
+    issuer_port: int = 0  # the local identity provider's port (0: any free one)
 
 
 class LocalStack:
@@ -95,7 +115,7 @@ class LocalStack:
         """``moto``/``kube`` may be already-running components shared with other users (tests);
         the stack then neither starts nor stops them."""
         self.config = config
-        self._lock_file = None
+        self._lock_file: TextIO | None = None
         self._owns_moto = moto is None
         self._owns_kube = kube is None
         self._moto = moto or MotoServer(port=config.moto_port)
@@ -103,6 +123,7 @@ class LocalStack:
             state_dir=config.state_dir / "kube", apiserver_port=config.apiserver_port, namespaces=(NAMESPACE,)
         )
         self._front: ApiGatewayFront | None = None
+        self.auth: LocalAuth | None = None
         self._stop_polling = threading.Event()
         self._poll_thread: threading.Thread | None = None
         self._scheduler_thread: threading.Thread | None = None
@@ -110,7 +131,7 @@ class LocalStack:
         self._stop_ticking = threading.Event()
         self.scheduler: LocalScheduler | None = None
         self.lambdas: LocalLambdaService | None = None
-        self.executor = None
+        self.executor: LocalExecutor | None = None
         self.aws: AwsResources | None = None
         self.kube: KubeEndpoints | None = None
         self.poller: StreamPoller | None = None
@@ -118,6 +139,7 @@ class LocalStack:
 
     @property
     def endpoint(self) -> str:
+        assert self._front is not None, "the stack is not started"
         return self._front.endpoint
 
     def start(self) -> LocalStack:
@@ -146,13 +168,21 @@ class LocalStack:
             }
         ).start()
 
+        self.auth = LocalAuth(state_dir=self.config.state_dir / "auth", issuer_port=self.config.issuer_port).start()
+
         # The handlers run in this process, configured as template.yaml configures them on AWS.
         self.environment = {
+            **self.auth.function_environment(),
             **aws_environment(self.aws.endpoint),
             "ACTIONS_TABLE": self.aws.table_name,
             "DATA_BUCKET": self.aws.bucket,
-            "KUBECONFIG": str(self.kube.kubeconfig),
+            # reconcile and the status mirror act as the control plane's identity, under the Role
+            # deploy/kubernetes installs (the executor and the tests keep the admin kubeconfig).
+            "KUBECONFIG": str(self.kube.control_plane_kubeconfig),
+            # Per stack, as the template generates one per deployment: never a public default.
+            "PAGE_TOKEN_SECRET": secrets.token_urlsafe(32),
             "TASKACTION_NAMESPACE": NAMESPACE,
+            "TASK_LOG_GROUP": TASK_LOG_GROUP,  # where the executor ships the processes' output
             "WATCH_WINDOW_SECONDS": str(self.config.watch_window_seconds),
             "CREATE_RUN_FUNCTION_ARN": CREATE_RUN_ARN,
             "SCHEDULER_ROLE_ARN": SCHEDULER_ROLE_ARN,
@@ -165,10 +195,20 @@ class LocalStack:
             "MIRROR_STOP_MARGIN_SECONDS": "5",
             "POWERTOOLS_SERVICE_NAME": "flyte-serverless-local",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            # The metrics' EMF lines would go to the terminal: off unless asked for (on AWS they
+            # go to the log group, where CloudWatch extracts them).
+            "POWERTOOLS_METRICS_NAMESPACE": "FlyteServerless/local",
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
         os.environ.update(self.environment)
 
-        self._front = ApiGatewayFront(routes=http_routes(), port=self.config.api_port).start()
+        self._front = ApiGatewayFront(
+            routes=http_routes(),
+            port=self.config.api_port,
+            authorizers=self.auth.authorizers(),
+            tls=self.auth.tls_context(),
+        ).start()
+        self._front.authorizing = self.config.auth
 
         import boto3
 
@@ -194,6 +234,7 @@ class LocalStack:
             client=boto3.client("scheduler", endpoint_url=self.aws.endpoint, region_name=REGION),
             group=SCHEDULE_GROUP,
             target=load_handler(function_handler("CreateRunFunction")),
+            max_retries=async_retries("CreateRunFunction"),  # then its on-failure list, as on AWS
         )
         self._scheduler_thread = threading.Thread(
             target=self.scheduler.run, args=(self._stop_polling,), name="scheduler", daemon=True
@@ -212,6 +253,8 @@ class LocalStack:
 
         if self.executor is not None:
             return
+        assert self.lambdas is not None and self.kube is not None, "the stack is not started"
+        assert self.auth is not None, "the stack is not started"
         self.lambdas.enable(MIRROR_FUNCTION)
         self.executor = LocalExecutor(
             kubeconfig=str(self.kube.kubeconfig),
@@ -221,6 +264,8 @@ class LocalStack:
             work_dir=self.config.state_dir / "executor",
             ttl_seconds=self.config.executor_ttl_seconds,
             python_bin_dir=str(Path(sys.executable).parent),
+            events_authorization=self.data_plane_authorization,
+            log_group=TASK_LOG_GROUP,
         )
         self.executor.start()
         self._stop_ticking.clear()
@@ -249,18 +294,63 @@ class LocalStack:
 
     def task_environment(self) -> dict[str, str]:
         """What a task pod of this stack gets beyond Flyte's own variables: the API endpoint
-        (the SDK inside a task enqueues its children there) and the local bucket."""
-        return {
-            "_U_EP_OVERRIDE": self.endpoint,
-            "_U_INSECURE": "true",
-            "_U_USE_ACTIONS": "1",
-            **aws_environment(self.aws.endpoint),
-            "AWS_ALLOW_HTTP": "true",
-        }
+        (the SDK inside a task enqueues its children there) and the local bucket. While the front
+        enforces authentication, client credentials as Flyte's chart mounts them: a flyte config
+        file (``FLYTECTL_CONFIG``: https to the front trusting the local CA, the task client's id
+        and secret file), which the SDK's ``init_in_cluster`` prefers to everything else."""
+        assert self.aws is not None and self.auth is not None, "the stack is not started"
+        storage = {**aws_environment(self.aws.endpoint), "AWS_ALLOW_HTTP": "true"}
+        if not self.authenticating:
+            return {"_U_EP_OVERRIDE": self.endpoint, "_U_INSECURE": "true", "_U_USE_ACTIONS": "1", **storage}
+        config = self.auth.flyte_config(TASK_CLIENT, endpoint=self.tls_endpoint)
+        return {"_U_EP_OVERRIDE": self.tls_endpoint, "FLYTECTL_CONFIG": str(config), "_U_USE_ACTIONS": "1", **storage}
+
+    # --- authentication ---------------------------------------------------------------------
+
+    @property
+    def tls_endpoint(self) -> str:
+        """The front over HTTPS (same port), trusted through ``ca_cert``."""
+        assert self._front is not None and self._front.tls_endpoint, "the stack is not started"
+        return self._front.tls_endpoint
+
+    @property
+    def ca_cert(self) -> Path:
+        assert self.auth is not None, "the stack is not started"
+        return self.auth.ca_cert
+
+    @property
+    def authenticating(self) -> bool:
+        """Whether the front enforces the routes' authorizers right now."""
+        return self._front is not None and self._front.authorizing
+
+    @contextlib.contextmanager
+    def authentication(self, enforced: bool = True) -> Iterator[LocalStack]:
+        """The front enforces (or, ``enforced=False``, stops enforcing) the authorizers for a block."""
+        assert self._front is not None, "the stack is not started"
+        previous = self._front.authorizing
+        self._front.authorizing = enforced
+        try:
+            yield self
+        finally:
+            self._front.authorizing = previous
+
+    def data_plane_authorization(self) -> str:
+        """An Authorization header value for the data-plane routes (what Flyte's executor sends)."""
+        assert self.auth is not None, "the stack is not started"
+        return f"Bearer {self.auth.data_plane_token()}"
+
+    def data_plane_headers(self) -> dict[str, str]:
+        return {"Authorization": self.data_plane_authorization()}
+
+    def user_headers(self) -> dict[str, str]:
+        """An Authorization header for the user routes: a token of the user client (people, CLI)."""
+        assert self.auth is not None, "the stack is not started"
+        return {"Authorization": f"Bearer {self.auth.client_token(USER_CLIENT)}"}
 
     def _tick(self) -> None:
         """EventBridge Scheduler's ticks of the functions' schedules (the status mirror)."""
         schedules = scheduled_invocations()
+        assert self.lambdas is not None  # ticking starts with the data plane, once the stack runs
         while True:
             for schedule in schedules:
                 self.lambdas.invoke_async(schedule.function, schedule.input)
@@ -285,6 +375,9 @@ class LocalStack:
         if self._front is not None:
             self._front.stop()
             self._front = None
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
         if self._owns_kube:
             self._kube.stop()
         if self._owns_moto:

@@ -1,7 +1,8 @@
-"""What the local stack takes from template.yaml: HTTP routes and the table definition.
+"""What the local stack takes from template.yaml: HTTP routes, their authorizers, and the table.
 
 Reading them from the deployment template (instead of restating them) means a route added to the
-template is served locally, and the local table has exactly the deployed keys, index and stream.
+template is served locally with the authorizer and scopes it has on AWS, and the local table has
+exactly the deployed keys, index and stream.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ class HttpRoute:
     path: str
     function: str  # logical id in the template
     handler: str  # dotted path of the Lambda handler, e.g. functions.create_run.handler.handler
+    authorizer: str | None = None  # the HttpApi authorizer's name; None: no authorization (Authorizer: NONE)
+    scopes: tuple[str, ...] = ()  # AuthorizationScopes: the token must carry at least one
+
+
+@dataclass(frozen=True)
+class JwtAuthorizerConfig:
+    """An HttpApi ``Auth.Authorizers`` entry with a ``JwtConfiguration``, parameters resolved."""
+
+    name: str
+    issuer: str
+    audience: tuple[str, ...]
+    identity_header: str  # the header of ``$request.header.<Name>``, lower-cased
 
 
 @cache
@@ -40,21 +53,103 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any
 
 
 def http_routes(template: dict[str, Any] | None = None) -> list[HttpRoute]:
+    template = template or load_template()
+    parameters = parameter_values(template)
     routes = []
     for name, resource in functions(template).items():
         properties = resource["Properties"]
         for event in (properties.get("Events") or {}).values():
             if event["Type"] != "HttpApi":
                 continue
+            authorizer, scopes = _route_authorization(template, event["Properties"], parameters)
             routes.append(
                 HttpRoute(
                     method=event["Properties"]["Method"].upper(),
                     path=event["Properties"]["Path"],
                     function=name,
                     handler=properties["Handler"],
+                    authorizer=authorizer,
+                    scopes=scopes,
                 )
             )
     return routes
+
+
+def parameter_values(template: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every parameter's value: the override, else the default (a CommaDelimitedList as a list);
+    parameters with neither are left out, and resolving a reference to one fails."""
+    values: dict[str, Any] = {}
+    for name, parameter in ((template or load_template()).get("Parameters") or {}).items():
+        if overrides and name in overrides:
+            values[name] = overrides[name]
+        elif "Default" in parameter:
+            default = parameter["Default"]
+            is_list = parameter.get("Type") == "CommaDelimitedList"
+            values[name] = [item.strip() for item in str(default).split(",") if item.strip()] if is_list else default
+    return values
+
+
+def resolve(value: Any, parameters: dict[str, Any]) -> Any:
+    """A template value with its ``!Ref <Parameter>`` (the only intrinsic the routes' auth uses) resolved."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        name = value["Ref"]
+        if name not in parameters:
+            raise KeyError(f"template parameter {name} has no value (no default and no override)")
+        return parameters[name]
+    if isinstance(value, list):
+        return [item for element in value for item in _as_list(resolve(element, parameters))]
+    return value
+
+
+def http_api_authorizers(
+    overrides: dict[str, Any] | None = None, template: dict[str, Any] | None = None
+) -> dict[str, JwtAuthorizerConfig]:
+    """The JWT authorizers of the template's HttpApi resources, by name, with parameters resolved
+    (``overrides`` supply the ones without defaults: the issuer and the audiences)."""
+    template = template or load_template()
+    parameters = parameter_values(template, overrides)
+    found = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::HttpApi":
+            continue
+        for name, authorizer in (
+            ((resource.get("Properties") or {}).get("Auth") or {}).get("Authorizers") or {}
+        ).items():
+            jwt = authorizer.get("JwtConfiguration")
+            if jwt is None:
+                continue
+            source = authorizer.get("IdentitySource", "$request.header.Authorization")
+            if not source.startswith("$request.header."):
+                raise ValueError(f"authorizer {name}: only header identity sources are served locally")
+            found[name] = JwtAuthorizerConfig(
+                name=name,
+                issuer=str(resolve(jwt["issuer"], parameters)),
+                audience=tuple(str(a) for a in _as_list(resolve(jwt["audience"], parameters))),
+                identity_header=source.removeprefix("$request.header.").lower(),
+            )
+    return found
+
+
+def _route_authorization(
+    template: dict[str, Any], event: dict[str, Any], parameters: dict[str, Any]
+) -> tuple[str | None, tuple[str, ...]]:
+    """SAM's rules: an event's ``Auth.Authorizer`` (``NONE``: none), else the API's
+    ``DefaultAuthorizer``; the event's ``AuthorizationScopes``, else the authorizer's."""
+    api_id = event.get("ApiId")
+    api_name = api_id.get("Ref") if isinstance(api_id, dict) else None
+    api = template["Resources"].get(api_name, {}) if api_name else {}
+    api_auth = (api.get("Properties") or {}).get("Auth") or {}
+    route_auth = event.get("Auth") or {}
+    authorizer = route_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+    if authorizer is None or authorizer == "NONE":
+        return None, ()
+    default_scopes = ((api_auth.get("Authorizers") or {}).get(authorizer) or {}).get("AuthorizationScopes") or []
+    scopes = route_auth.get("AuthorizationScopes", default_scopes)
+    return authorizer, tuple(str(scope) for scope in resolve(scopes, parameters))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def function_handler(logical_id: str, template: dict[str, Any] | None = None) -> str:
@@ -111,3 +206,14 @@ def table_definition(logical_id: str = "ActionsTable", template: dict[str, Any] 
     if properties.get("GlobalSecondaryIndexes"):
         definition["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
     return definition
+
+
+# Lambda's retries of an asynchronous invocation when the function configures none.
+DEFAULT_ASYNC_RETRIES = 2
+
+
+def async_retries(logical_id: str, template: dict[str, Any] | None = None) -> int:
+    """How often Lambda retries a failed asynchronous invocation of the function (its
+    ``EventInvokeConfig.MaximumRetryAttempts``) before the on-failure destination gets it."""
+    config = functions(template)[logical_id]["Properties"].get("EventInvokeConfig") or {}
+    return int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES))

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 
@@ -50,6 +51,8 @@ class FaultyApiServerProxy:
     def __init__(self, *, upstream: str, token: str, ca_file: Path, plan: FaultPlan) -> None:
         self.plan = plan
         target = urlparse(upstream)
+        assert target.hostname is not None, upstream
+        host: str = target.hostname
         context = ssl.create_default_context(cafile=str(ca_file))
         proxy = self
 
@@ -67,9 +70,7 @@ class FaultyApiServerProxy:
                     )
                     self._answer(int(fault), {"content-type": "application/json"}, payload)
                     return
-                upstream_connection = http.client.HTTPSConnection(
-                    target.hostname, target.port, context=context, timeout=30
-                )
+                upstream_connection = http.client.HTTPSConnection(host, target.port, context=context, timeout=30)
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")
                 }
@@ -109,7 +110,7 @@ class FaultyApiServerProxy:
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = cast("tuple[str, int]", self._server.server_address[:2])  # AF_INET
         return f"http://{host}:{port}"
 
     def __enter__(self) -> FaultyApiServerProxy:

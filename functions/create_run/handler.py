@@ -17,12 +17,15 @@ from functions.create_run.service import CreateRunService, TriggerFields
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
-from runplane.logs import function_logger
-from runplane.settings import api_settings
+from runplane.logs import bind_request, function_logger
+from runplane.metrics import function_metrics
+from runplane.projects import ProjectStore
+from runplane.settings import api_settings, project_settings
 from runplane.store import ActionStore
 from runplane.tasks import TaskStore
 
 logger = function_logger("create_run")
+metrics = function_metrics("create_run")  # EMF lines, written as each invocation ends
 
 CREATE_RUN = "/flyteidl2.workflow.RunService/CreateRun"
 
@@ -36,7 +39,11 @@ def create_run_service() -> CreateRunService:
     blobs = BlobStore()
     store = ActionStore(table_name=settings.actions_table, blobs=blobs, spec_prefix=settings.effective_storage_prefix)
     return CreateRunService(
-        store=store, blobs=blobs, storage_prefix=settings.effective_storage_prefix, tasks=TaskStore(store)
+        store=store,
+        blobs=blobs,
+        storage_prefix=settings.effective_storage_prefix,
+        tasks=TaskStore(store),
+        projects=ProjectStore(store, seeds=project_settings().seed_projects),
     )
 
 
@@ -46,13 +53,18 @@ def create_run(request: CreateRunRequest) -> CreateRunResponse:
 
 
 def run_tick(event: dict[str, Any]) -> dict[str, Any]:
-    """A scheduled tick; an exception (malformed tick, or a failure to retry) goes back to
-    Scheduler, whose bounded retries end in the dead-letter queue."""
+    """A scheduled tick, invoked asynchronously by Scheduler; an exception (malformed tick, or a
+    failure worth retrying) fails the invocation: Lambda retries it twice, then sends the event
+    to create_run's on-failure queue (Scheduler's dead-letter queue only gets undelivered ticks)."""
     try:
         tick = tick_from_event(event)
     except MalformedTick as exc:
-        logger.error("malformed scheduler event: dead-lettered after Scheduler's retries", extra={"reason": str(exc)})
+        logger.error(
+            "malformed scheduler event: goes to the on-failure queue after Lambda's retries",
+            extra={"reason": str(exc)},
+        )
         raise
+    bind_request(tick.request)  # the run's name is Flyte's deterministic one, known before it exists
     trigger = TriggerFields(name=tick.trigger_name, task_name=tick.trigger_task_name, revision=tick.trigger_revision)
     response = create_run_service().create_run(tick.request, trigger=trigger)
     run = response.run.action.id.run
@@ -60,6 +72,7 @@ def run_tick(event: dict[str, Any]) -> dict[str, Any]:
     return {"run": run.name}
 
 
+@metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if is_tick(event):

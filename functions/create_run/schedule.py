@@ -9,8 +9,12 @@ in per tick (``<aws.scheduler.scheduled-time>``)::
 
 The run is named deterministically from the trigger and the tick, so a repeated or retried
 delivery of the same tick is a duplicate CreateRun: it creates nothing and materialises nothing.
-A malformed event raises ``MalformedTick``: Scheduler retries it a bounded number of times, then
-its dead-letter queue receives it with the reason; nothing is written for it.
+A malformed event raises ``MalformedTick``, and nothing is written for it. Scheduler invokes
+create_run asynchronously, so a failure *inside* the function (a malformed tick, a throttled
+write) is Lambda's to retry: its asynchronous retries (2), then create_run's on-failure
+destination (template.yaml: ``CreateRunFailureQueue``) receives the event with the error.
+Scheduler's own retries and dead-letter queue only cover ticks it could not deliver (the invoke
+itself failed: permissions, throttling of the invoke).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ TRIGGER_KEY = "flyteTrigger"
 
 
 class MalformedTick(ValueError):
-    """The event is not a tick this function understands; it goes to the dead-letter queue."""
+    """The event is not a tick this function understands; after Lambda's asynchronous retries
+    it goes to create_run's on-failure destination."""
 
 
 @dataclass(frozen=True)

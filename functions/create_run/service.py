@@ -6,7 +6,8 @@ The steps, in order:
    name). Every check happens before anything is written.
 2. Resolve the task: an inline ``task_spec``, or a ``task_id`` deployed to the task registry
    (``not_found`` otherwise). Scheduled runs arrive as ticks (``schedule``) naming their task;
-   firing a trigger by name through CreateRun is not supported (``not_found``).
+   firing a trigger by name through CreateRun is not supported (``not_found``). The run's project
+   must exist (ProjectService; archived ones included), as in Flyte: ``not_found`` otherwise.
 3. A run that already exists answers at once: the same request again returns it with OK, a
    different request for the name is ``already_exists``. Nothing is written for a duplicate.
 4. Inputs go to the data bucket at a content-addressed URI (``.../inputs/<sha>/inputs.pb``), so a
@@ -31,7 +32,7 @@ from flyteidl2.task.task_definition_pb2 import TaskIdentifier, TaskSpec
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunResponse
 
-from runplane import phases
+from runplane import metrics, phases
 from runplane.blobs import BlobStore
 from runplane.connect.errors import already_exists, invalid_argument, not_found
 from runplane.identifiers import (
@@ -41,6 +42,7 @@ from runplane.identifiers import (
     validate_run_name,
     validate_scope_name,
 )
+from runplane.projects import ProjectStore
 from runplane.records import ActionRecord, utcnow
 from runplane.store import ActionStore, RecordTooLarge
 from runplane.tasks import TaskStore, task_key
@@ -78,9 +80,12 @@ class CreateRunService:
         clock: Callable[[], datetime] = utcnow,
         generate_name: Callable[[], str] = generate_run_name,
         tasks: TaskStore | None = None,
+        projects: ProjectStore | None = None,
     ) -> None:
+        """``projects``: where a run's project must exist, as in Flyte (none: any valid name)."""
         self._store = store
         self._tasks = tasks
+        self._projects = projects
         self._blobs = blobs
         self._storage_prefix = storage_prefix.rstrip("/")
         self._clock = clock
@@ -92,6 +97,8 @@ class CreateRunService:
         task_spec = self._resolve_task(request)
         if request.source not in _VALID_SOURCES:
             raise invalid_argument(f"source {request.source} is not a RunSource")
+        if self._projects is not None and not self._projects.exists(run.project):
+            raise not_found(f"project {run.project!r} not found")  # Flyte's validateProjectExists
         digest = request_digest(request)
 
         existing = self._store.get_action(run.action(ROOT_ACTION_NAME))
@@ -112,6 +119,7 @@ class CreateRunService:
             if outcome.record.inputs_uri != record.inputs_uri:
                 self._discard_inputs(record, wrote_inputs)
             return self._answer_duplicate(outcome.record, digest)
+        metrics.count(metrics.RUNS_CREATED, Source="schedule" if trigger is not None else "api")
         return CreateRunResponse(run=run_message(outcome.record))
 
     # --- resolution -------------------------------------------------------------------------
@@ -257,7 +265,7 @@ def _fill_default_inputs(inputs: common_pb2.Inputs, task_spec: TaskSpec) -> None
 
 def _understands_run_start_time(task_spec: TaskSpec) -> bool:
     match = _VERSION.search(task_spec.task_template.metadata.runtime.version)
-    return bool(match) and tuple(int(part) for part in match.groups()) >= RUN_START_TIME_MIN_SDK
+    return match is not None and tuple(int(part) for part in match.groups()) >= RUN_START_TIME_MIN_SDK
 
 
 def _task_identifier(template: TaskTemplate, run: RunKey) -> TaskIdentifier:

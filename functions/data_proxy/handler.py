@@ -1,4 +1,5 @@
-"""Lambda entry point of data_proxy: API Gateway HTTP API -> ClusterService and DataProxyService.
+"""Lambda entry point of data_proxy: API Gateway HTTP API -> ClusterService and DataProxyService
+(TailLogs, a server stream, in ``task_logs``).
 
 It also takes every route no other function serves, so a procedure this control plane does not
 implement answers Connect's ``unimplemented`` (501), never API Gateway's 404.
@@ -13,14 +14,18 @@ from flyteidl2.cluster import payload_pb2 as cluster
 from flyteidl2.dataproxy import dataproxy_service_pb2 as proxy
 
 from functions.data_proxy.service import DataProxy
+from functions.data_proxy.task_logs import LogTail
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
-from runplane.connect.router import ConnectRouter
+from runplane.connect.router import ConnectRouter, Procedures
+from runplane.log_store import ContainerLogs
 from runplane.logs import function_logger
-from runplane.settings import api_settings
+from runplane.metrics import function_metrics
+from runplane.settings import api_settings, task_log_settings
 from runplane.store import ActionStore
 
 logger = function_logger("data_proxy")
+metrics = function_metrics("data_proxy")  # EMF lines, written as each invocation ends
 
 CLUSTER = "/flyteidl2.cluster.ClusterService"
 DATA_PROXY = "/flyteidl2.dataproxy.DataProxyService"
@@ -41,7 +46,7 @@ def data_proxy() -> DataProxy:
     )
 
 
-PROCEDURES = {
+PROCEDURES: Procedures[DataProxy] = {
     f"{CLUSTER}/SelectCluster": (cluster.SelectClusterRequest, DataProxy.select_cluster),
     f"{DATA_PROXY}/CreateUploadLocation": (proxy.CreateUploadLocationRequest, DataProxy.create_upload_location),
     f"{DATA_PROXY}/UploadInputs": (proxy.UploadInputsRequest, DataProxy.upload_inputs),
@@ -50,6 +55,23 @@ PROCEDURES = {
 router.mount(PROCEDURES, data_proxy)
 
 
+@cache
+def log_tail() -> LogTail:
+    settings, logs = api_settings(), task_log_settings()
+    return LogTail(
+        store=ActionStore(table_name=settings.actions_table),
+        logs=ContainerLogs(log_group=logs.log_group),
+        follow_seconds=logs.follow_seconds,
+    )
+
+
+STREAMS: Procedures[LogTail] = {
+    f"{DATA_PROXY}/TailLogs": (proxy.TailLogsRequest, LogTail.tail_logs),
+}
+router.mount(STREAMS, log_tail, streaming=True)
+
+
+@metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_http_event(router, event)

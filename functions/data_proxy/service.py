@@ -61,7 +61,7 @@ class DataProxy:
             raise invalid_argument("expires_in must be positive and at most 7 days")
         key = f"{project}/{domain}/{root}/{filename}"
         md5 = base64.b64encode(request.content_md5).decode()
-        params = {"Bucket": self._bucket, "Key": key, "ContentMD5": md5}
+        params: dict[str, str | int] = {"Bucket": self._bucket, "Key": key, "ContentMD5": md5}
         if request.content_length:
             params["ContentLength"] = request.content_length
         url = self._blobs.client.generate_presigned_url(
@@ -75,11 +75,14 @@ class DataProxy:
 
     def upload_inputs(self, request: proxy.UploadInputsRequest) -> proxy.UploadInputsResponse:
         which = request.WhichOneof("id")
-        scope = request.run_id if which == "run_id" else request.project_id if which == "project_id" else None
-        if scope is None:
+        if which == "run_id":
+            project, domain = request.run_id.project, request.run_id.domain
+        elif which == "project_id":
+            project, domain = request.project_id.name, request.project_id.domain
+        else:
             raise invalid_argument("a run_id or a project_id is required")
-        project = validate_scope_name(scope.project if which == "run_id" else scope.name, field=f"{which}.project")
-        domain = validate_scope_name(scope.domain, field=f"{which}.domain")
+        project = validate_scope_name(project, field=f"{which}.project")
+        domain = validate_scope_name(domain, field=f"{which}.domain")
         data = request.inputs.SerializeToString(deterministic=True)
         digest = hashlib.sha256(data).hexdigest()
         directory = f"s3://{self._bucket}/{project}/{domain}/offloaded-inputs/{digest[:32]}"

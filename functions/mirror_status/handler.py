@@ -25,12 +25,14 @@ from functions.mirror_status.mirror import StatusMirror
 from functions.mirror_status.watcher import ShardWatcher
 from runplane.kube.client import TaskActionClient
 from runplane.logs import function_logger
+from runplane.metrics import function_metrics
 from runplane.mirror_leases import MirrorLeases
 from runplane.mirror_wake import MirrorWaker
 from runplane.settings import MirrorSettings, mirror_settings
 from runplane.store import ActionStore
 
 logger = function_logger("mirror_status")
+metrics = function_metrics("mirror_status")  # EMF lines, written as each invocation ends
 
 ALL_SHARDS = "all"
 
@@ -84,6 +86,7 @@ def watch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return asdict(report)
 
 
+@metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return watch(event, context)

@@ -25,10 +25,11 @@ from enum import StrEnum
 from typing import Any
 
 from functions.mirror_status.conditions import sighting_of
-from runplane import phases
+from runplane import metrics, phases
 from runplane.identifiers import ActionKey
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import LABEL_MANAGED_BY, LABEL_TERMINAL_RECORDED, MANAGED_BY, identity_of
+from runplane.logs import bind
 from runplane.store import ActionStore, StatusUpdate
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ class StatusMirror:
         name = resource.get("metadata", {}).get("name", "?")
         key = action_key_of(resource)
         if key is None:
+            bind()  # not an action of ours: no run or action on its lines
             logger.warning("foreign TaskAction skipped", extra={"taskaction": name, "reason": "labels"})
             return Outcome.FOREIGN
+        bind(run=str(key.run_key), action=str(key))
         if is_recorded(resource):
             return Outcome.SKIPPED_RECORDED
         deleted = event_type == DELETED
@@ -91,6 +94,7 @@ class StatusMirror:
         if outcome.record is None:
             logger.warning("TaskAction without an action skipped", extra={"taskaction": name, "action": str(key)})
             return Outcome.FOREIGN
+        metrics.count(metrics.STATUS_UPDATES_APPLIED if outcome.applied else metrics.STATUS_UPDATES_REJECTED)
         if deleted or not (phases.is_terminal(sighting.phase) and phases.is_terminal(outcome.record.phase)):
             return Outcome.APPLIED if outcome.applied else Outcome.UNCHANGED
         self._cluster.label(name, {LABEL_TERMINAL_RECORDED: "true"})

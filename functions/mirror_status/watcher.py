@@ -20,8 +20,10 @@ pause; a lost lease ends the invocation. Replays are harmless: every write is gu
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -42,14 +44,20 @@ from runplane.mirror_leases import Checkpoint, MirrorLeases
 
 logger = logging.getLogger(__name__)
 
-# A holder stopping within this long is waited for instead of left alone: the scheduled
+# A holder planning to stop within this long is waited for instead of left alone: the scheduled
 # invocation that arrives during a watcher's last minute takes over as it stops.
 HANDOFF_WINDOW_SECONDS = 75.0
 LEASE_POLL_SECONDS = 0.5
-# The lease outlives the planned end by this much, so a watcher that dies keeps its shard only
-# briefly, and one that stops normally releases it at once.
-LEASE_SLACK_SECONDS = 10.0
-MAX_WATCH_CALL_SECONDS = 60  # one watch request; the server ends it, and we resume at once
+# The lease lasts this long unless renewed; a healthy watcher renews it with every checkpoint
+# (at least once per watch call), so one that dies frees its shard within this long.
+LEASE_SECONDS = 30.0
+# One watch request: the server ends it after this long and we resume at once, checkpointing
+# (and renewing the lease) in between even when nothing happened.
+MAX_WATCH_CALL_SECONDS = 10
+# A relist's resources are independent (one sighting each), so they are mirrored this many at a
+# time: a relist of thousands after 410 Gone takes seconds, not minutes. Watch events stay in
+# order, one at a time, as they must for one resource.
+RELIST_CONCURRENCY = 8
 FAILED_WATCH_PAUSE_SECONDS = 1.0
 
 
@@ -81,6 +89,7 @@ class ShardWatcher:
         leases: MirrorLeases,
         idle_grace_seconds: float = 10.0,
         checkpoint_interval_seconds: float = 5.0,
+        lease_seconds: float = LEASE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -91,12 +100,14 @@ class ShardWatcher:
         self._leases = leases
         self._idle_grace = idle_grace_seconds
         self._checkpoint_interval = checkpoint_interval_seconds
+        self._lease_seconds = lease_seconds
         self._clock = clock
         self._sleep = sleep
         self._selector = f"{LABEL_MIRROR_SHARD}={shard}"
         self._version = ""
         self._open: dict[str, str] = {}  # resource name -> action, still to be mirrored
         self._report = WatchReport(shard=shard, result=Result.WATCHED, outcomes={})
+        self._lock = threading.Lock()  # the open set and the report, during a concurrent relist
 
     def run(self, *, deadline: float) -> WatchReport:
         """Watch the shard until ``deadline`` (a ``clock()`` value) at the latest."""
@@ -121,23 +132,23 @@ class ShardWatcher:
 
     def _take_lease(self, deadline: float) -> Checkpoint | None:
         while True:
-            state = self._leases.acquire(self.shard, holder=self._holder, seconds=self._lease_seconds(deadline))
+            planned = max(0.0, deadline - self._clock())
+            state = self._leases.acquire(
+                self.shard, holder=self._holder, seconds=self._lease_seconds, planned_seconds=planned
+            )
             if state.acquired:
                 return state.checkpoint
-            remaining_ms = state.expires_at_ms - int(time.time() * 1000)
-            if remaining_ms > HANDOFF_WINDOW_SECONDS * 1000 or self._clock() + LEASE_POLL_SECONDS >= deadline:
+            holder_stops_in = (state.planned_end_ms - int(time.time() * 1000)) / 1000
+            if holder_stops_in > HANDOFF_WINDOW_SECONDS or self._clock() + LEASE_POLL_SECONDS >= deadline:
                 logger.info("shard watched by another invocation", extra={"shard": self.shard, "holder": state.holder})
                 return None
             self._sleep(LEASE_POLL_SECONDS)
-
-    def _lease_seconds(self, deadline: float) -> float:
-        return max(0.0, deadline - self._clock()) + LEASE_SLACK_SECONDS
 
     def _save(self, deadline: float) -> bool:
         return self._leases.checkpoint(
             self.shard,
             holder=self._holder,
-            seconds=self._lease_seconds(deadline),
+            seconds=self._lease_seconds,
             checkpoint=Checkpoint(resource_version=self._version, open=self._open),
         )
 
@@ -153,10 +164,9 @@ class ShardWatcher:
         and the list lacks were deleted while nobody watched."""
         self._report.relists += 1
         items, self._version = self._cluster.list(label_selector=self._selector)
-        listed = set()
-        for resource in items:
-            listed.add(resource["metadata"]["name"])
-            self._handle("ADDED", resource)
+        listed = {resource["metadata"]["name"] for resource in items}
+        with ThreadPoolExecutor(max_workers=RELIST_CONCURRENCY) as pool:
+            list(pool.map(lambda resource: self._handle("ADDED", resource), items))
         for name, action in list(self._open.items()):
             if name not in listed:
                 self._handle(DELETED, _tombstone(name, action))
@@ -184,6 +194,10 @@ class ShardWatcher:
                         last_save = self._clock()
                     if self._clock() >= deadline or (not self._open and event.type != "BOOKMARK"):
                         break  # out of time, or nothing left: wait out the idle grace in a short call
+                if self._clock() - last_save >= self._checkpoint_interval:  # a quiet call: renew anyway
+                    if not self._save(deadline):
+                        return Result.LEASE_LOST
+                    last_save = self._clock()
             except ResourceVersionGone:
                 logger.info("watch version gone; relisting", extra={"shard": self.shard, "version": self._version})
                 self._relist()
@@ -193,13 +207,17 @@ class ShardWatcher:
         return Result.WATCHED
 
     def _handle(self, event_type: str, resource: dict[str, Any]) -> None:
-        self._report.events += 1
         name = resource.get("metadata", {}).get("name", "")
         try:
             outcome = self._mirror.apply(event_type, resource)
         except Exception:
             logger.exception("mirroring an event failed", extra={"taskaction": name, "event": event_type})
             outcome = None
+        with self._lock:
+            self._record(event_type, resource, name, outcome)
+
+    def _record(self, event_type: str, resource: dict[str, Any], name: str, outcome: Outcome | None) -> None:
+        self._report.events += 1
         if outcome is not None:
             outcomes = self._report.outcomes if self._report.outcomes is not None else {}
             outcomes[outcome.value] = outcomes.get(outcome.value, 0) + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from flyteidl2.core.execution_pb2 import TaskLog
 from flyteidl2.workflow import run_definition_pb2 as wf
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -62,7 +63,7 @@ def merge_events(events: list[wf.ActionEvent]) -> wf.ActionAttempt:
     if log_context is not None:
         attempt.log_context.CopyFrom(log_context.log_context)
         attempt.logs_available = True
-    logs = {}
+    logs: dict[str, TaskLog] = {}
     for event in newest_first:
         for log in event.log_info:
             logs.setdefault(log.name, log)

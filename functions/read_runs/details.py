@@ -8,7 +8,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from functions.read_runs.attempts import attempts_from_events
 from runplane import phases
 from runplane.records import ActionRecord, EventRecord
-from runplane.transformers import action_identifier, action_metadata, action_status
+from runplane.transformers import action_identifier, action_metadata, action_status, enum_value
 
 
 def action_details(record: ActionRecord, events: list[EventRecord]) -> wf.ActionDetails:
@@ -36,7 +36,9 @@ def action_details(record: ActionRecord, events: list[EventRecord]) -> wf.Action
                 if record.error_kind in wf.ErrorInfo.Kind.DESCRIPTOR.values_by_name
                 else 0
             )
-            details.error_info.CopyFrom(wf.ErrorInfo(message=record.error_message, kind=kind_value))
+            details.error_info.CopyFrom(
+                wf.ErrorInfo(message=record.error_message, kind=enum_value(wf.ErrorInfo.Kind, kind_value))
+            )
     elif record.phase == phases.ABORTED:
         details.abort_info.CopyFrom(wf.AbortInfo(reason=record.abort_reason))
     return details

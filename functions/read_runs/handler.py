@@ -16,13 +16,15 @@ from flyteidl2.workflow import state_service_pb2 as state
 from functions.read_runs.service import RunReader
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
-from runplane.connect.router import ConnectRouter
+from runplane.connect.router import ConnectRouter, Procedures
 from runplane.logs import function_logger
+from runplane.metrics import function_metrics
 from runplane.pages import PageTokens
 from runplane.settings import read_settings
 from runplane.store import ActionStore
 
 logger = function_logger("read_runs")
+metrics = function_metrics("read_runs")  # EMF lines, written as each invocation ends
 
 RUNS = "/flyteidl2.workflow.RunService"
 ACTIONS = "/flyteidl2.actions.ActionsService"
@@ -43,13 +45,14 @@ def reader() -> RunReader:
     )
 
 
-UNARY = {
+UNARY: Procedures[RunReader] = {
     f"{RUNS}/GetRunDetails": (runs.GetRunDetailsRequest, RunReader.get_run_details),
     f"{RUNS}/GetActionDetails": (runs.GetActionDetailsRequest, RunReader.get_action_details),
     f"{RUNS}/ListActions": (runs.ListActionsRequest, RunReader.list_actions),
     f"{RUNS}/ListRuns": (runs.ListRunsRequest, RunReader.list_runs),
+    f"{RUNS}/GetActionLogContext": (runs.GetActionLogContextRequest, RunReader.get_action_log_context),
 }
-STREAMS = {
+STREAMS: Procedures[RunReader] = {
     f"{RUNS}/WatchActionDetails": (runs.WatchActionDetailsRequest, RunReader.watch_action_details),
     f"{RUNS}/WatchRunDetails": (runs.WatchRunDetailsRequest, RunReader.watch_run_details),
     f"{RUNS}/WatchRuns": (runs.WatchRunsRequest, RunReader.watch_runs),
@@ -61,6 +64,7 @@ router.mount(UNARY, reader)
 router.mount(STREAMS, reader, streaming=True)
 
 
+@metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_http_event(router, event)

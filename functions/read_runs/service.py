@@ -19,13 +19,16 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from flyteidl2.workflow import state_service_pb2 as state
 from flyteidl2.workflow.run_definition_pb2 import Run
 
+from functions.read_runs.action_listing import ACTIONS
 from functions.read_runs.action_tree import ActionFilter, enriched_actions
 from functions.read_runs.child_updates import family_updates
 from functions.read_runs.details import action_details, run_details
 from functions.read_runs.run_listing import read_page, run_query
 from runplane import phases
+from runplane.attempt_logs import attempt_logs
 from runplane.connect.errors import invalid_argument, not_found
 from runplane.identifiers import ActionKey
+from runplane.listing import list_page
 from runplane.pages import PageTokens, page_limit
 from runplane.records import ActionRecord
 from runplane.store import ActionStore
@@ -69,24 +72,23 @@ class RunReader:
         return runs.GetActionDetailsResponse(details=action_details(record, self._store.list_events(key)))
 
     def list_actions(self, request: runs.ListActionsRequest) -> runs.ListActionsResponse:
+        """A run's actions with Flyte's filters, sorts and defaults (``action_listing``); a run
+        that does not exist has none, as in Flyte."""
         run = run_key(request.run_id)
-        page = request.request
-        if page.filters:
-            raise invalid_argument(
-                f"request.filters: filtering on {page.filters[0].field!r} is not supported by ListActions"
-            )
-        for sort in list(page.sort_by_fields) + ([page.sort_by] if page.HasField("sort_by") else []):
-            if sort.key not in ("", "name"):
-                raise invalid_argument(f"request.sort_by: ListActions sorts by name only, not {sort.key!r}")
-        limit = page_limit(page.limit)
-        query = f"actions|{run}"
-        position = self._tokens.read(page.token, query=query)
-        after = position.get("after") if position else None
-        if position is not None and not isinstance(after, str):
-            raise invalid_argument("request.token is malformed")
-        records, more = self._store.list_actions_page(run, limit=limit, after=after)
-        token = self._tokens.issue(query=query, position={"after": f"A#{records[-1].key.name}"}) if more else ""
-        return runs.ListActionsResponse(actions=[action_message(r) for r in records], token=token)
+        page = list_page(
+            ACTIONS,
+            request.request,
+            lambda: self._store.list_action_listings(run),
+            tokens=self._tokens,
+            scope=f"actions|{run}",
+        )
+        return runs.ListActionsResponse(actions=[action_message(r) for r in page.rows], token=page.token)
+
+    def get_action_log_context(self, request: runs.GetActionLogContextRequest) -> runs.GetActionLogContextResponse:
+        """Where an attempt's output is (``runplane.attempt_logs``); ``not_found`` for an attempt
+        that never ran."""
+        found = attempt_logs(self._store, action_key(request.action_id), request.attempt)
+        return runs.GetActionLogContextResponse(log_context=found.log_context, cluster=found.cluster)
 
     def list_runs(self, request: runs.ListRunsRequest) -> runs.ListRunsResponse:
         query = run_query(request)

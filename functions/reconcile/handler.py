@@ -12,20 +12,23 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from functions.reconcile.batch import RunOrderedBatchProcessor
-from functions.reconcile.reconciler import ActionChange, Outcome, Reconciler
+from functions.reconcile.reconciler import METRIC_OUTCOMES, RETRIED, ActionChange, Outcome, Reconciler
 from runplane.blobs import BlobStore
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import mirror_shard
-from runplane.logs import function_logger
+from runplane.logs import bind, function_logger
+from runplane.metrics import ACTIONS_MATERIALISED, RECONCILE_OUTCOMES, function_metrics
 from runplane.mirror_leases import MirrorLeases
 from runplane.mirror_wake import MirrorWaker
 from runplane.settings import reconcile_settings
 from runplane.store import ActionStore
 
 logger = function_logger("reconcile")
+metrics = function_metrics("reconcile")  # EMF lines, written as each invocation ends
 
 
 @cache
@@ -61,15 +64,22 @@ def process_batch(
     reconciler: Reconciler,
     processor: RunOrderedBatchProcessor,
     waker: MirrorWaker | None = None,
-) -> dict[str, Any]:
+) -> PartialItemFailureResponse:
     """One stream batch through the reconciler; the partial batch response for the mapping."""
     changes = {r["dynamodb"]["SequenceNumber"]: ActionChange.from_stream_record(r) for r in event.get("Records", [])}
     states = reconciler.current_states(list(changes.values()))  # one BatchGetItem, not one read per record
     created_in: set[int] = set()
+    outcomes: list[Outcome] = []  # appended from the worker threads, counted here afterwards
 
     def record_handler(record: DynamoDBRecord) -> str:
         change = changes[record.raw_event["dynamodb"]["SequenceNumber"]]
+        record_of = change.new or change.old
+        if record_of is None:
+            bind()  # not an action: no run or action on its lines
+        else:
+            bind(run=str(record_of.key.run_key), action=str(record_of.key))
         outcome = reconciler.handle(change, states=states)
+        outcomes.append(outcome)
         if outcome is Outcome.CREATED and change.new is not None:
             created_in.add(mirror_shard(change.new.key.run, shards=reconciler.mirror_shards))
         return outcome.value
@@ -79,9 +89,22 @@ def process_batch(
     )
     if waker is not None and created_in:
         waker.wake(created_in)
+    _count(outcomes, retried=len(response.get("batchItemFailures") or []))
     return response
 
 
+def _count(outcomes: list[Outcome], *, retried: int) -> None:
+    """The batch's ReconcileOutcomes and ActionsMaterialised (runplane.metrics)."""
+    for outcome in outcomes:
+        if outcome in METRIC_OUTCOMES:
+            metrics.count(RECONCILE_OUTCOMES, Outcome=METRIC_OUTCOMES[outcome])
+        if outcome is Outcome.CREATED:
+            metrics.count(ACTIONS_MATERIALISED)
+    if retried:
+        metrics.count(RECONCILE_OUTCOMES, value=retried, Outcome=RETRIED)
+
+
+@metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return process_batch(event, context, reconciler=reconciler(), processor=processor(), waker=waker())

@@ -61,6 +61,21 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
 
 
+# The ReconcileOutcomes metric's values (runplane.metrics): what an operator tells apart. A record
+# that raised is "retried" (counted by the handler from the partial batch response); skipped
+# records (status updates, replays) are not counted.
+METRIC_OUTCOMES = {
+    Outcome.CREATED: "created",
+    Outcome.ALREADY_PRESENT: "already_present",
+    Outcome.NAME_COLLISION: "failed",
+    Outcome.REJECTED: "failed",
+    Outcome.GAVE_UP: "failed",
+    Outcome.PARENT_GONE: "aborted",
+    Outcome.ABORTED: "aborted",
+}
+RETRIED = "retried"
+
+
 class ClusterRaceError(RuntimeError):
     """The resource vanished between a 409 and the read that followed."""
 
@@ -115,7 +130,7 @@ class Reconciler:
             if change.new is not None and (change.event_name == "INSERT" or change.requests_abort):
                 keys.append(change.new.key)
                 if change.event_name == "INSERT" and change.new.parent:
-                    keys.append(_parent_key(change.new))
+                    keys.append(_parent_key(change.new.key, change.new.parent))
         return BatchState(fetched=set(keys), records=self._store.get_actions(keys) if keys else {})
 
     def handle(self, change: ActionChange, *, states: BatchState | None = None) -> Outcome:
@@ -144,7 +159,7 @@ class Reconciler:
     def _materialize(self, record: ActionRecord, states: BatchState) -> Outcome:
         if record.parent is None:
             return self._create(record, parent=None, states=states)
-        parent_key = _parent_key(record)
+        parent_key = _parent_key(record.key, record.parent)
         parent_record = self._current(parent_key, states)
         if parent_record is None:
             self._fail(record, f"parent action {record.parent!r} does not exist")
@@ -212,6 +227,7 @@ class Reconciler:
         states.forget(name)
         deleted = self._cluster.delete(name)  # background: the garbage collector takes the subtree
         aborted = self._abort_descendants(record)
+        assert record.abort_requested_at is not None  # only a requested abort is carried out
         self._store.finish_abort(record.key, requested_at=record.abort_requested_at)
         logger.info("abort carried out", extra={"taskaction": name, "deleted": deleted, "descendants_aborted": aborted})
         return Outcome.ABORTED
@@ -235,6 +251,7 @@ class Reconciler:
     def _give_up_aborting(self, record: ActionRecord, error: Exception, attempts: int) -> Outcome:
         message = f"abort not carried out after {attempts} attempts: {error}"
         logger.error(message, extra={"action": str(record.key)})
+        assert record.abort_requested_at is not None  # only a requested abort is carried out
         self._store.finish_abort(record.key, requested_at=record.abort_requested_at, error=message)
         return Outcome.GAVE_UP
 
@@ -307,8 +324,8 @@ class BatchState:
             self.resources.pop(name, None)
 
 
-def _parent_key(record: ActionRecord) -> ActionKey:
-    return ActionKey(project=record.key.project, domain=record.key.domain, run=record.key.run, name=record.parent)
+def _parent_key(key: ActionKey, parent: str) -> ActionKey:
+    return ActionKey(project=key.project, domain=key.domain, run=key.run, name=parent)
 
 
 def _identity(key: ActionKey) -> tuple[str, ...]:

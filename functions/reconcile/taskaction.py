@@ -92,6 +92,7 @@ def build_taskaction(
         if record.is_root:
             _project_run_spec(spec, metadata, run_spec)
         else:
+            assert parent is not None  # a child: its parent's resource is required above
             _inherit_run_context(spec, metadata, parent)
     if parent is not None:
         metadata["ownerReferences"] = [owner_reference(parent)]

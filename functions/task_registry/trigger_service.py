@@ -3,15 +3,19 @@ deployed trigger is an EventBridge schedule targeting create_run (docs/flyte-com
 
 from __future__ import annotations
 
+from flyteidl2.common import list_pb2
 from flyteidl2.common.identifier_pb2 import TriggerIdentifier, TriggerName
 from flyteidl2.task import common_pb2
 from flyteidl2.trigger import trigger_definition_pb2 as td
 from flyteidl2.trigger import trigger_service_pb2 as ts
 
+from functions.task_registry.listings import TRIGGERS
 from functions.task_registry.schedules import schedule_expression
 from functions.task_registry.triggers import Schedules, StaleRevision, TriggerRecord, TriggerStore
 from runplane.connect.errors import Code, ConnectError, invalid_argument, not_found
 from runplane.identifiers import validate_registry_name, validate_scope_name
+from runplane.listing import list_page
+from runplane.pages import PageTokens
 
 
 def trigger_key(name: TriggerName, *, field: str = "name") -> tuple[str, str, str, str]:
@@ -25,9 +29,11 @@ def trigger_key(name: TriggerName, *, field: str = "name") -> tuple[str, str, st
 
 
 class TriggerService:
-    def __init__(self, *, triggers: TriggerStore, schedules: Schedules) -> None:
+    def __init__(self, *, triggers: TriggerStore, schedules: Schedules, tokens: PageTokens) -> None:
+        """``tokens`` signs the page tokens of ListTriggers."""
         self._triggers = triggers
         self._schedules = schedules
+        self._tokens = tokens
 
     def deploy_trigger(self, request: ts.DeployTriggerRequest) -> ts.DeployTriggerResponse:
         project, domain, task_name, name = trigger_key(request.name)
@@ -81,30 +87,35 @@ class TriggerService:
         return ts.DeleteTriggersResponse()
 
     def list_triggers(self, request: ts.ListTriggersRequest) -> ts.ListTriggersResponse:
+        """The triggers of a project, of a task or of one task version, with Flyte's filters,
+        sorts and defaults (``listings.TRIGGERS``)."""
         scope = request.WhichOneof("scope_by")
+        scoped: list[list_pb2.Filter] = []
         if scope == "project_id":
-            project, domain, task = request.project_id.name, request.project_id.domain, None
+            project, domain = request.project_id.name, request.project_id.domain
         elif scope in ("task_id", "task_name"):
-            source = getattr(request, scope)
-            project, domain, task = source.project, source.domain, source.name
+            source = request.task_id if scope == "task_id" else request.task_name
+            project, domain = source.project, source.domain
+            scoped.append(_equal("task_name", validate_registry_name(source.name, field=f"{scope}.name")))
+            if scope == "task_id":
+                scoped.append(_equal("task_version", request.task_id.version))
         else:
-            raise invalid_argument("a project_id, task_id or task_name scope is required")
-        records = self._triggers.list(
-            project=validate_scope_name(project, field=f"{scope}.project"),
-            domain=validate_scope_name(domain, field=f"{scope}.domain"),
-            task_name=task,
+            # Flyte lists every project's triggers without a scope: a read of every project's
+            # partition here, refused as ListRuns refuses it (docs/flyte-compat.md#q11-org-scope).
+            raise invalid_argument(
+                f"scope {scope or 'none'} is not supported: list the triggers of a project_id, task_id or task_name"
+            )
+        project = validate_scope_name(project, field=f"{scope}.project")
+        domain = validate_scope_name(domain, field=f"{scope}.domain")
+        page = list_page(
+            TRIGGERS,
+            request.request,
+            lambda: self._triggers.list(project=project, domain=domain),
+            tokens=self._tokens,
+            scope=f"triggers|{project}|{domain}|{[(f.field, list(f.values)) for f in scoped]}",
+            predicates=TRIGGERS.predicates(scoped),
         )
-        records.sort(key=lambda r: (not r.active, r.updated_at), reverse=False)
-        return ts.ListTriggersResponse(
-            triggers=[
-                td.Trigger(
-                    id=_identifier(r),
-                    active=r.active,
-                    automation_spec=common_pb2.TriggerAutomationSpec.FromString(r.automation_spec),
-                )
-                for r in records
-            ]
-        )
+        return ts.ListTriggersResponse(triggers=[_trigger(r) for r in page.rows], token=page.token)
 
     def _require(self, name: TriggerName) -> TriggerRecord:
         project, domain, task_name, trigger = trigger_key(name)
@@ -119,6 +130,22 @@ def _identifier(record: TriggerRecord) -> TriggerIdentifier:
         name=TriggerName(project=record.project, domain=record.domain, name=record.name, task_name=record.task_name),
         revision=record.revision,
     )
+
+
+def _equal(field: str, value: str) -> list_pb2.Filter:
+    return list_pb2.Filter(function=list_pb2.Filter.EQUAL, field=field, values=[value])
+
+
+def _trigger(record: TriggerRecord) -> td.Trigger:
+    """Flyte's TriggerModelsToTriggers."""
+    trigger = td.Trigger(
+        id=_identifier(record),
+        active=record.active,
+        automation_spec=common_pb2.TriggerAutomationSpec.FromString(record.automation_spec),
+    )
+    trigger.status.deployed_at.FromDatetime(record.deployed_at or record.updated_at)
+    trigger.status.updated_at.FromDatetime(record.updated_at)
+    return trigger
 
 
 def _details(record: TriggerRecord) -> td.TriggerDetails:

@@ -6,7 +6,9 @@ naming a revision applies only if it is still the latest: optimistic locking) an
 
 Schedules: one per trigger in its own schedule group, named from a hash of the trigger (names are
 limited to 64 characters), targeting create_run with the tick payload, a retry policy and a
-dead-letter queue. Deactivating disables the schedule; deleting deletes both.
+dead-letter queue for ticks Scheduler could not deliver (a failure inside create_run is retried by
+Lambda and lands in create_run's on-failure queue). Deactivating disables the schedule; deleting
+deletes both.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class TriggerRecord:
     task_version: str
     revision: int = 1
     active: bool = True
-    updated_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)  # every change
+    deployed_at: datetime | None = None  # the last deploy (DeployTrigger); None: as updated_at
 
     @property
     def schedule_name(self) -> str:
@@ -59,6 +62,7 @@ class TriggerRecord:
             "revision": {"N": str(self.revision)},
             "active": {"BOOL": self.active},
             "updated_at": {"S": format_time(self.updated_at)},
+            "deployed_at": {"S": format_time(self.deployed_at or self.updated_at)},
         }
 
     @classmethod
@@ -75,6 +79,7 @@ class TriggerRecord:
             revision=get.number("revision"),
             active=item.get("active", {}).get("BOOL", True),
             updated_at=parse_time(get.string("updated_at")),
+            deployed_at=parse_time(get.string("deployed_at")) if "deployed_at" in item else None,
         )
 
 
@@ -95,8 +100,14 @@ class TriggerStore:
             raise StaleRevision(
                 f"revision {expected_revision} is not the latest ({current.revision if current else 'none'})"
             )
+        now = utcnow()
         new = TriggerRecord(
-            **{**record.__dict__, "revision": (current.revision + 1) if current else 1, "updated_at": utcnow()}
+            **{
+                **record.__dict__,
+                "revision": (current.revision + 1) if current else 1,
+                "updated_at": now,
+                "deployed_at": now,
+            }
         )
         self._conditional_put(new, seen_revision=current.revision if current else None)
         return new

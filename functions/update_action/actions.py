@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from flyteidl2.core.types_pb2 import SimpleType
 from flyteidl2.task.run_pb2 import RunSpec
@@ -41,6 +42,19 @@ class ChildRequest:
     run_spec: RunSpec | None = None
 
 
+class _CommonFields(TypedDict):
+    """The record's fields every kind of child sets alike."""
+
+    key: ActionKey
+    parent: str | None
+    origin: str
+    group: str
+    inputs_uri: str
+    run_output_base: str
+    request_digest: str
+    created_at: datetime
+
+
 def child_record(request: ChildRequest, *, origin: str, now: datetime, digest: str = "") -> ActionRecord:
     action_spec = wf.ActionSpec(
         action_id=action_identifier(request.key),
@@ -52,7 +66,7 @@ def child_record(request: ChildRequest, *, origin: str, now: datetime, digest: s
         action_spec.parent_action_name = request.parent
     if request.run_spec is not None:
         action_spec.run_spec.CopyFrom(request.run_spec)
-    base = {
+    base: _CommonFields = {
         "key": request.key,
         "parent": request.parent or None,
         "origin": origin,
@@ -91,8 +105,9 @@ def child_record(request: ChildRequest, *, origin: str, now: datetime, digest: s
         action_spec.trace.CopyFrom(trace)
         started = _time(trace, "start_time") or now
         ended = _time(trace, "end_time") or now
+        base["created_at"] = started
         return ActionRecord(
-            **{**base, "created_at": started},
+            **base,
             action_type=wf.ACTION_TYPE_TRACE,
             phase=phases.SUCCEEDED,
             task_name=trace.name,

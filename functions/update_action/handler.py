@@ -17,12 +17,14 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from functions.update_action.service import ActionLifecycleService
 from runplane.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
-from runplane.connect.router import ConnectRouter
+from runplane.connect.router import ConnectRouter, Procedures
 from runplane.logs import function_logger
+from runplane.metrics import function_metrics
 from runplane.settings import api_settings
 from runplane.store import ActionStore
 
 logger = function_logger("update_action")
+metrics = function_metrics("update_action")  # EMF lines, written as each invocation ends
 
 ACTIONS = "/flyteidl2.actions.ActionsService"
 INTERNAL = "/flyteidl2.workflow.InternalRunService"
@@ -44,7 +46,7 @@ def lifecycle() -> ActionLifecycleService:
 
 
 # procedure -> (request message, service method)
-PROCEDURES = {
+PROCEDURES: Procedures[ActionLifecycleService] = {
     f"{ACTIONS}/Enqueue": (actions.EnqueueRequest, ActionLifecycleService.enqueue),
     f"{ACTIONS}/Update": (actions.UpdateRequest, ActionLifecycleService.update),
     f"{ACTIONS}/Abort": (actions.AbortRequest, ActionLifecycleService.abort),
@@ -61,6 +63,7 @@ PROCEDURES = {
 router.mount(PROCEDURES, lifecycle)
 
 
+@metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_http_event(router, event)

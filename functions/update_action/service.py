@@ -24,7 +24,7 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from google.rpc.status_pb2 import Status
 
 from functions.update_action.actions import ChildRequest, child_record
-from runplane import phases
+from runplane import metrics, phases
 from runplane.connect.errors import Code, ConnectError, already_exists, failed_precondition, invalid_argument, not_found
 from runplane.identifiers import ActionKey
 from runplane.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, EventRecord, utcnow
@@ -69,11 +69,14 @@ class ActionLifecycleService:
         if outcome.refusal is ChildRefusal.PARENT_MISSING:
             raise not_found(f"parent action {child.parent!r} not found in run {key.run_key}")
         if outcome.refusal is ChildRefusal.PARENT_ENDED:
+            assert outcome.parent_phase is not None  # an ended parent comes with its phase
             raise failed_precondition(
                 f"parent action {child.parent!r} already ended ({phases.phase_name(outcome.parent_phase)})"
             )
-        if not outcome.created and outcome.record.request_digest != record.request_digest:
-            raise already_exists(f"action {key} already exists")
+        if not outcome.created:
+            assert outcome.record is not None  # not refused: the child that already existed
+            if outcome.record.request_digest != record.request_digest:
+                raise already_exists(f"action {key} already exists")
         return actions.EnqueueResponse()
 
     def enqueue_action(self, request: queue.EnqueueActionRequest) -> queue.EnqueueActionResponse:
@@ -125,6 +128,7 @@ class ActionLifecycleService:
             outcome = self._store.update_status(key, update, now=self._clock())
             if outcome.record is None:
                 raise not_found(f"action {key} not found")
+            _count_status_update(applied=outcome.applied)
             if not outcome.applied:
                 logger.info(
                     "status update refused by the phase guard",
@@ -143,8 +147,10 @@ class ActionLifecycleService:
         if request.attempt < 1:
             raise invalid_argument("attempt must be 1 or more")
         update = _status_update(request.status, attempts=request.attempt)
-        if self._store.update_status(key, update, now=self._clock()).record is None:
+        outcome = self._store.update_status(key, update, now=self._clock())
+        if outcome.record is None:
             raise not_found(f"action {key} not found")
+        _count_status_update(applied=outcome.applied)
         return actions.UpdateResponse()
 
     def record_action_events(self, request: internal.RecordActionEventsRequest) -> internal.RecordActionEventsResponse:
@@ -201,6 +207,11 @@ class ActionLifecycleService:
         if result is EndResult.MISSING:
             raise not_found(f"{what} not found")
         logger.info("abort", extra={"action": str(key), "result": result.value})
+
+
+def _count_status_update(*, applied: bool) -> None:
+    """StatusUpdatesApplied / StatusUpdatesRejected (the phase guard refused it; runplane.metrics)."""
+    metrics.count(metrics.STATUS_UPDATES_APPLIED if applied else metrics.STATUS_UPDATES_REJECTED)
 
 
 def _status_update(status: wf.ActionStatus, *, attempts: int | None) -> StatusUpdate:

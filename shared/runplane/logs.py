@@ -18,6 +18,15 @@ then reach that logger's handler (the JSON lines with ``"service": "<function>"`
 This replaces Powertools' ``copy_config_to_registered_loggers``, which copied one function's
 handler onto the shared top-level ``runplane`` and ``functions`` loggers: in one process the
 function imported last won, and TaskService's errors were logged as reconcile's.
+
+**What a line is about.** ``inject_lambda_context`` puts the invocation's request id
+(``function_request_id``) on every line. ``bind(run=..., action=...)`` adds the run
+(``project/domain/run``) and the action (``project/domain/run/action``) the code is working on
+to every later line *of the current thread* (Powertools' thread-safe keys: reconcile handles
+records on worker threads, the local stack serves invocations on threads), until the next
+``bind`` or the next invocation, which starts with none. The Connect router binds the identifiers
+of each decoded request (``bind_request``); reconcile binds each record, the status mirror each
+resource.
 """
 
 from __future__ import annotations
@@ -27,10 +36,17 @@ import logging
 import sys
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.logging.formatter import (
+    LambdaPowertoolsFormatter,
+    clear_context_keys,
+    set_context_keys,
+)
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 LAYER_LOGGER = "runplane"
 FUNCTIONS_PACKAGE = "functions"
@@ -65,6 +81,7 @@ class FunctionLogger(Logger):
         @functools.wraps(handler)
         def serving(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
             self.append_keys(name="%(name)s")  # again: clear_state dropped it
+            clear_context_keys()  # no run or action of an earlier invocation on this thread
             token = _serving.set(self.service)
             try:
                 return handler(event, context, *args, **kwargs)
@@ -123,3 +140,54 @@ def function_logger(service: str) -> FunctionLogger:
 def serving_function() -> str | None:
     """The function whose invocation the current context belongs to, if any."""
     return _serving.get()
+
+
+RUN_KEY = "run"  # project/domain/run
+ACTION_KEY = "action"  # project/domain/run/action
+# flyteidl2's identifier messages, by full name: a request's run and action are read from them.
+_RUN_IDENTIFIER = "flyteidl2.common.RunIdentifier"
+_ACTION_IDENTIFIER = "flyteidl2.common.ActionIdentifier"
+# How deep bind_request looks for an identifier: the request's fields and theirs (e.g.
+# EnqueueRequest.action.action_id); deeper ones are specs, not what the request is about.
+_REQUEST_KEY_DEPTH = 2
+
+
+def bind(*, run: str | None = None, action: str | None = None) -> None:
+    """The run and action the current thread works on, on each of its later lines (replacing any
+    bound before; None leaves the key off)."""
+    clear_context_keys()
+    # Any: Powertools annotates each keyword of set_context_keys as a dict
+    keys: dict[str, Any] = {name: value for name, value in ((RUN_KEY, run), (ACTION_KEY, action)) if value}
+    if keys:
+        set_context_keys(**keys)
+
+
+def bind_request(message: Message) -> None:
+    """Bind the run and action a Connect request names (its first RunIdentifier or
+    ActionIdentifier, at most two fields deep); a request about neither binds nothing."""
+    bind(**_identifier_keys(message, depth=_REQUEST_KEY_DEPTH))
+
+
+def _identifier_keys(message: Message, *, depth: int) -> dict[str, str]:
+    name = message.DESCRIPTOR.full_name
+    if name == _RUN_IDENTIFIER:
+        return {RUN_KEY: _run_path(message)}
+    if name == _ACTION_IDENTIFIER:
+        run = _run_path(getattr(message, "run"))  # noqa: B009 - a protobuf field, typed as Any here
+        return {RUN_KEY: run, ACTION_KEY: f"{run}/{getattr(message, 'name')}"}  # noqa: B009
+    if depth == 0:
+        return {}
+    for field, value in message.ListFields():
+        if field.message_type is not None and not _is_repeated(field):
+            found = _identifier_keys(value, depth=depth - 1)
+            if found:
+                return found
+    return {}
+
+
+def _run_path(run: Any) -> str:
+    return f"{run.project}/{run.domain}/{run.name}"
+
+
+def _is_repeated(field: Any) -> bool:
+    return bool(getattr(field, "is_repeated", False) or getattr(field, "label", 0) == field.LABEL_REPEATED)

@@ -1,7 +1,10 @@
 """Leases and checkpoints of the status mirror's watchers: one item per shard in the actions table.
 
-``pk = MIRROR#<shard>``, ``sk = LEASE``. The item says who watches the shard and until when
-(``holder``, ``expires_at`` in epoch milliseconds), and where the last watcher stopped: the
+``pk = MIRROR#<shard>``, ``sk = LEASE``. The item says who watches the shard (``holder``), until
+when the lease holds unless renewed (``expires_at``, epoch milliseconds: short, renewed with every
+checkpoint, so a watcher that dies frees its shard within seconds), when the holder plans to stop
+(``planned_end``: an invocation arriving shortly before then waits and takes over, one arriving
+earlier leaves), and where the last watcher stopped: the
 ``resource_version`` to resume the Kubernetes watch from, and the resources it still had to
 mirror (``open``: name -> ``project/domain/run/action``, zlib-compressed JSON), which a relist
 after 410 Gone diffs against, as an informer diffs its cache.
@@ -22,6 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+
+from runplane.records import StoredItem, returned_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -44,6 +49,7 @@ class LeaseState:
     acquired: bool
     holder: str = ""
     expires_at_ms: int = 0
+    planned_end_ms: int = 0
     checkpoint: Checkpoint = field(default_factory=Checkpoint)
 
 
@@ -64,31 +70,34 @@ class MirrorLeases:
 
         return boto3.client("dynamodb")
 
-    def acquire(self, shard: int, *, holder: str, seconds: float) -> LeaseState:
-        """Take the shard's lease for ``seconds`` if it is free, expired or ours; returns the
-        checkpoint to resume from, or who holds it."""
+    def acquire(self, shard: int, *, holder: str, seconds: float, planned_seconds: float = 0.0) -> LeaseState:
+        """Take the shard's lease for ``seconds`` if it is free, expired or ours, planning to watch
+        for ``planned_seconds``; returns the checkpoint to resume from, or who holds it and until
+        when they plan to."""
         now = _now_ms()
         client = self.client
         try:
             response = client.update_item(
                 TableName=self.table_name,
                 Key=_key(shard),
-                UpdateExpression="SET holder = :me, expires_at = :until, acquired_at = :now",
+                UpdateExpression="SET holder = :me, expires_at = :until, acquired_at = :now, planned_end = :end",
                 ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR holder = :me",
                 ExpressionAttributeValues={
                     ":me": {"S": holder},
                     ":until": {"N": str(now + int(seconds * 1000))},
                     ":now": {"N": str(now)},
+                    ":end": {"N": str(now + int(planned_seconds * 1000))},
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
-            item = exc.response.get("Item") or {}
+            item = returned_item(exc.response) or {}
             return LeaseState(
                 acquired=False,
                 holder=item.get("holder", {}).get("S", ""),
                 expires_at_ms=int(item.get("expires_at", {}).get("N", "0")),
+                planned_end_ms=int(item.get("planned_end", {}).get("N", "0")),
             )
         item = response["Attributes"]
         return LeaseState(
@@ -118,7 +127,9 @@ class MirrorLeases:
     def active(self, shard: int) -> bool:
         """Whether a watcher holds the shard's lease now (eventually consistent: a cheap hint)."""
         item = self.client.get_item(TableName=self.table_name, Key=_key(shard)).get("Item")
-        return bool(item) and int(item["expires_at"]["N"]) > _now_ms()
+        if not item:
+            return False
+        return int(item["expires_at"]["N"]) > _now_ms()
 
     def _conditional(self, shard: int, expression: str, values: dict[str, Any]) -> bool:
         client = self.client
@@ -139,7 +150,7 @@ def _key(shard: int) -> dict[str, dict[str, str]]:
     return {"pk": {"S": f"{LEASE_PARTITION_PREFIX}{shard}"}, "sk": {"S": LEASE_SORT_KEY}}
 
 
-def _checkpoint(item: dict[str, Any]) -> Checkpoint:
+def _checkpoint(item: StoredItem) -> Checkpoint:
     version = item.get("resource_version", {}).get("S", "")
     raw = item.get("open_resources", {}).get("B")
     if version in ("", "-") or raw is None:

@@ -49,7 +49,8 @@ class PageTokens:
             raise invalid_argument("request.token is malformed") from None
         if content.get("q") != _digest(query):
             raise invalid_argument("request.token belongs to a different query (filters, sort or scope changed)")
-        return content["p"]
+        position: dict[str, Any] = content["p"]  # signed: the position ``issue`` was given
+        return position
 
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()[:32]

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from runplane import phases
 from runplane.identifiers import ROOT_ACTION_NAME, ActionKey
@@ -31,6 +32,11 @@ KEY_SEPARATOR = "#"
 ACTION_SORT_PREFIX = "A#"
 EVENT_SORT_PREFIX = "E#"
 RUN_INDEX_NAME = "RunsByCreatedAt"
+
+# An item as read back, in the low-level client's attribute-value form (``{"S": text}``,
+# ``{"N": digits}``, ``{"B": ...}``): from a boto3 response (``B`` as bytes, boto3's typed dicts) or a
+# Lambda stream image (``B`` as base64 text).
+StoredItem = Mapping[str, Mapping[str, Any]]
 
 # flyteidl2.workflow.ActionType numbers (not imported here: records stay free of protobuf).
 ACTION_TYPE_TASK = 1
@@ -59,6 +65,9 @@ ACTION_STATE_ATTRIBUTES = (
     "project", "domain", "run_name", "name", "parent", "phase", "action_type", "attempts", "created_at",
     "error_kind", "error_code", "error_message", "run_output_base", "output_uri", "version",
 )  # fmt: skip
+# What ListActions reads of each action: what the run index projects, and the action's place in
+# its run (parent, group); never the specs, which would make a page of a large run read megabytes.
+ACTION_LISTING_ATTRIBUTES = (*RUN_INDEX_PROJECTION, "parent", "group")
 
 
 def utcnow() -> datetime:
@@ -92,6 +101,14 @@ def event_sort_key(name: str, *, attempt: int, phase: int, version: int) -> str:
 
 def run_index_shard(run: str) -> int:
     return zlib.crc32(run.encode()) % RUN_INDEX_SHARDS
+
+
+def returned_item(reply: Mapping[str, object]) -> StoredItem | None:
+    """The item a failed condition returned (``ReturnValuesOnConditionCheckFailure="ALL_OLD"``),
+    from an error response or a transaction's cancellation reason; ``None`` when there was none.
+    botocore's stubs lack the error response's ``Item`` and give a cancellation reason's item a
+    key/value shape it does not have, hence the cast."""
+    return cast("StoredItem | None", reply.get("Item"))
 
 
 @dataclass(kw_only=True)
@@ -203,10 +220,15 @@ class ActionRecord:
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, dict[str, Any]]) -> ActionRecord:
+    def from_item(cls, item: StoredItem) -> ActionRecord:
         """Read a stored item, from a boto3 response (``B`` as bytes) or a Lambda stream event
         (``B`` as base64 text)."""
         get = _AttributeReader(item)
+        optional: dict[str, Any] = {  # the optional attributes, by name
+            **{name: get.time(name) for name in _OPTIONAL_TIMES},
+            **{name: get.string(name) for name in _OPTIONAL_STRINGS if name != "parent"},
+            **{name: get.binary(name) for name in _OPTIONAL_BINARIES},
+        }
         return cls(
             key=ActionKey(
                 project=get.string("project"),
@@ -223,9 +245,7 @@ class ActionRecord:
             updated_at=parse_time(get.string("updated_at")) if "updated_at" in item else None,
             version=get.number("version", default=1),
             trigger_revision=get.number("trigger_revision"),
-            **{name: get.time(name) for name in _OPTIONAL_TIMES},
-            **{name: get.string(name) for name in _OPTIONAL_STRINGS if name != "parent"},
-            **{name: get.binary(name) for name in _OPTIONAL_BINARIES},
+            **optional,
         )
 
 
@@ -289,7 +309,7 @@ class EventRecord:
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, dict[str, Any]]) -> EventRecord:
+    def from_item(cls, item: StoredItem) -> EventRecord:
         get = _AttributeReader(item)
         project, domain, run = get.string("pk").split(KEY_SEPARATOR)
         return cls(
@@ -304,7 +324,7 @@ class EventRecord:
 
 
 class _AttributeReader:
-    def __init__(self, item: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, item: StoredItem) -> None:
         self._item = item
 
     def string(self, name: str) -> str:

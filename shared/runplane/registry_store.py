@@ -1,19 +1,20 @@
-"""The DynamoDB data access of the registry: the items of deployed tasks and of triggers.
+"""The DynamoDB data access of the registry: the items of deployed tasks, triggers and projects.
 
 Part of the data-access layer, beside ``runplane.store`` (the runs and their actions). Tasks
-(``runplane.tasks``) and triggers (``functions/task_registry/triggers.py``) build and read their
-items and go through here for every call; they never touch the client.
+(``runplane.tasks``), triggers (``functions/task_registry/triggers.py``) and projects
+(``runplane.projects``) build and read their items and go through here for every call; they
+never touch the client.
 
 Registry items live in the actions table, in partitions of their own (``TASKS#…``,
-``TRIGGERS#…``, never a run's). The calls are the few the registry needs: an insert that never
+``TRIGGERS#…``, ``PROJECTS``, never a run's). The calls are the few the registry needs: an insert that never
 overwrites (a duplicate answers the stored item), a replace guarded by the stored ``revision``
-(optimistic locking), a consistent read, a delete, and a Query of one partition under a
-sort-key prefix.
+(optimistic locking), an update of an item that exists, a consistent read, a delete, and a
+Query of one partition under a sort-key prefix (or all of it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,3 +78,26 @@ class RegistryItems:
         """The items of one partition whose sort key starts with the prefix (Query calls, paged)."""
         items: Iterator[Item] = self._store.query_partition(partition, sort_prefix)
         return items
+
+    def update_existing(self, key: Mapping[str, Any], *, set_values: Mapping[str, Any], remove: Sequence[str]) -> bool:
+        """Set and remove attributes of the item of the key if it exists (one conditional
+        UpdateItem): False when there is no such item, and nothing was written."""
+        names = {f"#s{i}": name for i, name in enumerate(set_values)}
+        names.update({f"#r{i}": name for i, name in enumerate(remove)})
+        values = {f":s{i}": value for i, value in enumerate(set_values.values())}
+        expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(set_values)))
+        if remove:
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        client = self._store.client
+        try:
+            client.update_item(
+                TableName=self._store.table_name,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True

@@ -22,6 +22,15 @@ _TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SMALL_INTEGER = re.compile(r"^[1-9][0-9]?$")
 _SECONDS = re.compile(r"^[0-9]{1,3}(\.[0-9]+)?$")
+# Project and domain names become Kubernetes label values (runplane.identifiers).
+_LABEL_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE_MAX_LENGTH = 63
+# CloudWatch Logs' log group names: 1-512 of letters, digits, '_', '-', '/', '.', '#'.
+_LOG_GROUP_PATTERN = re.compile(r"^[A-Za-z0-9_\-/.#]{1,512}$")
+# The page-token key is generated per stack (template.yaml: PageTokenSecret; the local stack draws
+# a random one): never a default anyone could read here. At least this long, as generated.
+PAGE_TOKEN_SECRET_MIN_LENGTH = 32
+PAGE_TOKEN_SECRET_ENV = "PAGE_TOKEN_SECRET"
 
 
 class SettingsError(RuntimeError):
@@ -176,7 +185,8 @@ class ReadSettings:
 
     actions_table: str
     # Signs page tokens so an altered one is refused; rotate it and outstanding tokens expire.
-    page_token_secret: str = "flyte-serverless"
+    # Required: a per-stack secret (see PAGE_TOKEN_SECRET_MIN_LENGTH).
+    page_token_secret: str
     # How long a Watch call waits for a change before it ends the stream (the SDK re-subscribes);
     # under API Gateway's 30 s integration limit.
     watch_window_seconds: float = 20.0
@@ -188,12 +198,22 @@ class ReadSettings:
         env = _Environment(environ)
         return cls(
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
-            page_token_secret=env.get("PAGE_TOKEN_SECRET", default="flyte-serverless"),
+            page_token_secret=_page_token_secret(env),
             watch_window_seconds=float(env.get("WATCH_WINDOW_SECONDS", default="20", pattern=_SECONDS, hint="seconds")),
             namespace=env.get(
                 "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
             ),
         )
+
+
+def _page_token_secret(env: _Environment) -> str:
+    value = env.get(PAGE_TOKEN_SECRET_ENV)
+    if len(value) < PAGE_TOKEN_SECRET_MIN_LENGTH:  # the value itself is never logged
+        raise SettingsError(
+            f"environment variable {PAGE_TOKEN_SECRET_ENV} must be at least {PAGE_TOKEN_SECRET_MIN_LENGTH}"
+            " characters, generated per stack"
+        )
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +236,64 @@ class SchedulerSettings:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProjectSettings:
+    """Flyte's project configuration: the domains every project has (injected into every project,
+    never stored) and the projects that exist from the start (Flyte's ``seedProjects``)."""
+
+    domains: tuple[str, ...] = ("development", "production", "staging")  # Flyte's default, in its order
+    seed_projects: tuple[str, ...] = ("flytesnacks",)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProjectSettings:
+        env = _Environment(environ)
+        domains = _label_values(env.get("PROJECT_DOMAINS", default=",".join(cls.domains)), name="PROJECT_DOMAINS")
+        if not domains:
+            raise SettingsError("environment variable PROJECT_DOMAINS must name at least one domain")
+        seeds = _label_values(env.get("SEED_PROJECTS", default=",".join(cls.seed_projects)), name="SEED_PROJECTS")
+        return cls(domains=domains, seed_projects=seeds)
+
+
+def _label_values(text: str, *, name: str) -> tuple[str, ...]:
+    """A comma-separated list of names that become label values (projects, domains)."""
+    values = tuple(part.strip() for part in text.split(",") if part.strip())
+    for value in values:
+        if len(value) > _LABEL_VALUE_MAX_LENGTH or not _LABEL_VALUE_PATTERN.match(value):
+            raise SettingsError(f"environment variable {name}: {value!r} is not a valid project or domain name")
+    return values
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskLogSettings:
+    """Where the task pods' output is (TailLogs): a CloudWatch Logs group, as EKS's Container
+    Insights (Fluent Bit) ships it, and how long a tail of a running attempt follows it."""
+
+    log_group: str
+    namespace: str = "flyte"
+    follow_seconds: float = 20.0  # under API Gateway's 30 s integration limit, as the watches
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TaskLogSettings:
+        env = _Environment(environ)
+        return cls(
+            log_group=env.get("TASK_LOG_GROUP", pattern=_LOG_GROUP_PATTERN, hint="a CloudWatch Logs group name"),
+            namespace=env.get(
+                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
+            ),
+            follow_seconds=float(env.get("WATCH_WINDOW_SECONDS", default="20", pattern=_SECONDS, hint="seconds")),
+        )
+
+
+@cache
+def project_settings() -> ProjectSettings:
+    return ProjectSettings.from_env()
+
+
+@cache
+def task_log_settings() -> TaskLogSettings:
+    return TaskLogSettings.from_env()
+
+
 @cache
 def scheduler_settings() -> SchedulerSettings:
     return SchedulerSettings.from_env()
@@ -224,6 +302,12 @@ def scheduler_settings() -> SchedulerSettings:
 @cache
 def read_settings() -> ReadSettings:
     return ReadSettings.from_env()
+
+
+@cache
+def page_token_secret() -> bytes:
+    """The stack's page-token key, for functions that page without the rest of ReadSettings."""
+    return _page_token_secret(_Environment(None)).encode()
 
 
 @cache

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,20 +25,24 @@ from typing import TYPE_CHECKING, Any
 from runplane import phases
 from runplane.identifiers import ActionKey, RunKey
 from runplane.records import (
+    ACTION_LISTING_ATTRIBUTES,
     ACTION_SORT_PREFIX,
     ACTION_STATE_ATTRIBUTES,
     EVENT_SORT_PREFIX,
     RUN_INDEX_NAME,
     ActionRecord,
     EventRecord,
+    StoredItem,
     format_time,
     item_key,
+    returned_item,
     run_partition_key,
     utcnow,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesUnionTypeDef
 
     from runplane.blobs import BlobStore
 
@@ -100,7 +105,7 @@ class EndResult(StrEnum):
     MISSING = "missing"
 
 
-def item_size(item: dict[str, dict[str, Any]]) -> int:
+def item_size(item: StoredItem) -> int:
     """DynamoDB's item size: attribute names plus values (numbers counted generously)."""
     size = 0
     for name, value in item.items():
@@ -117,7 +122,7 @@ def item_size(item: dict[str, dict[str, Any]]) -> int:
     return size
 
 
-def write_units(item: dict[str, dict[str, Any]]) -> int:
+def write_units(item: StoredItem) -> int:
     """Write request units of one standard write of the item (1 per started KB)."""
     return max(1, -(-item_size(item) // 1024))
 
@@ -166,7 +171,7 @@ class ActionStore:
         found: dict[ActionKey, ActionRecord] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
-            request = {
+            request: Mapping[str, KeysAndAttributesUnionTypeDef] = {
                 self.table_name: {
                     "Keys": [item_key(k) for k in unique[start : start + BATCH_GET_LIMIT]],
                     "ConsistentRead": True,
@@ -208,7 +213,15 @@ class ActionStore:
         ``ACTION_STATE_ATTRIBUTES``: partial records (no specs, no times but the creation) for
         watches that poll a run. The projection trims what travels and is parsed, not the read
         units, which DynamoDB bills on the whole items."""
-        names = {f"#a{i}": name for i, name in enumerate(ACTION_STATE_ATTRIBUTES)}
+        return self._query_actions_projected(run, ACTION_STATE_ATTRIBUTES)
+
+    def list_action_listings(self, run: RunKey) -> list[ActionRecord]:
+        """Every action of a run with what a listing shows (``ACTION_LISTING_ATTRIBUTES``: no
+        specs), read with one Query (paginated) of its partition: ListActions."""
+        return self._query_actions_projected(run, ACTION_LISTING_ATTRIBUTES)
+
+    def _query_actions_projected(self, run: RunKey, attributes: Sequence[str]) -> list[ActionRecord]:
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
@@ -275,39 +288,28 @@ class ActionStore:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items[:want]
 
-    def list_actions_page(
-        self, run: RunKey, *, limit: int, after: str | None = None
-    ) -> tuple[list[ActionRecord], bool]:
-        """Up to ``limit`` actions of a run in name order, after the sort key ``after``; and
-        whether more follow (known exactly: one item more is read)."""
-        records = []
-        start = item_key(ActionKey(project=run.project, domain=run.domain, run=run.name, name="")) if after else None
-        if start is not None:
-            start["sk"] = {"S": after}
-        for item in self._query_run(run, ACTION_SORT_PREFIX, start=start, page_size=limit + 1):
-            records.append(ActionRecord.from_item(item))
-            if len(records) > limit:
-                return records[:limit], True
-        return records, False
-
-    def _query_run(self, run: RunKey, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None):
+    def _query_run(
+        self, run: RunKey, sort_prefix: str, *, start: StoredItem | None = None, page_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Items of one run's partition under a sort-key prefix: Query calls, paginated."""
         return self.query_partition(
             run_partition_key(run.project, run.domain, run.name), sort_prefix, start=start, page_size=page_size
         )
 
     def query_partition(
-        self, partition: str, sort_prefix: str, *, start: dict | None = None, page_size: int | None = None
-    ):
-        """Items of one partition under a sort-key prefix: Query calls, paginated."""
+        self, partition: str, sort_prefix: str, *, start: StoredItem | None = None, page_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Items of one partition under a sort-key prefix (an empty prefix: the whole partition;
+        DynamoDB refuses an empty key value): Query calls, paginated."""
+        condition, values = _partition_condition(partition, sort_prefix)
         while True:
             kwargs: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
             if page_size:
                 kwargs["Limit"] = page_size
             response = self.client.query(
                 TableName=self.table_name,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": partition}, ":prefix": {"S": sort_prefix}},
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=values,
                 ConsistentRead=True,
                 **kwargs,
             )
@@ -330,7 +332,7 @@ class ActionStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
-            return CreateOutcome(created=False, record=self._existing(exc.response.get("Item"), record.key))
+            return CreateOutcome(created=False, record=self._existing(returned_item(exc.response), record.key))
         return CreateOutcome(created=True, record=record)
 
     def create_child(self, record: ActionRecord) -> ChildOutcome:
@@ -366,11 +368,12 @@ class ActionStore:
                 ]
             )
         except client.exceptions.TransactionCanceledException as exc:
-            child_reason, parent_reason = exc.response.get("CancellationReasons", [{}, {}])[:2]
+            reasons: Sequence[Mapping[str, object]] = exc.response.get("CancellationReasons", [{}, {}])
+            child_reason, parent_reason = reasons[:2]
             if child_reason.get("Code") == "ConditionalCheckFailed":
-                return ChildOutcome(created=False, record=self._existing(child_reason.get("Item"), record.key))
+                return ChildOutcome(created=False, record=self._existing(returned_item(child_reason), record.key))
             if parent_reason.get("Code") == "ConditionalCheckFailed":
-                parent_item = parent_reason.get("Item")
+                parent_item = returned_item(parent_reason)
                 if not parent_item:
                     return ChildOutcome(created=False, refusal=ChildRefusal.PARENT_MISSING)
                 return ChildOutcome(
@@ -451,7 +454,7 @@ class ActionStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
-            item = exc.response.get("Item")
+            item = returned_item(exc.response)
             return UpdateOutcome(applied=False, record=ActionRecord.from_item(item) if item else None)
         return UpdateOutcome(applied=True, record=ActionRecord.from_item(response["Attributes"]))
 
@@ -591,7 +594,7 @@ class ActionStore:
             raise RecordTooLarge(f"{record.key} is {size} bytes, over the {MAX_ITEM_BYTES}-byte limit")
         return item
 
-    def _existing(self, item: dict[str, Any] | None, key: ActionKey) -> ActionRecord:
+    def _existing(self, item: StoredItem | None, key: ActionKey) -> ActionRecord:
         if item:
             return self.resolve_specs(ActionRecord.from_item(item))
         record = self.get_action(key)
@@ -605,9 +608,16 @@ class ActionStore:
         return self._blobs
 
 
-def _placeholders(prefix: str, numbers: list[int]) -> str:
+def _partition_condition(partition: str, sort_prefix: str) -> tuple[str, dict[str, Any]]:
+    """The key condition of a Query of one partition, under a sort-key prefix if one is given."""
+    if not sort_prefix:
+        return "pk = :pk", {":pk": {"S": partition}}
+    return "pk = :pk AND begins_with(sk, :prefix)", {":pk": {"S": partition}, ":prefix": {"S": sort_prefix}}
+
+
+def _placeholders(prefix: str, numbers: Sequence[int]) -> str:
     return ", ".join(f":{prefix}{i}" for i in range(len(numbers)))
 
 
-def _values(prefix: str, numbers: list[int]) -> dict[str, dict[str, str]]:
+def _values(prefix: str, numbers: Sequence[int]) -> dict[str, dict[str, str]]:
     return {f":{prefix}{i}": {"N": str(n)} for i, n in enumerate(numbers)}

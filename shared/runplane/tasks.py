@@ -48,6 +48,8 @@ class TaskRecord:
     spec_digest: str = ""
     short_name: str = ""
     environment_name: str = ""
+    env_description: str = ""  # the environment's description, as Flyte's tasks table keeps it
+    short_description: str = ""  # the spec's documentation.short_description
     created_at: datetime = field(default_factory=utcnow)
 
     def __post_init__(self) -> None:
@@ -67,7 +69,7 @@ class TaskRecord:
         }
         if self.spec:
             item["spec"] = {"B": self.spec}
-        for name in ("spec_uri", "short_name", "environment_name"):
+        for name in ("spec_uri", "short_name", "environment_name", "env_description", "short_description"):
             if getattr(self, name):
                 item[name] = {"S": getattr(self, name)}
         return item
@@ -85,6 +87,8 @@ class TaskRecord:
             spec_digest=get.string("spec_digest"),
             short_name=get.string("short_name"),
             environment_name=get.string("environment_name"),
+            env_description=get.string("env_description"),
+            short_description=get.string("short_description"),
             created_at=parse_time(get.string("created_at")),
         )
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 from flyteidl2.common.identifier_pb2 import ActionIdentifier, RunIdentifier, TriggerName
+from flyteidl2.common.phase_pb2 import ActionPhase
+from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
 from flyteidl2.task.task_definition_pb2 import TaskIdentifier
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from runplane.identifiers import ActionKey
 from runplane.records import ActionRecord
+
+_EnumT = TypeVar("_EnumT", bound=int)
+
+
+def enum_value(enum: type[_EnumT], number: int) -> _EnumT:
+    """A stored number as a value of the protobuf enum ``enum``, unchanged: at run time an enum
+    value is a plain int and a field takes any number (proto3 enums are open), but the generated
+    stubs type enum fields with the enum's class only."""
+    return cast(_EnumT, number)
 
 
 def action_identifier(key: ActionKey) -> ActionIdentifier:
@@ -19,7 +32,11 @@ def action_identifier(key: ActionKey) -> ActionIdentifier:
 
 
 def action_status(record: ActionRecord) -> wf.ActionStatus:
-    status = wf.ActionStatus(phase=record.phase, attempts=record.attempts, cache_status=record.cache_status)
+    status = wf.ActionStatus(
+        phase=enum_value(ActionPhase, record.phase),
+        attempts=record.attempts,
+        cache_status=enum_value(CatalogCacheStatus, record.cache_status),
+    )
     status.start_time.FromDatetime(record.started_at)
     if record.ended_at is not None:
         status.end_time.FromDatetime(record.ended_at)
@@ -30,7 +47,7 @@ def action_status(record: ActionRecord) -> wf.ActionStatus:
 
 def action_metadata(record: ActionRecord) -> wf.ActionMetadata:
     metadata = wf.ActionMetadata(
-        action_type=record.action_type,
+        action_type=enum_value(wf.ActionType, record.action_type),
         environment_name=record.environment_name,
         funtion_name=record.function_name,  # sic: the proto's field name
     )
@@ -39,7 +56,7 @@ def action_metadata(record: ActionRecord) -> wf.ActionMetadata:
     if record.group:
         metadata.group = record.group
     if record.run_source:
-        metadata.source = wf.RunSource.Value(record.run_source)
+        metadata.source = enum_value(wf.RunSource, wf.RunSource.Value(record.run_source))
     if record.trigger_name:
         metadata.trigger_name = record.trigger_name
         metadata.trigger_id.name.CopyFrom(

@@ -41,8 +41,8 @@ def post_json(stack, message_or_text, path: str = CREATE_RUN):
     return post(stack, body, {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}, path)
 
 
-def post_proto_gzip(stack, message, path: str = CREATE_RUN):
-    # exactly what the flyte SDK sends: binary proto, gzip-compressed, Connect headers
+def post_proto_gzip(stack, message, path: str = CREATE_RUN, headers: dict[str, str] | None = None):
+    # exactly what the flyte SDK sends: binary proto, gzip-compressed, Connect headers (and a token)
     return post(
         stack,
         gzip.compress(message.SerializeToString()),
@@ -52,6 +52,7 @@ def post_proto_gzip(stack, message, path: str = CREATE_RUN):
             "Accept-Encoding": "gzip,identity",
             "Connect-Protocol-Version": "1",
             "User-Agent": "connectrpc/0.10.1",
+            **(headers or {}),
         },
         path,
     )

@@ -1,5 +1,11 @@
 """Flyte's own SDK (the `flyte` package from PyPI, unmodified) against the local stack: it fetches a
-run created through the API, lists runs, and waits for a run the data plane drives to SUCCEEDED."""
+run created through the API, lists runs, and waits for a run the data plane drives to SUCCEEDED.
+
+Every test runs twice: over plain HTTP with the front's authorizers off (``insecure``), and with
+them enforced (``authenticated``): the SDK over TLS with client credentials, discovering the local
+identity provider through AuthMetadataService and fetching its token as it does against Flyte.
+What the tests post themselves for the data plane carries a data-plane token.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import pytest
 from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 
+from local_stack.auth import USER_CLIENT
 from runplane import phases
 from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
 from tests.conftest import unique_name
@@ -20,19 +27,35 @@ pytestmark = pytest.mark.e2e
 UPDATE_STATUS = "/flyteidl2.workflow.InternalRunService/UpdateActionStatus"
 
 
-@pytest.fixture
-def flyte_client(stack):
+@pytest.fixture(params=["insecure", "authenticated"])
+def flyte_client(stack, request):
     import flyte
 
-    flyte.init(endpoint=stack.endpoint, insecure=True, org="testorg", project=PROJECT, domain=DOMAIN)
-    return flyte
+    if request.param == "insecure":
+        flyte.init(endpoint=stack.endpoint, insecure=True, org="testorg", project=PROJECT, domain=DOMAIN)
+        yield flyte
+        return
+    client = stack.auth.issuer.client(USER_CLIENT)
+    with stack.authentication():
+        flyte.init(
+            endpoint=stack.tls_endpoint,
+            ca_cert_file_path=str(stack.ca_cert),
+            auth_type="ClientSecret",
+            client_id=client.client_id,
+            client_credentials_secret=client.secret,
+            disable_keyring=True,
+            org="testorg",
+            project=PROJECT,
+            domain=DOMAIN,
+        )
+        yield flyte
 
 
 def test_the_sdk_gets_lists_and_waits_for_a_run(stack, flyte_client):
     import flyte.remote
 
     name = unique_name()
-    assert post_proto_gzip(stack, create_run_request(name))[0] == 200
+    assert post_proto_gzip(stack, create_run_request(name), headers=stack.user_headers())[0] == 200
 
     run = flyte.remote.Run.get(name=name)
     assert run.name == name and run.phase == "queued"
@@ -46,7 +69,7 @@ def test_the_sdk_gets_lists_and_waits_for_a_run(stack, flyte_client):
             request = internal.UpdateActionStatusRequest(
                 action_id=action_id(name, "a0"), status=wf.ActionStatus(phase=phase, attempts=1)
             )
-            assert post_proto_gzip(stack, request, UPDATE_STATUS)[0] == 200
+            assert post_proto_gzip(stack, request, UPDATE_STATUS, headers=stack.data_plane_headers())[0] == 200
 
     driver = threading.Thread(target=data_plane)
     driver.start()
@@ -87,7 +110,7 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
         request = internal.UpdateActionStatusRequest(
             action_id=action_id(run.name, "a0"), status=wf.ActionStatus(phase=phase, attempts=1)
         )
-        assert post_proto_gzip(stack, request, UPDATE_STATUS)[0] == 200
+        assert post_proto_gzip(stack, request, UPDATE_STATUS, headers=stack.data_plane_headers())[0] == 200
 
     run.wait(quiet=True)
     assert run.phase == "succeeded"

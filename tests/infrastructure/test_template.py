@@ -19,7 +19,7 @@ import pytest
 from functions.create_run.handler import router as create_run_router
 from functions.read_runs.handler import router as read_runs_router
 from functions.update_action.handler import router as update_action_router
-from local_stack.template import TEMPLATE_PATH, http_routes, load_template, table_definition
+from local_stack.template import TEMPLATE_PATH, http_api_authorizers, http_routes, load_template, table_definition
 from runplane.records import RUN_INDEX_NAME, RUN_INDEX_PROJECTION
 
 MANAGED_POLICIES = {
@@ -72,6 +72,7 @@ def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformati
         "ReadRunsFunction",
         "TaskRegistryFunction",
         "DataProxyFunction",
+        "AuthMetadataFunction",
         "ReconcileFunction",
         "MirrorStatusFunction",
     }
@@ -132,7 +133,15 @@ def test_create_run_may_only_read_and_put_items(cloudformation):
         for statement in policy["PolicyDocument"]["Statement"]
         for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
     }
-    assert actions == {"dynamodb:GetItem", "dynamodb:PutItem", "s3:PutObject", "s3:DeleteObject", "s3:GetObject"}
+    # sqs:SendMessage: SAM's grant for the on-failure destination of failed ticks (that queue only)
+    assert actions == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:GetObject",
+        "sqs:SendMessage",
+    }
     assert TEMPLATE_PATH.exists()
 
 
@@ -160,3 +169,276 @@ def test_scheduler_may_only_invoke_create_run(cloudformation):
         if any(a.startswith("scheduler:") for a in s["Action"])
     ]
     assert all("schedule/${TriggerScheduleGroup}/*" in s["Resource"]["Fn::Sub"] for s in schedule_rights)
+
+
+# --- Observability, the failure path of ticks, the cluster side, secrets ---------------------------
+
+# Actions that take no resource narrower than "*" (IAM's service authorization reference): the only
+# ones a statement may grant on "*".
+ACTIONS_WITHOUT_RESOURCE_LEVEL = frozenset(
+    {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "cloudwatch:PutMetricData",
+        "dynamodb:ListStreams",
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteNetworkInterface",
+    }
+)
+
+
+def _statements(cloudformation):
+    """Every IAM statement the template defines: roles' inline policies and policy resources."""
+    for name, resource in cloudformation["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+        elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents = [resource["Properties"]["PolicyDocument"]]
+        else:
+            continue
+        for document in documents:
+            for statement in document["Statement"]:
+                yield name, statement
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_iam_statement_grants_a_wildcard_resource_where_a_narrower_one_exists(cloudformation):
+    statements = list(_statements(cloudformation))
+    assert len(statements) > 10
+    for name, statement in statements:
+        resources = _as_list(statement.get("Resource", []))
+        actions = _as_list(statement["Action"])
+        if "*" in resources:
+            assert set(actions) <= ACTIONS_WITHOUT_RESOURCE_LEVEL, f"{name} grants {actions} on *"
+        assert not any(action == "*" or action.endswith(":*") for action in actions), f"{name}: {actions}"
+
+
+def _functions(cloudformation):
+    return resources_of(cloudformation, "AWS::Lambda::Function")
+
+
+def test_every_function_logs_to_a_group_of_its_own_with_retention(cloudformation):
+    groups = resources_of(cloudformation, "AWS::Logs::LogGroup")
+    for name, function in _functions(cloudformation).items():
+        reference = function["Properties"]["LoggingConfig"]["LogGroup"]
+        group = groups[reference["Ref"]]["Properties"]  # created before the function: retention from the start
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        assert group["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/${AWS::StackName}/"), name
+    named = [g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values() if "LogGroupName" in g["Properties"]]
+    assert len(named) == len(set(named))
+    assert load_template()["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def _alarms(cloudformation):
+    return resources_of(cloudformation, "AWS::CloudWatch::Alarm").values()
+
+
+def _alarmed(cloudformation, namespace, metric, dimension):
+    return [
+        dimensions[0]["Value"]
+        for alarm in _alarms(cloudformation)
+        if alarm["Properties"]["Namespace"] == namespace
+        and alarm["Properties"]["MetricName"] == metric
+        and (dimensions := alarm["Properties"]["Dimensions"])[0]["Name"] == dimension
+    ]
+
+
+def test_every_function_and_queue_has_its_alarms_and_they_notify_the_topic(cloudformation):
+    functions = [{"Ref": name} for name in _functions(cloudformation)]
+    for metric in ("Errors", "Throttles"):
+        alarmed = _alarmed(cloudformation, "AWS/Lambda", metric, "FunctionName")
+        assert sorted(map(str, alarmed)) == sorted(map(str, functions)), metric
+    queues = [{"Fn::GetAtt": [name, "QueueName"]} for name in resources_of(cloudformation, "AWS::SQS::Queue")]
+    assert len(queues) == 3  # reconcile's on-failure, Scheduler's dead letters, create_run's on-failure
+    alarmed = _alarmed(cloudformation, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName")
+    assert sorted(map(str, alarmed)) == sorted(map(str, queues))
+    assert _alarmed(cloudformation, "AWS/Lambda", "IteratorAge", "FunctionName") == [{"Ref": "ReconcileFunction"}]
+    assert _alarmed(cloudformation, "AWS/ApiGateway", "5xx", "ApiId") == [{"Ref": "HttpApi"}]
+    notify = {"Fn::If": ["WithAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for alarm in _alarms(cloudformation):
+        assert alarm["Properties"]["AlarmActions"] == notify and alarm["Properties"]["OKActions"] == notify
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"  # an idle stack is healthy
+    assert cloudformation["Conditions"]["WithAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+
+
+def test_the_dashboard_shows_the_api_the_functions_the_stream_the_queues_and_the_custom_metrics(cloudformation):
+    from runplane import metrics
+
+    (dashboard,) = resources_of(cloudformation, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body)["widgets"]  # valid JSON once substituted (no ${} inside strings' quotes)
+    text = json.dumps(widgets)
+    for metric in ("Count", "Latency", "4xx", "5xx", "Errors", "Duration", "IteratorAge"):
+        assert f'"{metric}"' in text, metric
+    for function in _functions(cloudformation):
+        assert "${" + function + "}" in text, function
+    for queue in resources_of(cloudformation, "AWS::SQS::Queue"):
+        assert "${" + queue + ".QueueName}" in text, queue
+    for metric in (
+        metrics.RUNS_CREATED,
+        metrics.ACTIONS_MATERIALISED,
+        metrics.RECONCILE_OUTCOMES,
+        metrics.STATUS_UPDATES_APPLIED,
+        metrics.STATUS_UPDATES_REJECTED,
+        metrics.CONNECT_ERRORS,
+    ):
+        assert metric in text, metric
+    namespace = load_template()["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    assert f'"{namespace["Fn::Sub"]}"' in text or namespace["Fn::Sub"] in text
+    assert load_template()["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def test_failed_ticks_go_to_an_on_failure_queue_after_lambdas_two_retries(cloudformation):
+    (config,) = [
+        r["Properties"]
+        for r in resources_of(cloudformation, "AWS::Lambda::EventInvokeConfig").values()
+        if r["Properties"]["FunctionName"] == {"Ref": "CreateRunFunction"}
+    ]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["CreateRunFailureQueue", "Arn"]}
+
+
+def test_the_cluster_facing_roles_are_mapped_to_the_group_deploy_kubernetes_binds(cloudformation):
+    import yaml
+
+    entries = resources_of(cloudformation, "AWS::EKS::AccessEntry")
+    assert {str(e["Properties"]["PrincipalArn"]) for e in entries.values()} == {
+        str({"Fn::GetAtt": [role, "Arn"]}) for role in ("ReconcileFunctionRole", "MirrorStatusFunctionRole")
+    }
+    for entry in entries.values():
+        assert entry["Condition"] == "WithAccessEntries"
+        assert entry["Properties"]["KubernetesGroups"] == [{"Ref": "ControlPlaneGroup"}]
+        assert "AccessPolicies" not in entry["Properties"]  # the Role in rbac.yaml is all they get
+    binding = next(
+        d
+        for d in yaml.safe_load_all((TEMPLATE_PATH.parent / "deploy" / "kubernetes" / "rbac.yaml").read_text())
+        if d["kind"] == "RoleBinding"
+    )
+    parameters = load_template()["Parameters"]
+    assert [s["name"] for s in binding["subjects"]] == [parameters["ControlPlaneGroup"]["Default"]]
+    assert binding["metadata"]["namespace"] == parameters["TaskActionNamespace"]["Default"]
+    # a private endpoint: both cluster-facing functions in the VPC, only when subnets are given
+    for name in ("ReconcileFunction", "MirrorStatusFunction"):
+        assert cloudformation["Resources"][name]["Properties"]["VpcConfig"]["Fn::If"][0] == "InClusterVpc"
+
+
+def test_the_page_token_key_is_generated_per_stack(cloudformation):
+    (secret,) = resources_of(cloudformation, "AWS::SecretsManager::Secret").values()
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    resolved = {"Fn::Sub": "{{resolve:secretsmanager:${PageTokenSecret}:SecretString}}"}
+    for name in ("ReadRunsFunction", "TaskRegistryFunction"):
+        assert (
+            cloudformation["Resources"][name]["Properties"]["Environment"]["Variables"]["PAGE_TOKEN_SECRET"] == resolved
+        )
+    others = set(_functions(cloudformation)) - {"ReadRunsFunction", "TaskRegistryFunction"}
+    for name in others:  # only the functions that sign page tokens see the key
+        variables = cloudformation["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {})
+        assert "PAGE_TOKEN_SECRET" not in variables, name
+
+
+# --- Authentication: a JWT authorizer on every route but discovery, scopes, the stage -------------
+
+DISCOVERY_PROCEDURES = {
+    "/flyteidl2.auth.AuthMetadataService/GetOAuth2Metadata",
+    "/flyteidl2.auth.AuthMetadataService/GetPublicClientConfig",
+}
+# What the data plane calls (Flyte's executor, the SDK inside task pods): the data-plane scope.
+DATA_PLANE_PROCEDURES = {
+    "/flyteidl2.workflow.InternalRunService/RecordAction",
+    "/flyteidl2.workflow.InternalRunService/UpdateActionStatus",
+    "/flyteidl2.workflow.InternalRunService/RecordActionEvents",
+    "/flyteidl2.workflow.EventsProxyService/Record",
+    "/flyteidl2.actions.ActionsService/Enqueue",
+    "/flyteidl2.actions.ActionsService/Update",
+    "/flyteidl2.actions.ActionsService/Abort",
+    "/flyteidl2.actions.ActionsService/WatchForUpdates",
+    "/flyteidl2.workflow.QueueService/EnqueueAction",
+    "/flyteidl2.workflow.QueueService/AbortQueuedAction",
+    "/flyteidl2.workflow.QueueService/AbortQueuedRun",
+    "/flyteidl2.workflow.StateService/Watch",
+}
+
+
+def _route_security(cloudformation):
+    """(method, path) -> the OpenAPI security of the route, as the HTTP API is created with it."""
+    body = cloudformation["Resources"]["HttpApi"]["Properties"]["Body"]
+    return {
+        ("ANY" if method == "x-amazon-apigateway-any-method" else method.upper(), path): operation.get("security")
+        for path, operations in body["paths"].items()
+        for method, operation in operations.items()
+    }
+
+
+def test_every_route_but_discovery_has_the_jwt_authorizer_with_its_scope(cloudformation):
+    security = _route_security(cloudformation)
+    assert set(security) == {(route.method, route.path) for route in http_routes()}
+    assert {path for _, path in security} >= DISCOVERY_PROCEDURES | DATA_PLANE_PROCEDURES
+    for (method, path), requirement in security.items():
+        if path in DISCOVERY_PROCEDURES:
+            assert requirement == [{"NONE": []}], path
+        elif path in DATA_PLANE_PROCEDURES:
+            assert requirement == [{"OAuth2": [{"Ref": "AuthDataPlaneScope"}]}], path
+        else:  # user procedures, the unimplemented fallback included
+            assert requirement == [{"OAuth2": [{"Ref": "AuthUserScope"}]}], (method, path)
+
+
+def test_the_local_front_reads_the_same_authorizers_and_scopes():
+    parameters = load_template()["Parameters"]
+    user, data_plane = parameters["AuthUserScope"]["Default"], parameters["AuthDataPlaneScope"]["Default"]
+    assert user != data_plane
+    for route in http_routes():
+        if route.path in DISCOVERY_PROCEDURES:
+            assert (route.authorizer, route.scopes) == (None, ()), route.path
+        else:
+            expected = data_plane if route.path in DATA_PLANE_PROCEDURES else user
+            assert (route.authorizer, route.scopes) == ("OAuth2", (expected,)), route.path
+    (authorizer,) = http_api_authorizers(
+        {"AuthIssuer": "https://issuer.example.com", "AuthAudiences": ["a", "b"]}
+    ).values()
+    assert (authorizer.issuer, authorizer.audience, authorizer.identity_header) == (
+        "https://issuer.example.com",
+        ("a", "b"),
+        "authorization",
+    )
+
+
+def test_the_authorizer_trusts_the_issuer_and_audiences_of_the_parameters(cloudformation):
+    schemes = cloudformation["Resources"]["HttpApi"]["Properties"]["Body"]["components"]["securitySchemes"]
+    authorizer = schemes["OAuth2"]["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "jwt" and authorizer["identitySource"] == "$request.header.Authorization"
+    assert authorizer["jwtConfiguration"] == {"issuer": {"Ref": "AuthIssuer"}, "audience": {"Ref": "AuthAudiences"}}
+    parameters = load_template()["Parameters"]
+    assert "Default" not in parameters["AuthIssuer"] and "Default" not in parameters["AuthAudiences"]  # asked for
+
+
+def test_the_stage_is_throttled_and_logs_every_request_as_json(cloudformation):
+    (stage,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Stage").values()
+    properties = stage["Properties"]
+    assert properties["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    logs = properties["AccessLogSettings"]
+    assert logs["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    line = json.loads(logs["Format"])
+    assert {"requestId", "status", "route", "sub", "authorizerError"} <= set(line)
+    assert cloudformation["Resources"]["ApiAccessLogs"]["Properties"]["RetentionInDays"] > 0
+
+
+def test_the_discovery_function_reads_no_table_and_no_bucket(cloudformation):
+    role = cloudformation["Resources"]["AuthMetadataFunctionRole"]["Properties"]
+    actions = {
+        action
+        for policy in role.get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    assert not any(action.startswith(("dynamodb:", "s3:")) for action in actions)
+    variables = cloudformation["Resources"]["AuthMetadataFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["AUTH_ISSUER"] == {"Ref": "AuthIssuer"}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flyteidl2.common.identifier_pb2 import RunIdentifier
+from flyteidl2.common.phase_pb2 import ActionPhase
 from flyteidl2.core.types_pb2 import LiteralType, SimpleType
 from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
@@ -22,6 +23,7 @@ from runplane.connect.errors import Code, ConnectError
 from runplane.identifiers import ActionKey
 from runplane.records import item_key
 from runplane.store import ActionStore
+from runplane.transformers import enum_value
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
 from tests.conftest import unique_name
 from tests.unit.test_phase_guard import SAME_ATTEMPT
@@ -68,7 +70,7 @@ def force_phase(store, action: ActionKey, phase: int, attempts: int = 1) -> None
 def status_request(
     run: str, name: str, phase: int, *, attempts: int = 0, **times
 ) -> internal.UpdateActionStatusRequest:
-    status = wf.ActionStatus(phase=phase, attempts=attempts)
+    status = wf.ActionStatus(phase=enum_value(ActionPhase, phase), attempts=attempts)  # any number: 42 too
     for field, value in times.items():
         getattr(status, field).FromDatetime(value)
     return internal.UpdateActionStatusRequest(action_id=action_id(run, name), status=status)
@@ -315,7 +317,9 @@ def test_actions_service_update_needs_an_attempt(lifecycle, store, new_run):
 # --- events ------------------------------------------------------------------------------------
 
 
-def event(run: str, name: str, *, attempt: int, phase: int, version: int = 0, message: str = "") -> wf.ActionEvent:
+def event(
+    run: str, name: str, *, attempt: int, phase: ActionPhase, version: int = 0, message: str = ""
+) -> wf.ActionEvent:
     item = wf.ActionEvent(id=action_id(run, name), attempt=attempt, phase=phase, version=version)
     item.updated_time.GetCurrentTime()
     if message:

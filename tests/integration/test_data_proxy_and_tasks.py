@@ -145,7 +145,8 @@ def test_list_tasks_finds_the_latest_version(registry):
         ),
     )
     response = registry.list_tasks(request)
-    assert [t.task_id.version for t in response.tasks] == ["v3"] and response.token
+    # one row per task name, its latest version (Flyte's ListTasks): no page follows
+    assert [t.task_id.version for t in response.tasks] == ["v3"] and not response.token
 
 
 def test_runs_of_a_deployed_task_and_of_an_unknown_one(registry, store, aws):

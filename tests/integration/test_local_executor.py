@@ -100,7 +100,7 @@ def _own_namespace(kube, custom_objects) -> Iterator[str]:
     name = f"ex-{uuid.uuid4().hex[:10]}"
     api_client = config.new_client_from_config(config_file=str(kube.endpoints.kubeconfig))
     core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     for item in custom_objects.list_namespaced_custom_object("flyte.org", "v1", name, "taskactions")["items"]:
         if item["metadata"].get("finalizers"):
@@ -160,7 +160,7 @@ def taskaction(
     owner: dict | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "flyte.org/v1",
         "kind": "TaskAction",
         "metadata": {

@@ -30,6 +30,7 @@ from tests.conftest import NAMESPACE, unique_name, wait_for
 pytestmark = pytest.mark.integration
 
 SHARDS = 97
+LEASE_SECONDS = 5.0  # a dead watcher frees its shard this soon (30 s on Lambda)
 _next_shard = itertools.count(1)
 GROUP, VERSION, PLURAL = "flyte.org", "v1", "taskactions"
 
@@ -38,8 +39,10 @@ GROUP, VERSION, PLURAL = "flyte.org", "v1", "taskactions"
 def cluster(kube):
     from kubernetes import config
 
+    # the functions' own identity: the Role deploy/kubernetes grants (status is written as admin, as the executor)
     return TaskActionClient(
-        api_client=config.new_client_from_config(config_file=str(kube.endpoints.kubeconfig)), namespace=NAMESPACE
+        api_client=config.new_client_from_config(config_file=str(kube.endpoints.control_plane_kubeconfig)),
+        namespace=NAMESPACE,
     )
 
 
@@ -128,6 +131,7 @@ def watch(shard, cluster, store, leases):
             leases=with_leases or leases,
             idle_grace_seconds=idle_grace,
             checkpoint_interval_seconds=0.2,
+            lease_seconds=LEASE_SECONDS,
         )
 
         def run() -> None:
@@ -144,7 +148,9 @@ def watch(shard, cluster, store, leases):
 
 
 def phase_of(store: ActionStore, run: str, action: str = "a0") -> int:
-    return store.get_action(key(run, action), resolve_specs=False).phase
+    record = store.get_action(key(run, action), resolve_specs=False)
+    assert record is not None, (run, action)
+    return record.phase
 
 
 def test_executor_conditions_flow_into_the_table_and_the_resource_is_labelled(
@@ -347,6 +353,16 @@ def test_two_watchers_of_a_shard_never_both_watch(run_in, watch):
     assert second["report"].result is Result.LEASE_HELD and second["report"].events == 0
 
 
+def test_a_watcher_leaves_at_once_when_the_holder_plans_to_watch_for_long(run_in, watch, leases, shard):
+    run_in()
+    assert leases.acquire(shard, holder="long", seconds=60, planned_seconds=600).acquired
+    started = time.monotonic()
+    outcome = watch(seconds=20)
+    wait_for(lambda: "report" in outcome, timeout=10, what="the watcher to leave")
+    assert outcome["report"].result is Result.LEASE_HELD and time.monotonic() - started < 3
+    assert leases.release(shard, holder="long")
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_watcher_killed_mid_stream_is_resumed_by_the_next_one(
     run_in, set_status, watch, store, cluster, shard, aws, leases
@@ -376,7 +392,7 @@ def test_a_watcher_killed_mid_stream_is_resumed_by_the_next_one(
     set_status(f"{run}-a0", condition("Progressing", "Executing"))
     time.sleep(1.0)
     assert phase_of(store, run) == phases.QUEUED and "report" not in dying
-    wait_for(lambda: not leases.active(shard), timeout=40, what="the dead watcher's lease to expire")
+    wait_for(lambda: not leases.active(shard), timeout=2 * LEASE_SECONDS, what="the dead watcher's lease to expire")
     watch(seconds=10)
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING, mirrored by the successor")
 

@@ -87,22 +87,54 @@ def test_aborted_actions_show_the_reason(reader, lifecycle, run):
     assert details.status.phase == phases.ABORTED and details.abort_info.reason == "stop it"
 
 
-def test_list_actions_pages_until_an_empty_token(reader, lifecycle, run):
+def list_actions(reader, run, **fields):
+    from flyteidl2.common.list_pb2 import ListRequest
+    from google.protobuf import json_format
+
+    request = json_format.ParseDict(fields, ListRequest())
+    return reader.list_actions(runs.ListActionsRequest(run_id=run_id(run), request=request))
+
+
+def test_list_actions_pages_in_flytes_default_order_until_an_empty_token(reader, lifecycle, run):
     for i in range(7):
         lifecycle.enqueue(child_task_action(run, f"c{i}"))
     seen, token, pages = [], "", 0
     while True:
-        from flyteidl2.common.list_pb2 import ListRequest
-
-        response = reader.list_actions(
-            runs.ListActionsRequest(run_id=run_id(run), request=ListRequest(limit=3, token=token))
-        )
+        response = list_actions(reader, run, limit=3, token=token)
         seen.extend(a.id.name for a in response.actions)
         pages += 1
         token = response.token
         if not token:
             break
-    assert pages == 3 and seen == ["a0"] + [f"c{i}" for i in range(7)]
+    # phase ASC (all queued), then newest first: the children in reverse, then the root
+    assert pages == 3 and seen == [f"c{i}" for i in reversed(range(7))] + ["a0"]
+
+
+def test_list_actions_takes_every_sort_and_filter_flyte_takes(reader, lifecycle, run):
+    for i in range(3):
+        lifecycle.enqueue(child_task_action(run, f"c{i}"))
+    lifecycle.update_action_status(
+        internal.UpdateActionStatusRequest(
+            action_id=action_id(run, "c1"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)
+        )
+    )
+
+    def names(**fields):
+        return [a.id.name for a in list_actions(reader, run, **fields).actions]
+
+    assert names(sortByFields=[{"key": "created_at", "direction": "ASCENDING"}]) == ["a0", "c0", "c1", "c2"]
+    assert names(sortBy={"key": "created_at", "direction": "ASCENDING"}) == ["a0", "c0", "c1", "c2"]  # the CLI's
+    assert names() == ["c2", "c0", "a0", "c1"]  # phase ASC, created_at DESC
+    assert names(filters=[{"field": "phase", "function": "EQUAL", "values": ["5"]}]) == ["c1"]
+    assert names(filters=[{"field": "phase", "function": "VALUE_IN", "values": ["1", "5"]}]) == ["c2", "c0", "a0", "c1"]
+    assert names(filters=[{"field": "ended_at", "function": "GREATER_THAN", "values": ["2000-01-01"]}]) == ["c1"]
+    assert names(filters=[{"field": "duration_ms", "function": "GREATER_THAN_OR_EQUAL", "values": ["0"]}]) == ["c1"]
+    assert names(filters=[{"field": "task_name", "function": "CONTAINS", "values": ["child"]}]) == ["c2", "c0", "c1"]
+    assert names(filters=[{"field": "run_name", "function": "EQUAL", "values": [run]}]) == ["c2", "c0", "a0", "c1"]
+    assert names(filters=[{"field": "trigger_name", "function": "NOT_EQUAL", "values": ["x"]}]) == []  # NULL
+    assert names(
+        sortByFields=[{"key": "phase", "direction": "DESCENDING"}, {"key": "created_at", "direction": "ASCENDING"}]
+    ) == ["c1", "a0", "c0", "c2"]
 
 
 @pytest.mark.parametrize(
@@ -110,17 +142,17 @@ def test_list_actions_pages_until_an_empty_token(reader, lifecycle, run):
     [
         ({"limit": 201}, "request.limit"),
         ({"token": "forged.token"}, "request.token"),
-        ({"filters": [{"field": "phase", "values": ["4"]}]}, "'phase'"),
-        ({"sort_by_fields": [{"key": "created_at"}]}, "'created_at'"),
+        ({"filters": [{"field": "name", "values": ["a0"]}]}, "'name'"),  # not in Flyte's allowlist either
+        ({"filters": [{"field": "nope", "values": ["4"]}]}, "'nope'"),
+        ({"filters": [{"field": "trigger_type", "values": ["TYPE_SCHEDULE"]}]}, "'trigger_type'"),
+        ({"filters": [{"field": "phase", "function": "VALUE_NOT_IN", "values": ["4"]}]}, "VALUE_NOT_IN"),
+        ({"filters": [{"field": "phase", "values": ["running-ish"]}]}, "phase"),
+        ({"sortByFields": [{"key": "parent"}]}, "'parent'"),
     ],
 )
 def test_bad_list_requests_name_the_field(reader, run, request_fields, message):
-    from flyteidl2.common.list_pb2 import ListRequest
-    from google.protobuf import json_format
-
-    request = json_format.ParseDict(request_fields, ListRequest())
     with pytest.raises(ConnectError) as info:
-        reader.list_actions(runs.ListActionsRequest(run_id=run_id(run), request=request))
+        list_actions(reader, run, **request_fields)
     assert info.value.code is Code.INVALID_ARGUMENT and message in info.value.message
 
 

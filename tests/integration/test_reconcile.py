@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 def cluster(kube):
     from kubernetes import config
 
-    api_client = config.new_client_from_config(config_file=str(kube.endpoints.kubeconfig))
+    # reconcile's own identity: the Role deploy/kubernetes grants (the tests inspect as admin)
+    api_client = config.new_client_from_config(config_file=str(kube.endpoints.control_plane_kubeconfig))
     return TaskActionClient(api_client=api_client, namespace=NAMESPACE)
 
 

@@ -20,6 +20,7 @@ from functions.task_registry.triggers import Schedules, ScheduleTarget, TriggerS
 from local_stack.aws import CREATE_RUN_ARN, SCHEDULE_GROUP, SCHEDULER_DEAD_LETTER_ARN, SCHEDULER_ROLE_ARN
 from local_stack.scheduler import LocalScheduler, ticks
 from runplane.connect.errors import Code, ConnectError
+from runplane.pages import PageTokens
 from runplane.store import ActionStore
 from tests.builders import DOMAIN, PROJECT
 from tests.conftest import unique_name
@@ -41,7 +42,11 @@ def schedules(aws):
 
 @pytest.fixture
 def service(aws, schedules):
-    return TriggerService(triggers=TriggerStore(ActionStore(table_name=aws.table_name)), schedules=schedules)
+    return TriggerService(
+        triggers=TriggerStore(ActionStore(table_name=aws.table_name)),
+        schedules=schedules,
+        tokens=PageTokens(secret=b"triggers"),
+    )
 
 
 def trigger_name(name=None, task="wf.nightly"):

@@ -124,7 +124,9 @@ def test_the_family_is_the_parent_and_its_direct_children_only():
 
 
 def test_read_settings_carry_the_taskaction_namespace():
-    assert ReadSettings.from_env({"ACTIONS_TABLE": "t-1"}).namespace == "flyte"
+    secret = {"PAGE_TOKEN_SECRET": "s" * 32}
+    assert ReadSettings.from_env({"ACTIONS_TABLE": "t-1", **secret}).namespace == "flyte"
     assert (
-        ReadSettings.from_env({"ACTIONS_TABLE": "t-1", "TASKACTION_NAMESPACE": "flyte-prod"}).namespace == "flyte-prod"
+        ReadSettings.from_env({"ACTIONS_TABLE": "t-1", "TASKACTION_NAMESPACE": "flyte-prod", **secret}).namespace
+        == "flyte-prod"
     )

@@ -1,6 +1,6 @@
 import pytest
 
-from runplane.settings import ApiSettings, ReconcileSettings, SettingsError
+from runplane.settings import ApiSettings, ReadSettings, ReconcileSettings, SettingsError
 
 
 def test_api_settings_name_the_missing_variable():
@@ -13,6 +13,17 @@ def test_api_settings_default_storage_prefix_is_the_bucket():
     assert settings.effective_storage_prefix == "s3://bucket"
     with pytest.raises(SettingsError, match="s3://"):
         ApiSettings.from_env({"ACTIONS_TABLE": "t-1", "DATA_BUCKET": "bucket", "STORAGE_PREFIX": "/tmp"})
+
+
+def test_the_page_token_key_is_required_and_never_a_public_default():
+    with pytest.raises(SettingsError, match="PAGE_TOKEN_SECRET is required"):
+        ReadSettings.from_env({"ACTIONS_TABLE": "t-1"})
+    short = "flyte-serverless"  # the old public default, and anything that short
+    with pytest.raises(SettingsError, match="at least 32 characters") as refused:
+        ReadSettings.from_env({"ACTIONS_TABLE": "t-1", "PAGE_TOKEN_SECRET": short})
+    assert short not in str(refused.value)  # a secret is never echoed into a log line
+    secret = "k" * 48
+    assert ReadSettings.from_env({"ACTIONS_TABLE": "t-1", "PAGE_TOKEN_SECRET": secret}).page_token_secret == secret
 
 
 def test_reconcile_needs_exactly_one_way_to_the_cluster():

@@ -34,7 +34,16 @@ def request_from_event(event: dict[str, Any]) -> HttpRequest:
     stage = event.get("requestContext", {}).get("stage", "$default")
     if stage and stage != "$default" and path.startswith(f"/{stage}/"):
         path = path[len(stage) + 1 :]
-    return HttpRequest(method=http.get("method", "POST").upper(), path=path, headers=headers, body=body)
+    return HttpRequest(
+        method=http.get("method", "POST").upper(), path=path, headers=headers, body=body, claims=_jwt_claims(event)
+    )
+
+
+def _jwt_claims(event: dict[str, Any]) -> dict[str, str]:
+    """The claims of the JWT authorizer (payload 2.0: every value a string); none without one."""
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    return {str(name): str(value) for name, value in claims.items()}
 
 
 def event_response(response: HttpResponse) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -33,6 +34,9 @@ class HttpRequest:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: bytes = b""
+    # The JWT claims API Gateway's authorizer verified (requestContext.authorizer.jwt.claims);
+    # empty on a route without an authorizer.
+    claims: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

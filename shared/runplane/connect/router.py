@@ -8,20 +8,24 @@ A function declares the procedures it serves::
     def create_run(request: CreateRunRequest) -> CreateRunResponse: ...
 
 and ``router.dispatch(http_request)`` does the rest: method and protocol-version checks, codec
-selection, bounded decompression, decoding, and mapping every failure to a Connect error body.
+selection, bounded decompression, decoding, the token's project limit (``access``: a token with a
+``projects`` claim touches only those projects), and mapping every failure to a Connect error body.
 Nothing a client sends can produce a bare 500 or the code ``unknown``: unexpected exceptions are
-logged and answered as ``internal``.
+logged and answered as ``internal``. Every error answered is counted (the ``ConnectErrors`` metric,
+by code), and the run and action a decoded request names go on the invocation's log lines.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
 
+from runplane import metrics
+from runplane.connect.access import check_project_access
 from runplane.connect.codec import (
     ACCEPT_POST,
     HttpRequest,
@@ -40,18 +44,30 @@ from runplane.connect.streams import (
     stream_response,
     unsupported_stream_media_type,
 )
+from runplane.logs import bind_request
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Message], Message]
+# A handler takes its procedure's request type (the router decodes the request as that type
+# before the call, hence Any here) and returns the response, or for a server stream the messages.
+Handler = Callable[[Any], Message]
+StreamHandler = Callable[[Any], Iterable[Message]]
+
+_RequestT = TypeVar("_RequestT", bound=Message)
+_ResponseT = TypeVar("_ResponseT", bound=Message)
+_MessagesT = TypeVar("_MessagesT", bound=Iterable[Message])
+_ServiceT = TypeVar("_ServiceT")
+
+# What ``ConnectRouter.mount`` serves: path -> (request type, unbound method of the service).
+Procedures = Mapping[str, tuple[type[Message], Callable[[_ServiceT, Any], Any]]]
 
 
 @dataclass(frozen=True)
 class Procedure:
     path: str
     request_type: type[Message]
-    handler: Handler
-    streaming: bool = False  # a server stream: the handler returns the messages to send
+    handler: Handler | StreamHandler
+    streaming: bool = False  # a server stream: the handler (a StreamHandler) returns the messages to send
 
 
 class ConnectRouter:
@@ -62,8 +78,10 @@ class ConnectRouter:
     def paths(self) -> list[str]:
         return sorted(self._procedures)
 
-    def unary(self, path: str, request_type: type[Message]) -> Callable[[Handler], Handler]:
-        def register(handler: Handler) -> Handler:
+    def unary(
+        self, path: str, request_type: type[_RequestT]
+    ) -> Callable[[Callable[[_RequestT], _ResponseT]], Callable[[_RequestT], _ResponseT]]:
+        def register(handler: Callable[[_RequestT], _ResponseT]) -> Callable[[_RequestT], _ResponseT]:
             if path in self._procedures:
                 raise ValueError(f"procedure {path} registered twice")
             self._procedures[path] = Procedure(path, request_type, handler)
@@ -73,8 +91,8 @@ class ConnectRouter:
 
     def mount(
         self,
-        procedures: dict[str, tuple[type[Message], Callable[[Any, Message], Any]]],
-        service: Callable[[], Any],
+        procedures: Procedures[_ServiceT],
+        service: Callable[[], _ServiceT],
         *,
         streaming: bool = False,
     ) -> None:
@@ -82,12 +100,14 @@ class ConnectRouter:
         ``service()`` returns (built lazily: settings and clients on the first request)."""
         register = self.server_stream if streaming else self.unary
         for path, (request_type, method) in procedures.items():
-            register(path, request_type)(lambda request, method=method: method(service(), request))
+            register(path, request_type)(_served_by(method, service))
 
-    def server_stream(self, path: str, request_type: type[Message]) -> Callable[[Callable], Callable]:
+    def server_stream(
+        self, path: str, request_type: type[_RequestT]
+    ) -> Callable[[Callable[[_RequestT], _MessagesT]], Callable[[_RequestT], _MessagesT]]:
         """Register a server-streaming procedure; its handler returns a list of messages."""
 
-        def register(handler: Callable) -> Callable:
+        def register(handler: Callable[[_RequestT], _MessagesT]) -> Callable[[_RequestT], _MessagesT]:
             if path in self._procedures:
                 raise ValueError(f"procedure {path} registered twice")
             self._procedures[path] = Procedure(path, request_type, handler, streaming=True)
@@ -104,8 +124,10 @@ class ConnectRouter:
         except ConnectError as error:
             if error.code in (Code.INTERNAL, Code.UNAVAILABLE, Code.DATA_LOSS):
                 logger.error("%s failed: %s", request.path, error.message)
+            _count_error(error.code)
             return error_response(error)
         except UnsupportedMediaType as exc:
+            _count_error(Code.INVALID_ARGUMENT)
             return HttpResponse(
                 status=415,
                 body=ConnectError(Code.INVALID_ARGUMENT, f"unsupported content-type {str(exc)!r}").to_json(),
@@ -113,29 +135,36 @@ class ConnectRouter:
             )
         except Exception:  # the last line of defence: never let a client see a bare 500
             logger.exception("unhandled error in %s", request.path)
+            _count_error(Code.INTERNAL)
             return error_response(ConnectError(Code.INTERNAL, "internal error"))
 
     def _dispatch_stream(self, procedure: Procedure, request: HttpRequest) -> HttpResponse:
         """Errors of a stream travel in its end-of-stream frame, with HTTP 200."""
         codec = stream_codec_of(request)
         if codec is None:
+            _count_error(Code.INVALID_ARGUMENT)
             return unsupported_stream_media_type(request.headers.get("content-type", ""))
         messages: list[Message] = []
         try:
             message = decode_stream_request(request, codec, procedure.request_type)
-            messages = list(procedure.handler(message))
+            bind_request(message)
+            check_project_access(message, request.claims)
+            messages = list(cast(StreamHandler, procedure.handler)(message))
         except ConnectError as error:
+            _count_error(error.code)
             return stream_response(messages, codec, error=error)
         except Exception:
             logger.exception("unhandled error in %s", request.path)
+            _count_error(Code.INTERNAL)
             return stream_response(messages, codec, error=ConnectError(Code.INTERNAL, "internal error"))
         return stream_response(messages, codec)
 
     def _dispatch(self, request: HttpRequest) -> HttpResponse:
         procedure = self._procedures.get(request.path)
         if procedure is None:
-            raise ConnectError(Code.UNIMPLEMENTED, f"{request.path} is not implemented")
+            raise ConnectError(Code.UNIMPLEMENTED, unimplemented_message(request.path))
         if request.method != "POST":
+            _count_error(Code.INVALID_ARGUMENT)
             return HttpResponse(
                 status=405,
                 body=ConnectError(Code.INVALID_ARGUMENT, f"{request.method} is not allowed; use POST").to_json(),
@@ -146,5 +175,29 @@ class ConnectRouter:
             raise ConnectError(Code.INVALID_ARGUMENT, "connect-protocol-version must be 1")
         codec = codec_of(request)
         message = decode_message(request_payload(request), codec, procedure.request_type)
-        response = procedure.handler(message)
+        bind_request(message)
+        check_project_access(message, request.claims)  # before the handler reads or writes anything
+        response = cast(Handler, procedure.handler)(message)  # not a stream: a unary handler
         return encode_message(response, codec, accept_encoding=request.headers.get("accept-encoding", ""))
+
+
+def _count_error(code: Code) -> None:
+    metrics.count(metrics.CONNECT_ERRORS, Code=code.value)
+
+
+def _served_by(method: Callable[[_ServiceT, Any], Any], service: Callable[[], _ServiceT]) -> Callable[[Any], Any]:
+    """A handler calling ``method`` of the service ``service()`` returns."""
+
+    def handle(request: Any) -> Any:
+        return method(service(), request)
+
+    return handle
+
+
+def unimplemented_message(path: str) -> str:
+    """What a procedure this control plane does not serve answers: the procedure's name (the
+    README lists Flyte's procedures, served or not, and why)."""
+    procedure = path.strip("/")
+    if procedure.count("/") == 1 and all(procedure.split("/")):
+        return f"{procedure} is not implemented by this Flyte control plane"
+    return f"{path!r} names no procedure this Flyte control plane implements"

@@ -13,9 +13,9 @@ Failures split into two kinds, because they need opposite treatment under at-lea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from runplane.kube.resources import GROUP, PLURAL, VERSION
 
@@ -33,12 +33,25 @@ LIST_PAGE_SIZE = 500  # the API server's default chunk; a 10,000-resource shard 
 
 
 class ClusterSettings(Protocol):
-    """What a function that talks to the cluster is configured with."""
+    """What a function that talks to the cluster is configured with (read-only: the settings
+    are frozen dataclasses)."""
 
-    namespace: str
-    kubeconfig: str
-    eks_cluster_name: str
-    kube_timeout_seconds: float
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def kubeconfig(self) -> str: ...
+    @property
+    def eks_cluster_name(self) -> str: ...
+    @property
+    def kube_timeout_seconds(self) -> float: ...
+
+
+class _Watch(Protocol):
+    """What is used of ``kubernetes.watch.Watch``, which is unannotated."""
+
+    def stream(self, func: Callable[..., object], *args: object, **kwargs: object) -> Iterator[dict[str, Any]]: ...
+
+    def stop(self) -> None: ...
 
 
 class AlreadyExists(Exception):
@@ -77,7 +90,9 @@ class TaskActionClient:
         if settings.kubeconfig:
             from kubernetes import config
 
-            api_client = config.new_client_from_config(config_file=settings.kubeconfig)
+            api_client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]  # unannotated
+                config_file=settings.kubeconfig
+            )
         else:
             from runplane.kube.eks_auth import eks_api_client
 
@@ -88,9 +103,10 @@ class TaskActionClient:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self._api.create_namespaced_custom_object(
+            created = self._api.create_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, body, _request_timeout=self._timeout
             )
+            return cast("dict[str, Any]", created)  # the decoded JSON object, typed ``object`` by the client
         except ApiException as exc:
             if exc.status == 409:
                 raise AlreadyExists(body["metadata"]["name"]) from None
@@ -102,9 +118,10 @@ class TaskActionClient:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self._api.get_namespaced_custom_object(
+            found = self._api.get_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=self._timeout
             )
+            return cast("dict[str, Any]", found)  # the decoded JSON object, typed ``object`` by the client
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -116,15 +133,18 @@ class TaskActionClient:
         items: list[dict[str, Any]] = []
         token = None
         while True:
-            page = self._api.list_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                label_selector=label_selector,
-                limit=min(limit or LIST_PAGE_SIZE, LIST_PAGE_SIZE),
-                _continue=token,
-                _request_timeout=self._timeout,
+            page = cast(  # the decoded JSON object, typed ``object`` by the client
+                "dict[str, Any]",
+                self._api.list_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    label_selector=label_selector,
+                    limit=min(limit or LIST_PAGE_SIZE, LIST_PAGE_SIZE),
+                    _continue=token,
+                    _request_timeout=self._timeout,
+                ),
             )
             items.extend(page.get("items") or [])
             metadata = page.get("metadata") or {}
@@ -138,7 +158,7 @@ class TaskActionClient:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.watch import Watch
 
-        watch = Watch()
+        watch = cast("Callable[[], _Watch]", Watch)()
         try:
             for event in watch.stream(
                 self._api.list_namespaced_custom_object,

@@ -12,7 +12,10 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient, Configuration
 
 TOKEN_PREFIX = "k8s-aws-v1."
 TOKEN_LIFETIME_SECONDS = 10 * 60  # refresh well before EKS's ~15 minute acceptance window
@@ -64,7 +67,7 @@ class RefreshingToken:
             return self._token
 
 
-def eks_api_client(cluster_name: str):
+def eks_api_client(cluster_name: str) -> ApiClient:
     """A kubernetes ApiClient for an EKS cluster, its token refreshed before every expiry."""
     import boto3
     from kubernetes import client
@@ -81,5 +84,10 @@ def eks_api_client(cluster_name: str):
     configuration.ssl_ca_cert = ca_file.name
     configuration.api_key_prefix = {"authorization": "Bearer"}
     configuration.api_key = {"authorization": token.value()}
-    configuration.refresh_api_key_hook = lambda conf: conf.api_key.__setitem__("authorization", token.value())
+
+    def refresh(conf: Configuration) -> None:
+        conf.api_key["authorization"] = token.value()
+
+    # kubernetes declares the hook as ``None`` (an unannotated attribute); it calls it with the configuration.
+    configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
     return client.ApiClient(configuration)

@@ -49,3 +49,8 @@ async def sleepy_child(seconds: int) -> int:
 async def slow_fan_out(seconds: int) -> int:
     results = await asyncio.gather(sleepy_child(seconds), sleepy_child(seconds + 1))
     return sum(results)
+
+
+@env.task
+async def wide_fan_out(n: int) -> int:
+    return sum(await asyncio.gather(*(square(i) for i in range(n))))

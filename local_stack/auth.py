@@ -1,0 +1,148 @@
+"""Authentication in the local stack: the issuer and its clients, TLS for the front, and what
+each kind of caller is given to authenticate with.
+
+The deployed template's authorizer trusts an identity provider (``AuthIssuer``, ``AuthAudiences``);
+locally that is ``LocalIssuer``, and the front's authorizers are the template's, with those two
+parameters pointed at it. Two clients, as an operator would register them with Cognito:
+
+- ``local-user``: people, the CLI, curl, the SDK on a laptop: the user scope;
+- ``local-task``: the SDK inside task processes (the local executor's "pods"): the data-plane
+  scope only; enqueuing, watching and aborting children is all a task's SDK calls. (A task that
+  itself starts runs or reads other runs, with ``flyte.run``/``flyte.remote``, needs a client
+  granted the user scope too.)
+
+Flyte's executor itself (the local executor posting events) gets data-plane tokens minted
+directly. All of it starts with every stack (a key and a CA take a fraction of a second), so
+enforcement can be switched on at any time; whether the front enforces is the front's switch.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from local_stack.issuer import Client, LocalIssuer
+from local_stack.jwt_authorizer import JwtAuthorizer
+from local_stack.template import http_api_authorizers, parameter_values
+from local_stack.tls import TlsFiles, create_certificates, server_context
+
+LOCAL_AUDIENCE = "flyte-serverless-local"  # the local value of the template's AuthAudiences
+USER_CLIENT = "local-user"
+TASK_CLIENT = "local-task"
+EXECUTOR_SUBJECT = "local-executor"
+# A cached token is replaced this long before it expires, so none expires in flight.
+TOKEN_RENEWAL_MARGIN_SECONDS = 300
+
+
+class LocalAuth:
+    def __init__(self, *, state_dir: Path, issuer_port: int = 0) -> None:
+        self.state_dir = state_dir
+        parameters = parameter_values()
+        self.user_scope: str = parameters["AuthUserScope"]
+        self.data_plane_scope: str = parameters["AuthDataPlaneScope"]
+        self.issuer = LocalIssuer(
+            audience=LOCAL_AUDIENCE,
+            clients=[
+                Client(USER_CLIENT, secrets.token_hex(16), (self.user_scope,)),
+                Client(TASK_CLIENT, secrets.token_hex(16), (self.data_plane_scope,)),
+            ],
+            port=issuer_port,
+        )
+        self.tls_files: TlsFiles | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> LocalAuth:
+        self.tls_files = create_certificates(self.state_dir / "tls")
+        self.issuer.start()
+        for client_id in (USER_CLIENT, TASK_CLIENT):  # what a mounted secret is in a pod
+            path = self.secret_file(client_id)
+            path.touch(mode=0o600)
+            path.write_text(self.issuer.client(client_id).secret)
+        return self
+
+    def stop(self) -> None:
+        self.issuer.stop()
+
+    # --- the front ---------------------------------------------------------------------------
+
+    def template_parameters(self) -> dict[str, object]:
+        """The template parameters without defaults, as this stack's issuer answers them."""
+        return {"AuthIssuer": self.issuer.url, "AuthAudiences": [LOCAL_AUDIENCE]}
+
+    def authorizers(self) -> dict[str, JwtAuthorizer]:
+        return {
+            name: JwtAuthorizer(config) for name, config in http_api_authorizers(self.template_parameters()).items()
+        }
+
+    def tls_context(self) -> ssl.SSLContext:
+        assert self.tls_files is not None, "start() first"
+        return server_context(self.tls_files)
+
+    @property
+    def ca_cert(self) -> Path:
+        assert self.tls_files is not None, "start() first"
+        return self.tls_files.ca_cert
+
+    def function_environment(self) -> dict[str, str]:
+        """What template.yaml gives AuthMetadataFunction, with the local issuer's values."""
+        return {
+            "AUTH_ISSUER": self.issuer.url,
+            "AUTH_METADATA_PATH": ".well-known/openid-configuration",
+            "AUTH_CLIENT_ID": USER_CLIENT,
+            "AUTH_REDIRECT_URI": "http://localhost:53593/callback",
+            "AUTH_SCOPES": self.user_scope,
+            "AUTH_AUDIENCE": "",
+        }
+
+    # --- what callers authenticate with --------------------------------------------------------
+
+    def secret_file(self, client_id: str) -> Path:
+        return self.state_dir / f"{client_id}.secret"
+
+    def client_token(self, client_id: str) -> str:
+        """A token of a registered client with all its scopes, reused until close to its expiry."""
+        return self._cached(client_id, lambda: self.issuer.token_for(client_id))
+
+    def data_plane_token(self) -> str:
+        """What Flyte's executor sends its events with: the data-plane scope only."""
+        return self._cached(
+            EXECUTOR_SUBJECT, lambda: self.issuer.mint(subject=EXECUTOR_SUBJECT, scopes=[self.data_plane_scope])
+        )
+
+    def flyte_config(self, client_id: str, *, endpoint: str, project: str = "", domain: str = "") -> Path:
+        """A flyte config file for a client: https to ``endpoint`` trusting the local CA, client
+        credentials from the secret file (Flyte's file-mounted client secret), scopes as
+        registered, no keyring. ``init_from_config`` and the in-cluster SDK (FLYTECTL_CONFIG) read it."""
+        client = self.issuer.client(client_id)
+        document: dict[str, object] = {
+            "admin": {
+                "endpoint": endpoint,
+                "insecure": False,
+                "caCertFilePath": str(self.ca_cert),
+                "authType": "ClientSecret",
+                "clientId": client.client_id,
+                "clientSecretLocation": str(self.secret_file(client_id)),
+                "scopes": list(client.scopes),
+                "disableKeyring": True,
+            }
+        }
+        if project or domain:
+            document["task"] = {"org": "local", "project": project, "domain": domain}
+        path = self.state_dir / f"flyte-{client_id}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def _cached(self, key: str, mint: Callable[[], str]) -> str:
+        with self._lock:
+            token, expires_at = self._tokens.get(key, ("", 0.0))
+            if time.time() > expires_at - TOKEN_RENEWAL_MARGIN_SECONDS:
+                token = mint()
+                self._tokens[key] = (token, time.time() + self.issuer.token_lifetime_seconds)
+            return token
