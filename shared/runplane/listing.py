@@ -123,7 +123,9 @@ class ListSchema(Generic[Row]):
                 raise invalid_argument(f"filters: {expression!r} needs a field and a value")
             function = _STRING_FUNCTIONS.get(name)
             if function is None:
-                raise invalid_argument(f"filters: {name!r} is not a filter function; use one of {sorted(_STRING_FUNCTIONS)}")
+                raise invalid_argument(
+                    f"filters: {name!r} is not a filter function; use one of {sorted(_STRING_FUNCTIONS)}"
+                )
             field_name, raw = arguments[0].strip(), arguments[1].strip()
             values = [v.strip() for v in raw.split(_STRING_VALUE_SEPARATOR)] if function == Function.VALUE_IN else [raw]
             predicates.append(self._predicate(field_name, function, values, where="filters"))

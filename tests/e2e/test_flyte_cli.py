@@ -240,7 +240,7 @@ def flyte_procedures() -> list[str]:
 
     import flyteidl2
 
-    found = []
+    found: list[str] = []
     for module in pkgutil.walk_packages(flyteidl2.__path__, "flyteidl2."):
         if module.name.endswith("_connect"):
             descriptors = importlib.import_module(module.name.removesuffix("_connect") + "_pb2").DESCRIPTOR
