@@ -97,7 +97,11 @@ class ActionChange:
     def from_stream_record(cls, record: dict[str, Any]) -> ActionChange:
         change = record["dynamodb"]
         sort_key = change.get("Keys", {}).get("sk", {}).get("S", "")
-        is_action = sort_key.startswith(ACTION_SORT_PREFIX)
+        # Registry items share the table, and a task or trigger named "A" has a sort key starting
+        # with "A#" too: an action item is told by its key *and* its run, never the key alone.
+        is_action = sort_key.startswith(ACTION_SORT_PREFIX) and "run_name" in (
+            change.get("NewImage") or change.get("OldImage") or {}
+        )
         new_image = change.get("NewImage")
         old_image = change.get("OldImage")
         return cls(

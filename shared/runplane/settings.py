@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 # Kubernetes namespaces are DNS-1123 labels.
 _NAMESPACE_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -84,8 +85,8 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReconcileSettings:
-    """Settings of the stream consumer that materialises actions as TaskAction resources."""
+class _ClusterAccess:
+    """What the two functions that talk to the cluster (reconcile, mirror_status) share."""
 
     actions_table: str
     namespace: str = "flyte"
@@ -93,12 +94,35 @@ class ReconcileSettings:
     # cluster name (on AWS: DescribeCluster plus an IAM token, no kubeconfig shipped).
     kubeconfig: str = ""
     eks_cluster_name: str = ""
+    # Seconds a Kubernetes call may take; a stuck API server fails the call, not the invocation.
+    kube_timeout_seconds: float = 10.0
+
+    @staticmethod
+    def _cluster_fields(env: _Environment, *, function: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "actions_table": env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
+            "namespace": env.get(
+                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
+            ),
+            "kubeconfig": env.get("KUBECONFIG", default=""),
+            "eks_cluster_name": env.get("EKS_CLUSTER_NAME", default=""),
+            "kube_timeout_seconds": float(
+                env.get("KUBE_TIMEOUT_SECONDS", default="10", pattern=_SECONDS, hint="seconds")
+            ),
+        }
+        if bool(fields["kubeconfig"]) == bool(fields["eks_cluster_name"]):
+            raise SettingsError(f"set exactly one of KUBECONFIG and EKS_CLUSTER_NAME for {function}")
+        return fields
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileSettings(_ClusterAccess):
+    """Settings of the stream consumer that materialises actions as TaskAction resources."""
+
     # How many times reconcile tries one action (a parent's TaskAction still missing, an API
     # server failing) before it records the action as failed: below the event source mapping's
     # MaximumRetryAttempts, so an action is failed visibly before its record is given up on.
     max_attempts: int = 5
-    # Seconds a Kubernetes call may take; a stuck API server fails the record, not the batch.
-    kube_timeout_seconds: float = 10.0
     # Records of different runs are reconciled concurrently, up to this many at a time.
     concurrency: int = 16
     # Status-mirror shards the resources are labelled for, and the mirror function to wake when
@@ -109,32 +133,19 @@ class ReconcileSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconcileSettings:
         env = _Environment(environ)
-        settings = cls(
-            actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
-            namespace=env.get(
-                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
-            ),
-            kubeconfig=env.get("KUBECONFIG", default=""),
-            eks_cluster_name=env.get("EKS_CLUSTER_NAME", default=""),
+        return cls(
+            **cls._cluster_fields(env, function="reconcile"),
             max_attempts=int(env.get("RECONCILE_MAX_ATTEMPTS", default="5", pattern=_SMALL_INTEGER, hint="1-99")),
-            kube_timeout_seconds=float(env.get("KUBE_TIMEOUT_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
             concurrency=int(env.get("RECONCILE_CONCURRENCY", default="16", pattern=_SMALL_INTEGER, hint="1-99")),
             mirror_shards=int(env.get("MIRROR_SHARDS", default="1", pattern=_SMALL_INTEGER, hint="1-99")),
             mirror_function=env.get("MIRROR_FUNCTION_NAME", default=""),
         )
-        _require_one_cluster(settings.kubeconfig, settings.eks_cluster_name, function="reconcile")
-        return settings
 
 
 @dataclass(frozen=True, kw_only=True)
-class MirrorSettings:
+class MirrorSettings(_ClusterAccess):
     """Settings of the status mirror, which watches TaskActions and writes their status back."""
 
-    actions_table: str
-    namespace: str = "flyte"
-    kubeconfig: str = ""
-    eks_cluster_name: str = ""
-    kube_timeout_seconds: float = 10.0
     # How many watchers split the namespace (each resource carries its shard label); the same
     # number reconcile labels with.
     shards: int = 1
@@ -149,34 +160,17 @@ class MirrorSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MirrorSettings:
         env = _Environment(environ)
-        settings = cls(
-            actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
-            namespace=env.get(
-                "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
-            ),
-            kubeconfig=env.get("KUBECONFIG", default=""),
-            eks_cluster_name=env.get("EKS_CLUSTER_NAME", default=""),
-            kube_timeout_seconds=float(env.get("KUBE_TIMEOUT_SECONDS", default="10", pattern=_SECONDS, hint="seconds")),
+
+        def seconds(name: str, default: str) -> float:
+            return float(env.get(name, default=default, pattern=_SECONDS, hint="seconds"))
+
+        return cls(
+            **cls._cluster_fields(env, function="mirror_status"),
             shards=int(env.get("MIRROR_SHARDS", default="1", pattern=_SMALL_INTEGER, hint="1-99")),
-            idle_grace_seconds=float(
-                env.get("MIRROR_IDLE_GRACE_SECONDS", default="10", pattern=_SECONDS, hint="seconds")
-            ),
-            checkpoint_interval_seconds=float(
-                env.get("MIRROR_CHECKPOINT_SECONDS", default="5", pattern=_SECONDS, hint="seconds")
-            ),
-            stop_margin_seconds=float(
-                env.get("MIRROR_STOP_MARGIN_SECONDS", default="15", pattern=_SECONDS, hint="seconds")
-            ),
+            idle_grace_seconds=seconds("MIRROR_IDLE_GRACE_SECONDS", "10"),
+            checkpoint_interval_seconds=seconds("MIRROR_CHECKPOINT_SECONDS", "5"),
+            stop_margin_seconds=seconds("MIRROR_STOP_MARGIN_SECONDS", "15"),
         )
-        _require_one_cluster(settings.kubeconfig, settings.eks_cluster_name, function="mirror_status")
-        return settings
-
-
-def _require_one_cluster(kubeconfig: str, eks_cluster_name: str, *, function: str) -> None:
-    # Exactly one way to reach the cluster: a kubeconfig file (local stack, tests) or an EKS
-    # cluster name (on AWS: DescribeCluster plus an IAM token, no kubeconfig shipped).
-    if bool(kubeconfig) == bool(eks_cluster_name):
-        raise SettingsError(f"set exactly one of KUBECONFIG and EKS_CLUSTER_NAME for {function}")
 
 
 @dataclass(frozen=True, kw_only=True)

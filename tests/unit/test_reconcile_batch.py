@@ -51,3 +51,17 @@ def test_an_abort_is_requested_only_when_the_request_appears():
     assert change(before, after).requests_abort
     assert not change(after, after).requests_abort  # a later write to the same item
     assert not change(after, before).requests_abort  # the request cleared
+
+
+def test_a_task_named_like_an_action_key_is_not_an_action():
+    """A task "A" is stored with the sort key "A#<version>": reconcile must not take it for one."""
+    record = {
+        "eventName": "INSERT",
+        "dynamodb": {
+            "Keys": {"pk": {"S": "TASKS#p#d"}, "sk": {"S": "A#v1"}},
+            "NewImage": {"pk": {"S": "TASKS#p#d"}, "sk": {"S": "A#v1"}, "name": {"S": "A"}},
+            "SequenceNumber": "1",
+        },
+    }
+    change = ActionChange.from_stream_record(record)
+    assert change.new is None and change.old is None
