@@ -1,134 +1,76 @@
-"""Handler benchmarks: cold starts; warm CreateRun and UpdateActionStatus against the raw
-conditional DynamoDB write each is built on; the write units one action's life costs.
+"""Handler benchmarks: cold starts; warm CreateRun and UpdateActionStatus against the raw calls
+each cannot avoid; the write units an action's life costs. Side by side with a baseline (a git
+ref, HEAD by default) where the figure is absolute.
 
-    .venv/bin/python -m benchmarks.handlers [--cold-runs 7] [--warm-calls 300]
+    .venv/bin/python -m benchmarks.handlers [--cold-runs 7] [--warm-calls 300] [--baseline HEAD]
 
-Cold start: for each Lambda handler, a fresh interpreter imports the handler and does its
-first-call set-up (settings, clients; for reconcile the Kubernetes ApiClient), with the function
-code laid out and precompiled as the Makefile ships it (unchecked-hash .pyc). Reported: median
-and spread of at least 5 runs, wall and CPU, measured inside the process (Lambda's INIT phase),
-plus a bare interpreter for reference.
+Cold start (``benchmarks.cold_start``): for every function, a fresh interpreter imports the
+handler and does its first request's set-up (``COLD_START_PROBES``), laid out as Lambda runs it
+(artifact, layer, runtime packages: ``benchmarks.layout``), precompiled as the Makefile ships it.
+Median and spread of the interleaved runs, wall and CPU, inside the process (Lambda's INIT phase
+and the first call's set-up); the same for the baseline's code, and the ratio.
 
 Warm CreateRun: the create_run handler, fed API Gateway events exactly as the SDK's requests
-arrive (gzip binary proto), against a raw boto3 conditional PutItem of a same-sized item on the
-same moto server. Warm UpdateActionStatus likewise against a raw conditional UpdateItem. Calls
-are interleaved so both sides see the same machine load; the ratios are the figures to watch.
+arrive (gzip binary proto), on the SDK's path (inputs offloaded) against one raw conditional
+PutItem of the same item, and with inline inputs against a raw S3 PutObject plus that PutItem.
+Warm UpdateActionStatus: against the very guarded UpdateItem the handler sends, issued raw (and,
+for continuity, against the simpler conditional UpdateItem this benchmark used before). moto in
+a process of its own; calls interleaved so every path sees the same machine load.
 
-Write units: one root action's life (CreateRun, three status updates, the terminal update, five
-events), in DynamoDB write request units computed from the stored item sizes (1 per started KB
-of the larger of the old and new item; moto's ConsumedCapacity is a constant), for the table and
-for the run index, which projects the root item.
+Write units (``benchmarks.write_units``): a root's and a child's life end to end (CreateRun or
+Enqueue, the status mirror's writes as Flyte's executor drives the TaskAction, the executor's
+events, the run index), and the earlier, shorter life, billed from the stored item sizes; on the
+baseline's code too.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gzip
+import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 REPO = Path(__file__).resolve().parent.parent
 
+# What each function's first request sets up, after its import (benchmarks.cold_start): the
+# clients that request uses, nothing it does not. create_run's SDK path (inputs offloaded) writes
+# one item; with inline inputs it also writes to S3.
 COLD_START_PROBES = {
-    "create_run": (
+    "create_run": ("functions.create_run.handler", "m.create_run_service()._store.client"),
+    "create_run (inline inputs)": (
         "functions.create_run.handler",
         "svc = m.create_run_service(); svc._store.client; svc._blobs.client",
     ),
     "update_action": ("functions.update_action.handler", "m.lifecycle()._store.client"),
     "read_runs": ("functions.read_runs.handler", "m.reader()._store.client"),
-    "task_registry": ("functions.task_registry.handler", "m.registry()"),
+    "task_registry": ("functions.task_registry.handler", "m.registry()._tasks._store.client"),
     "data_proxy": ("functions.data_proxy.handler", "m.data_proxy()._blobs.client"),
-    "reconcile": (
-        "functions.reconcile.handler",
-        "r = m.reconciler()",
-    ),
+    "auth_metadata": ("functions.auth_metadata.handler", "m.auth_metadata()"),
+    "console": ("functions.console.handler", "m.site()"),  # reads and hashes the static files
+    # The Kubernetes client through EKS authentication, the table client, the batch processor.
+    "reconcile": ("functions.reconcile.handler", "m.reconciler()._store.client; m.processor()"),
+    # The first call takes the shard's lease, then reads and writes the table.
+    "mirror_status": ("functions.mirror_status.handler", "c = m.components(); c[3].client; c[2]._store.client"),
 }
 
-PROBE = """
-import time, os
-t0, c0 = time.perf_counter(), time.process_time()
-import importlib
-m = importlib.import_module({module!r})
-{setup}
-print(f"{{(time.perf_counter() - t0) * 1000:.1f}} {{(time.process_time() - c0) * 1000:.1f}}")
-"""
 
+def cold_starts(runs: int, *, baseline_ref: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Every function's cold start as shipped (``benchmarks.cold_start``), and the baseline's."""
+    from benchmarks import cold_start
 
-def deployment_layout(target: Path) -> Path:
-    """functions/ and the layer's runplane as `sam build` + the Makefile ship them, precompiled."""
-    shutil.copytree(REPO / "functions", target / "functions", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(
-        REPO / "shared" / "runplane", target / "python" / "runplane", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(target)], check=True
-    )
-    return target
-
-
-def cold_starts(runs: int) -> dict[str, dict[str, float]]:
-    results = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        code = deployment_layout(Path(scratch))
-        kubeconfig = Path(scratch) / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "c",
-                    "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                }
-            )
-        )
-        env = {
-            "PATH": os.environ["PATH"],
-            "PYTHONPATH": f"{code}:{code / 'python'}",
-            "PYTHONNOUSERSITE": "1",
-            "ACTIONS_TABLE": "bench-table",
-            "DATA_BUCKET": "bench-bucket",
-            "KUBECONFIG": str(kubeconfig),
-            "PAGE_TOKEN_SECRET": "benchmark-page-token-key-of-32-chars",  # read_runs, task_registry
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-        }
-        probes = {"bare interpreter": ("", "")} | COLD_START_PROBES
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in probes}
-        for _ in range(runs):  # interleaved rounds: every handler sees the same load
-            for name, (module, setup) in probes.items():
-                script = PROBE.format(module=module or "sys", setup=setup)
-                # PYTHONPATH puts the shipped layout ahead of the repo checkout the venv also sees.
-                output = subprocess.run(
-                    [sys.executable, "-c", script],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    cwd=scratch,
-                ).stdout.split()
-                samples[name].append((float(output[0]), float(output[1])))
-        for name, values in samples.items():
-            walls = [v[0] for v in values]
-            results[name] = {
-                "median_wall_ms": statistics.median(walls),
-                "min_wall_ms": min(walls),
-                "max_wall_ms": max(walls),
-                "median_cpu_ms": statistics.median(v[1] for v in values),
-                "runs": len(values),
-            }
-    return results
+    return cold_start.measure(COLD_START_PROBES, runs=runs, baseline_ref=baseline_ref)
 
 
 def http_event(path: str, message) -> dict:
@@ -143,36 +85,36 @@ def http_event(path: str, message) -> dict:
     }
 
 
-def side_by_side(measured, raw, calls: int) -> dict[str, float]:
-    for _ in range(20):  # warm both paths: connections, caches
-        measured()
-        raw()
-    measured_times, raw_times = [], []
+def interleaved(calls: int, **paths: Callable[[], float]) -> dict[str, dict[str, float]]:
+    """Each path (a callable returning the seconds it measured) called ``calls`` times, the paths
+    taking turns, so they all see the same machine load; medians and p90s in ms."""
+    for _ in range(20):  # warm every path: connections, caches
+        for path in paths.values():
+            path()
+    times: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(calls):
-        measured_times.append(measured())
-        raw_times.append(raw())
-    measured_ms = statistics.median(measured_times) * 1000
-    raw_ms = statistics.median(raw_times) * 1000
+        for name, path in paths.items():
+            times[name].append(path())
     return {
-        "calls": calls,
-        "handler_median_ms": measured_ms,
-        "handler_p90_ms": statistics.quantiles(measured_times, n=10)[-1] * 1000,
-        "raw_median_ms": raw_ms,
-        "raw_p90_ms": statistics.quantiles(raw_times, n=10)[-1] * 1000,
-        "ratio": measured_ms / raw_ms,
+        name: {
+            "median_ms": statistics.median(values) * 1000,
+            "p90_ms": statistics.quantiles(values, n=10)[-1] * 1000,
+        }
+        for name, values in times.items()
     }
 
 
-def timed(call) -> float:
+def timed(call: Callable[[], object]) -> float:
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
 
 
-def warm_handlers(calls: int) -> dict[str, dict]:
-    from local_stack.aws import MotoServer, aws_environment, provision
+def warm_handlers(calls: int) -> dict[str, Any]:
+    from benchmarks.reconcile import OutOfProcessMoto
+    from local_stack.aws import aws_environment, provision
 
-    moto = MotoServer().start()
+    moto = OutOfProcessMoto()  # its own interpreter: the handler and the raw calls share none of its work
     try:
         os.environ.update(aws_environment(moto.endpoint))
         resources = provision(endpoint=moto.endpoint, table_name="bench-actions", bucket="bench-data")
@@ -180,13 +122,15 @@ def warm_handlers(calls: int) -> dict[str, dict]:
         return {
             "create_run": warm_create_run(resources, calls),
             "update_action_status": warm_update_action_status(resources, calls),
-            "write_units": write_units_of_an_action_life(resources),
         }
     finally:
         moto.stop()
 
 
-def warm_create_run(resources, calls: int) -> dict[str, float]:
+def warm_create_run(resources: Any, calls: int) -> dict[str, Any]:
+    """The SDK's CreateRun (inputs offloaded: one conditional PutItem is all it needs) and one with
+    inline inputs (one S3 PutObject before it), each against exactly those raw calls, with an item
+    and an object of the same size as the handler's."""
     import boto3
 
     from functions.create_run import handler as create_run
@@ -196,34 +140,64 @@ def warm_create_run(resources, calls: int) -> dict[str, float]:
     from tests.builders import DOMAIN, PROJECT, create_run_request
 
     context = LambdaContext(function_name="CreateRunFunction")
-    raw = boto3.client("dynamodb")
+    dynamodb, s3 = boto3.client("dynamodb"), boto3.client("s3")
+    store = ActionStore(table_name=resources.table_name)
 
-    def handler_call(run_name: str | None = None) -> float:
-        event = http_event(create_run.CREATE_RUN, create_run_request(run_name or f"b{uuid.uuid4().hex[:16]}"))
+    def request(name: str, *, offloaded: bool) -> Any:
+        message = create_run_request(name)
+        if offloaded:  # where the SDK uploads them (DataProxyService/CreateUploadLocation), then names them
+            message.offloaded_input_data.uri = f"s3://{resources.bucket}/{PROJECT}/{DOMAIN}/{uuid.uuid4().hex}"
+        return message
+
+    def handler_call(*, offloaded: bool, name: str | None = None) -> float:
+        event = http_event(create_run.CREATE_RUN, request(name or f"b{uuid.uuid4().hex[:16]}", offloaded=offloaded))
         start = time.perf_counter()
         response = create_run.handler(event, context)
         elapsed = time.perf_counter() - start
         assert response["statusCode"] == 200, response
         return elapsed
 
-    # The raw side writes an item of the same size and shape as the one CreateRun stores.
-    handler_call("bench-sample")
-    sample = ActionStore(table_name=resources.table_name).get_action(
-        ActionKey(project=PROJECT, domain=DOMAIN, run="bench-sample", name="a0")
-    )
-    assert sample is not None
+    samples = {}
+    for offloaded in (True, False):
+        name = f"sample-{'sdk' if offloaded else 'inline'}"
+        handler_call(offloaded=offloaded, name=name)
+        sample = store.get_action(ActionKey(project=PROJECT, domain=DOMAIN, run=name, name="a0"))
+        assert sample is not None
+        samples[offloaded] = sample
+    inputs = create_run_request("x").inputs.SerializeToString(deterministic=True)
 
-    def raw_put() -> float:
+    def raw_put(*, offloaded: bool) -> float:
         key = ActionKey(project=PROJECT, domain=DOMAIN, run=f"raw{uuid.uuid4().hex[:16]}", name="a0")
-        item = sample.with_changes(key=key).to_item()
+        item = samples[offloaded].with_changes(key=key).to_item()
         start = time.perf_counter()
-        raw.put_item(TableName=resources.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        if not offloaded:
+            s3.put_object(Bucket=resources.bucket, Key=f"raw/{key.run}/inputs.pb", Body=inputs)
+        dynamodb.put_item(
+            TableName=resources.table_name,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
         return time.perf_counter() - start
 
-    return side_by_side(handler_call, raw_put, calls)
+    result = interleaved(
+        calls,
+        sdk_handler=lambda: handler_call(offloaded=True),
+        sdk_raw=lambda: raw_put(offloaded=True),
+        inline_handler=lambda: handler_call(offloaded=False),
+        inline_raw=lambda: raw_put(offloaded=False),
+    )
+    return {
+        "calls": calls,
+        **result,
+        "ratio": result["sdk_handler"]["median_ms"] / result["sdk_raw"]["median_ms"],
+        "inline_ratio": result["inline_handler"]["median_ms"] / result["inline_raw"]["median_ms"],
+    }
 
 
-def warm_update_action_status(resources, calls: int) -> dict[str, float]:
+def warm_update_action_status(resources: Any, calls: int) -> dict[str, Any]:
+    """The handler against the very guarded UpdateItem it sends (captured from it), issued raw,
+    and against the simpler conditional UpdateItem this benchmark used before (continuity)."""
     import boto3
     from flyteidl2.workflow import internal_run_service_pb2 as internal
     from flyteidl2.workflow import run_definition_pb2 as wf
@@ -247,11 +221,26 @@ def warm_update_action_status(resources, calls: int) -> dict[str, float]:
     )
     key = item_key(ActionKey(project=PROJECT, domain=DOMAIN, run="bench-status", name="a0"))
 
+    client = update_action.lifecycle()._store.client
+    sent: dict[str, Any] = {}
+    original = client.update_item
+
+    def capture(**kwargs: Any) -> Any:
+        sent.update(kwargs)
+        return original(**kwargs)
+
+    client.update_item = capture  # the request the handler makes, to replay it raw
+    try:
+        handler_call_seconds = timed(lambda: update_action.handler(event, context))
+    finally:
+        client.update_item = original
+    assert sent and handler_call_seconds > 0
+
     def handler_call() -> None:
         response = update_action.handler(event, context)
         assert response["statusCode"] == 200, response
 
-    def raw_update() -> None:
+    def raw_simple() -> None:
         raw.update_item(
             TableName=resources.table_name,
             Key=key,
@@ -260,110 +249,111 @@ def warm_update_action_status(resources, calls: int) -> dict[str, float]:
             ExpressionAttributeValues={":p": {"N": str(phases.RUNNING)}, ":now": {"S": "2026-01-01T00:00:00.000000Z"}},
         )
 
-    return side_by_side(lambda: timed(handler_call), lambda: timed(raw_update), calls)
+    result = interleaved(
+        calls,
+        handler=lambda: timed(handler_call),
+        raw_guarded=lambda: timed(lambda: raw.update_item(**sent)),
+        raw_simple=lambda: timed(raw_simple),
+    )
+    return {
+        "calls": calls,
+        **result,
+        "ratio": result["handler"]["median_ms"] / result["raw_guarded"]["median_ms"],
+        "ratio_to_simple": result["handler"]["median_ms"] / result["raw_simple"]["median_ms"],
+        "condition": sent["ConditionExpression"],
+        "update": sent["UpdateExpression"],
+    }
 
 
-def write_units_of_an_action_life(resources) -> dict[str, int]:
-    from flyteidl2.common.phase_pb2 import ActionPhase
-    from flyteidl2.workflow import internal_run_service_pb2 as internal
-    from flyteidl2.workflow import run_definition_pb2 as wf
+def write_units(*, baseline_ref: str | None) -> dict[str, Any]:
+    """The lives of ``benchmarks.write_units``, on this code and on the baseline's, each in a
+    process of its own (the baseline's ``functions`` and ``runplane`` first on its path)."""
+    results = {"current": _write_units_in(None)}
+    if baseline_ref:
+        from benchmarks import layout
 
-    from functions.create_run.handler import create_run_service
-    from functions.update_action.handler import lifecycle
-    from runplane import phases
-    from runplane.identifiers import ActionKey
-    from runplane.records import RUN_INDEX_PROJECTION, item_key
-    from runplane.store import write_units
-    from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
+        with tempfile.TemporaryDirectory(prefix="bench-units-") as scratch:
+            source = layout.checkout(baseline_ref, Path(scratch) / "source")
+            results["baseline"] = _write_units_in(source)
+    return results
 
-    run = f"wcu{uuid.uuid4().hex[:12]}"
-    key = ActionKey(project=PROJECT, domain=DOMAIN, run=run, name="a0")
-    store = lifecycle()._store
-    raw_item = lambda: store.client.get_item(TableName=resources.table_name, Key=item_key(key))["Item"]  # noqa: E731
 
-    def index_units(item) -> int:
-        """The run index holds a projection of root items; it is written whenever the item is."""
-        keys = ("pk", "sk", "run_index_pk", "run_index_sk")
-        return write_units({k: v for k, v in item.items() if k in keys or k in RUN_INDEX_PROJECTION})
-
-    units = {"create": 0, "status_updates": 0, "terminal_update": 0, "events": 0, "run_index": 0}
-
-    create_run_service().create_run(create_run_request(run))
-    before = raw_item()
-    units["create"] = write_units(before)
-    units["run_index"] += index_units(before)
-
-    def update(phase: ActionPhase, bucket: str) -> None:
-        nonlocal before
-        lifecycle().update_action_status(
-            internal.UpdateActionStatusRequest(
-                action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phase, attempts=1)
-            )
+def _write_units_in(source: Path | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = f"{source}:{source / 'shared'}:{REPO}"
+    with tempfile.TemporaryDirectory() as cwd:  # not the repository: its functions/ would come first
+        output = subprocess.run(
+            [sys.executable, "-m", "benchmarks.write_units", "--json"],
+            env=env,
+            cwd=cwd if source is not None else REPO,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        after = raw_item()
-        cost = max(write_units(before), write_units(after))
-        units[bucket] += cost
-        units["run_index"] += index_units(after)
-        before = after
-
-    for phase in (phases.WAITING_FOR_RESOURCES, phases.INITIALIZING, phases.RUNNING):
-        update(phase, "status_updates")
-    update(phases.SUCCEEDED, "terminal_update")
-
-    events = [
-        wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=phase, version=0)
-        for phase in (
-            phases.QUEUED,
-            phases.WAITING_FOR_RESOURCES,
-            phases.INITIALIZING,
-            phases.RUNNING,
-            phases.SUCCEEDED,
-        )
-    ]
-    for event in events:
-        event.updated_time.GetCurrentTime()
-        event.reported_time.GetCurrentTime()
-    lifecycle().record_action_events(internal.RecordActionEventsRequest(events=events))
-    units["events"] = sum(write_units(e.to_item()) for e in store.list_events(key))
-    units["item_bytes"] = len(json.dumps({k: str(v) for k, v in before.items()}))
-    units["total"] = sum(v for k, v in units.items() if k != "item_bytes")
-    return units
+    if output.returncode != 0:
+        raise RuntimeError(f"benchmarks.write_units failed:\n{output.stderr[-3000:]}")
+    return cast("dict[str, Any]", json.loads(output.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold-runs", type=int, default=7)
     parser.add_argument("--warm-calls", type=int, default=300)
+    parser.add_argument(
+        "--baseline", default="HEAD", help="git ref measured side by side (cold starts, write units); '' for none"
+    )
     args = parser.parse_args(argv)
     if args.cold_runs < 5:
         parser.error("--cold-runs must be at least 5")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
-    cold = cold_starts(args.cold_runs)
-    print(f"Cold start (import + first-call set-up, precompiled, {args.cold_runs} interleaved runs)")
-    print(f"  {'handler':<18}{'median wall':>12}{'min':>8}{'max':>8}{'median CPU':>12}")
-    for name, r in cold.items():
-        print(
-            f"  {name:<18}{r['median_wall_ms']:>10.1f}ms{r['min_wall_ms']:>6.0f}ms{r['max_wall_ms']:>6.0f}ms{r['median_cpu_ms']:>10.1f}ms"
-        )
+    cold = cold_starts(args.cold_runs, baseline_ref=args.baseline or None)
+    print(f"Cold start (import + first-call set-up, as shipped, {args.cold_runs} interleaved runs)")
+    print(f"  {'function':<28}{'median wall':>12}{'min':>8}{'max':>8}{'median CPU':>12}{'baseline':>10}{'ratio':>7}")
+    baseline = cold.get("baseline", {})
+    for name, r in cold["current"].items():
+        before = baseline.get(name)
+        line = f"  {name:<28}{r['median_wall_ms']:>10.1f}ms{r['min_wall_ms']:>6.0f}ms{r['max_wall_ms']:>6.0f}ms"
+        line += f"{r['median_cpu_ms']:>10.1f}ms"
+        if before:
+            line += f"{before['median_wall_ms']:>8.1f}ms{r['median_wall_ms'] / before['median_wall_ms']:>7.2f}"
+        print(line)
 
-    warm = warm_handlers(args.warm_calls)
-    for name, raw_name, note in (
-        ("create_run", "conditional PutItem", "the handler does GetItem + S3 PutObject + PutItem"),
-        ("update_action_status", "conditional UpdateItem", "one guarded UpdateItem with ALL_NEW"),
-    ):
-        w = warm[name]
-        print(f"\nWarm {name} handler vs raw {raw_name}, same moto server, {w['calls']} interleaved calls")
-        print(f"  handler  median {w['handler_median_ms']:.2f} ms  p90 {w['handler_p90_ms']:.2f} ms")
-        print(f"  raw      median {w['raw_median_ms']:.2f} ms  p90 {w['raw_p90_ms']:.2f} ms")
-        print(f"  ratio    {w['ratio']:.2f}x  ({note})")
-    units = warm["write_units"]
-    print("\nWrite request units of one root action's life (computed from stored item sizes)")
-    for name in ("create", "status_updates", "terminal_update", "events", "run_index", "total"):
-        print(f"  {name:<16}{units[name]:>4}")
+    with contextlib.redirect_stdout(io.StringIO()):  # the handlers' EMF metric lines
+        warm = warm_handlers(args.warm_calls)
+    w = warm["create_run"]
+    print(
+        f"\nWarm CreateRun handler vs the raw calls it cannot avoid, same moto server, {w['calls']} interleaved calls"
+    )
+    print(
+        f"  SDK path (inputs offloaded)  {w['sdk_handler']['median_ms']:.2f} ms vs PutItem {w['sdk_raw']['median_ms']:.2f} ms"
+    )
+    print(f"    ratio {w['ratio']:.2f}x")
+    print(
+        f"  inline inputs                {w['inline_handler']['median_ms']:.2f} ms vs PutObject + PutItem "
+        f"{w['inline_raw']['median_ms']:.2f} ms"
+    )
+    print(f"    ratio {w['inline_ratio']:.2f}x")
+    w = warm["update_action_status"]
+    print(f"\nWarm UpdateActionStatus handler vs raw UpdateItems, same moto server, {w['calls']} interleaved calls")
+    print(f"  handler                      {w['handler']['median_ms']:.2f} ms")
+    print(f"  raw, the same guarded update {w['raw_guarded']['median_ms']:.2f} ms   ratio {w['ratio']:.2f}x")
+    print(f"  raw, the simpler update      {w['raw_simple']['median_ms']:.2f} ms   ratio {w['ratio_to_simple']:.2f}x")
+
+    units = write_units(baseline_ref=args.baseline or None)
+    print("\nWrite request units of an action's life (computed from stored item sizes)")
+    for life in ("root", "child", "earlier_life"):
+        now, before = units["current"][life], units.get("baseline", {}).get(life, {})
+        steps = ", ".join(f"{name} {value}" for name, value in now.items() if name != "total")
+        was = f" (baseline {before['total']})" if before else ""
+        print(f"  {life:<13}{now['total']:>4}{was}: {steps}")
 
     results_dir = REPO / "benchmarks" / "results"
     results_dir.mkdir(exist_ok=True)
-    (results_dir / "handlers.json").write_text(json.dumps({"cold_start": cold, "warm": warm}, indent=2))
+    (results_dir / "handlers.json").write_text(
+        json.dumps({"cold_start": cold, "warm": warm, "write_units": units}, indent=2)
+    )
     return 0
 
 

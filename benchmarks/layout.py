@@ -82,54 +82,68 @@ def copy_distributions(distributions: Iterable[importlib.metadata.Distribution],
                 shutil.copy2(source, destination)
 
 
-def makefile_list(name: str) -> list[str]:
-    """A space-separated variable of the Makefile (continuation lines joined)."""
-    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+def makefile_list(name: str, *, source: Path = REPO) -> list[str]:
+    """A space-separated variable of the Makefile (continuation lines joined; none if undefined,
+    as in an older Makefile)."""
+    text = (source / "Makefile").read_text().replace("\\\n", " ")
     match = re.search(rf"(?m)^{name} = (.*)$", text)
-    if match is None:
-        raise LookupError(f"{name} is not defined in the Makefile")
-    return match.group(1).split()
+    return match.group(1).split() if match else []
 
 
-def trim_kubernetes(artifact: Path) -> None:
+def trim_kubernetes(artifact: Path, *, source: Path = REPO) -> None:
     """The Makefile's ``install_kubernetes`` trim, applied to an artifact directory."""
-    for relative in makefile_list("KUBERNETES_UNUSED"):
+    for relative in makefile_list("KUBERNETES_UNUSED", source=source):
         shutil.rmtree(artifact / relative, ignore_errors=True)
-    for distribution in makefile_list("KUBERNETES_UNUSED_DISTS"):
+    for distribution in makefile_list("KUBERNETES_UNUSED_DISTS", source=source):
         for info in artifact.glob(f"{distribution}-*.dist-info"):
             shutil.rmtree(info)
     init = artifact / "kubernetes" / "__init__.py"
     init.write_text(re.sub(r"(?m)^from \. import .*\n", "", init.read_text()))
+    for relative in makefile_list("KUBERNETES_EMPTIED_INITS", source=source):
+        (artifact / relative).write_text("")
     for module in (artifact / "kubernetes" / "client" / "api").glob("*.py"):
         if module.name not in ("__init__.py", "custom_objects_api.py"):
             module.unlink()
 
 
-def function_names() -> list[str]:
+def function_names(source: Path = REPO) -> list[str]:
     """Every function of the template: each folder of functions/ with a handler."""
-    return sorted(path.parent.name for path in (REPO / "functions").glob("*/handler.py"))
+    return sorted(path.parent.name for path in (source / "functions").glob("*/handler.py"))
 
 
-def build(target: Path) -> dict[str, str]:
-    """Lay out the runtime, the layer and every function's artifact under ``target``, precompiled;
-    returns each function's Python path (artifact, layer, runtime), as Lambda orders them."""
+def checkout(ref: str, target: Path) -> Path:
+    """The code of a git ref (functions/, shared/, the Makefile) in ``target``: the baseline a
+    benchmark compares with, side by side in one run (``git archive``: the working tree is not
+    touched)."""
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "functions", "shared", "Makefile"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def build(target: Path, *, source: Path = REPO) -> dict[str, str]:
+    """Lay out the runtime, the layer and every function's artifact of the code in ``source``
+    under ``target``, precompiled; returns each function's Python path (artifact, layer,
+    runtime), as Lambda orders them."""
     runtime, layer = target / "runtime", target / "layer" / "python"
     copy_distributions(closure(RUNTIME_DISTRIBUTIONS), runtime)
-    layer_requirements = requirement_names(REPO / "shared" / "requirements.txt")
+    layer_requirements = requirement_names(source / "shared" / "requirements.txt")
     copy_distributions(closure(layer_requirements, exclude=RUNTIME_DISTRIBUTIONS), layer)
-    shutil.copytree(REPO / "shared" / "runplane", layer / "runplane", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(source / "shared" / "runplane", layer / "runplane", ignore=shutil.ignore_patterns("__pycache__"))
     paths = {}
-    for name in function_names():
+    for name in function_names(source):
         artifact = target / "functions" / name
         (artifact / "functions").mkdir(parents=True)
-        shutil.copy2(REPO / "functions" / "__init__.py", artifact / "functions" / "__init__.py")
+        shutil.copy2(source / "functions" / "__init__.py", artifact / "functions" / "__init__.py")
         shutil.copytree(
-            REPO / "functions" / name, artifact / "functions" / name, ignore=shutil.ignore_patterns("__pycache__")
+            source / "functions" / name, artifact / "functions" / name, ignore=shutil.ignore_patterns("__pycache__")
         )
-        requirements = REPO / "functions" / name / "requirements.txt"
+        requirements = source / "functions" / name / "requirements.txt"
         if requirements.exists():  # pip install --target: every requirement, whatever the runtime has
             copy_distributions(closure(requirement_names(requirements)), artifact)
-            trim_kubernetes(artifact)
+            trim_kubernetes(artifact, source=source)
         paths[name] = ":".join(str(p) for p in (artifact, layer, runtime))
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(target)],

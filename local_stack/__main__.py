@@ -80,6 +80,8 @@ def banner(stack: LocalStack, *, state_dir: Path, no_executor: bool) -> str:
         "",
         "Local Flyte control plane is up.",
         f"  API endpoint : {endpoint}   (and {stack.tls_endpoint}, CA {stack.ca_cert})",
+        f"  console      : {endpoint}/v2   (runs, tasks and triggers in the browser"
+        + ("; its Token button takes the token below)" if stack.authenticating else ")"),
         f"  kubeconfig   : {stack.kube.kubeconfig}   (kubectl --kubeconfig ... get taskactions -n flyte)",
         f"  AWS (moto)   : {stack.aws.endpoint}   table {stack.aws.table_name}, bucket {stack.aws.bucket}",
         f"  logs         : {state_dir}",

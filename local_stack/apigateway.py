@@ -6,7 +6,9 @@ gets 500 ``{"message":"Internal Server Error"}``, text bodies arrive as text and
 base64-encoded. While ``authorizing`` is on, a route with a JWT authorizer is checked as API
 Gateway checks it (``local_stack.jwt_authorizer``: 401/403 before any handler runs) and its
 handler gets the token's claims in ``requestContext.authorizer.jwt``; off, every route is open,
-as an API without authorizers. It is a switch at run time: the handlers never change.
+as an API without authorizers. It is a switch at run time: the handlers never change. Routes are
+picked as API Gateway picks them (``local_stack.routing``: exact, then the longest greedy prefix),
+and a greedy route's handler gets its variable in ``pathParameters``.
 
 Given a TLS context, the same port also answers HTTPS (the first byte of a connection tells a TLS
 handshake from an HTTP request): API Gateway is HTTPS only, and the flyte SDK sends tokens only
@@ -22,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -30,6 +33,7 @@ from typing import Any, cast
 
 from local_stack.jwt_authorizer import JwtAuthorizer
 from local_stack.lambda_runtime import Handler, LambdaContext, load_handler
+from local_stack.routing import RouteTable
 from local_stack.template import HttpRoute
 
 logger = logging.getLogger(__name__)
@@ -51,9 +55,8 @@ class ApiGatewayFront:
         authorizers: Mapping[str, JwtAuthorizer] | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self._routes = {(route.method, route.path): route for route in routes if "{proxy+}" not in route.path}
-        # "/{proxy+}" routes take what no other route matches, as on API Gateway
-        self._fallback = next((route for route in routes if route.path == "/{proxy+}"), None)
+        # exact routes, then the longest greedy prefix (/console/{proxy+} before /{proxy+}), as on API Gateway
+        self._routes = RouteTable(routes=routes)
         self._authorizers = dict(authorizers or {})
         self._unknown_authorizers = {r.authorizer for r in routes if r.authorizer} - set(self._authorizers)
         if authorizers is not None and self._unknown_authorizers:
@@ -88,8 +91,7 @@ class ApiGatewayFront:
         return "https" + self.endpoint.removeprefix("http")
 
     def start(self) -> ApiGatewayFront:
-        routes = [*self._routes.values(), *([self._fallback] if self._fallback else [])]
-        for route in routes:  # import at start, like Lambda's init phase
+        for route in self._routes.routes:  # import at start, like Lambda's init phase
             self._handlers.setdefault(route.handler, load_handler(route.handler))
         self._thread = threading.Thread(target=self._server.serve_forever, name="api-gateway", daemon=True)
         self._thread.start()
@@ -102,11 +104,10 @@ class ApiGatewayFront:
     def invoke(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
-        route = self._routes.get((method, path))
-        if route is None and self._fallback is not None and self._fallback.method in ("ANY", method):
-            route = self._fallback
-        if route is None:
+        match = self._routes.match(method, path)
+        if match is None:
             return _json(404, {"message": "Not Found"})
+        route = match.route
         if len(body) > MAX_BODY_BYTES:
             return _json(413, {"message": "Request Entity Too Large"})
         authorizer_context = None
@@ -116,7 +117,14 @@ class ApiGatewayFront:
                 return decision.status, decision.headers, decision.body
             authorizer_context = decision.context
         event = payload_v2_event(
-            method=method, path=path, query=query, headers=headers, body=body, authorizer=authorizer_context
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            authorizer=authorizer_context,
+            route_key=match.route_key,
+            path_parameters=match.path_parameters,
         )
         try:
             result = self._handlers[route.handler](event, LambdaContext(function_name=route.function))
@@ -141,13 +149,16 @@ class ApiGatewayFront:
                     self.close_connection = True
                 else:
                     status, response_headers, payload = front.invoke(self.command, path, query, headers, body)
-                self.send_response(status)
-                for name, value in response_headers.items():
-                    if name.lower() not in ("content-length", "connection"):
-                        self.send_header(name, value)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    for name, value in response_headers.items():
+                        if name.lower() not in ("content-length", "connection"):
+                            self.send_header(name, value)
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client left, e.g. a page closed mid long-poll
+                    self.close_connection = True
 
             def _read_body(self, headers: dict[str, str]) -> bytes | None:
                 if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -185,8 +196,11 @@ def payload_v2_event(
     headers: dict[str, str],
     body: bytes,
     authorizer: dict[str, Any] | None = None,
+    route_key: str | None = None,
+    path_parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
+    route_key = route_key or f"{method} {path}"
     content_type = headers.get("content-type", "")
     is_text = not headers.get("content-encoding") and content_type.startswith(_TEXT_TYPES)
     if is_text:
@@ -195,12 +209,16 @@ def payload_v2_event(
         except UnicodeDecodeError:
             is_text = False
     request_context: dict[str, Any] = {} if authorizer is None else {"authorizer": authorizer}
+    # as API Gateway: present only for a route with path variables, and only then
+    parameters: dict[str, Any] = {"pathParameters": path_parameters} if path_parameters else {}
     return {
         "version": "2.0",
-        "routeKey": f"{method} {path}",
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": query,
+        **({"queryStringParameters": _query_parameters(query)} if query else {}),
         "headers": headers,
+        **parameters,
         "requestContext": {
             **request_context,
             "accountId": "000000000000",
@@ -215,7 +233,7 @@ def payload_v2_event(
                 "userAgent": headers.get("user-agent", ""),
             },
             "requestId": uuid.uuid4().hex,
-            "routeKey": f"{method} {path}",
+            "routeKey": route_key,
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(time.time() * 1000),
@@ -261,6 +279,12 @@ def _starts_with_tls(connection: socket.socket) -> bool:
     finally:
         connection.settimeout(None)
     return first[:1] == bytes([TLS_HANDSHAKE])
+
+
+def _query_parameters(query: str) -> dict[str, str]:
+    """Payload 2.0's ``queryStringParameters``: repeated names joined with commas."""
+    parsed = urllib.parse.parse_qs(query, keep_blank_values=True)
+    return {name: ",".join(values) for name, values in parsed.items()}
 
 
 def _response_from_result(result: Any) -> tuple[int, dict[str, str], bytes]:

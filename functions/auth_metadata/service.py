@@ -21,9 +21,7 @@ import logging
 import re
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +159,11 @@ class AuthMetadata:
 
 
 def fetch_json_document(url: str) -> Any:
+    # Imported here, on the first fetch: urllib.request brings ssl, http.client and email (~20 ms of
+    # the cold start), and GetPublicClientConfig, or a cached document, never fetches.
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:

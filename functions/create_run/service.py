@@ -8,13 +8,19 @@ The steps, in order:
    (``not_found`` otherwise). Scheduled runs arrive as ticks (``schedule``) naming their task;
    firing a trigger by name through CreateRun is not supported (``not_found``). The run's project
    must exist (ProjectService; archived ones included), as in Flyte: ``not_found`` otherwise.
-3. A run that already exists answers at once: the same request again returns it with OK, a
-   different request for the name is ``already_exists``. Nothing is written for a duplicate.
-4. Inputs go to the data bucket at a content-addressed URI (``.../inputs/<sha>/inputs.pb``), so a
-   concurrent different request for the same name can never overwrite the inputs of the run that
-   wins (docs/flyte-compat.md#q5-duplicate-inputs).
-5. The root action ``a0`` is written QUEUED with a conditional put; the stream then materialises
-   it as a TaskAction (functions/reconcile).
+3. Inline inputs go to the data bucket at a content-addressed URI (``.../inputs/<sha>/inputs.pb``),
+   so a different request for the same name can never overwrite the inputs of the run that wins
+   (docs/flyte-compat.md#q5-duplicate-inputs). Offloaded inputs (the SDK's path) are adopted as
+   they are: nothing to write.
+4. The root action ``a0`` is written QUEUED with one conditional put; the stream then
+   materialises it as a TaskAction (functions/reconcile). The put is also the duplicate check,
+   with no read before it: when the run exists, its condition fails and returns the stored item
+   (``ALL_OLD``). The same request again returns that run with OK (its inputs, the same bytes at
+   the same content-addressed key, were rewritten unchanged); a different request for the name is
+   ``already_exists``, and inputs it wrote at a key of its own are deleted again.
+
+So the SDK's CreateRun is one PutItem; with inline inputs, one S3 PutObject before it. The
+project check reads the project once per container (projects are never deleted).
 """
 
 from __future__ import annotations
@@ -101,10 +107,6 @@ class CreateRunService:
             raise not_found(f"project {run.project!r} not found")  # Flyte's validateProjectExists
         digest = request_digest(request)
 
-        existing = self._store.get_action(run.action(ROOT_ACTION_NAME))
-        if existing is not None:
-            return self._answer_duplicate(existing, digest)
-
         record, wrote_inputs = self._build_root(request, run=run, task_spec=task_spec, digest=digest)
         if trigger is not None:
             record = record.with_changes(
@@ -115,7 +117,7 @@ class CreateRunService:
         except RecordTooLarge as exc:
             self._discard_inputs(record, wrote_inputs)
             raise invalid_argument(f"run is too large to store: {exc}") from None
-        if not outcome.created:  # lost a race with a concurrent create of the same name
+        if not outcome.created:  # the run exists: a duplicate, or another request for its name
             if outcome.record.inputs_uri != record.inputs_uri:
                 self._discard_inputs(record, wrote_inputs)
             return self._answer_duplicate(outcome.record, digest)

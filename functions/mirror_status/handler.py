@@ -15,8 +15,8 @@ here, the watch in ``watcher``, each event's writes in ``mirror``.
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from dataclasses import asdict
 from functools import cache
 from typing import Any
@@ -46,12 +46,12 @@ def components() -> tuple[MirrorSettings, TaskActionClient, StatusMirror, Mirror
     """The Kubernetes client and its credentials are built once per container."""
     settings = mirror_settings()
     cluster = TaskActionClient.from_settings(settings)
-    store = ActionStore(table_name=settings.actions_table)
+    store = ActionStore(table_name=settings.actions_table)  # its DynamoDB client serves the leases too
     return (
         settings,
         cluster,
         StatusMirror(store=store, cluster=cluster),
-        MirrorLeases(table_name=settings.actions_table),
+        MirrorLeases(table_name=settings.actions_table, client=store.client),
     )
 
 
@@ -74,7 +74,7 @@ def watch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     budget = context.get_remaining_time_in_millis() / 1000 - settings.stop_margin_seconds
     watcher = ShardWatcher(
         shard=shard,
-        holder=getattr(context, "aws_request_id", "") or uuid.uuid4().hex,
+        holder=getattr(context, "aws_request_id", "") or secrets.token_hex(16),  # not uuid: ~14 ms to import
         cluster=cluster,
         mirror=mirror,
         leases=leases,

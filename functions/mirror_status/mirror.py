@@ -7,9 +7,15 @@ The serverless counterpart of the informer in Flyte's actions service (docs/flyt
 2. **Recorded resources are skipped:** once labelled ``flyte.org/terminal-status-recorded``.
 3. **Parent promotion:** the first sight of a child (an ADDED event) moves its parent to RUNNING
    if it is not that far yet, attempts untouched (docs/flyte-compat.md#q8-promotion-attempts is not copied).
+   A parent this mirror has itself moved to RUNNING or beyond (a run's resources are all in one
+   shard, so its watcher sees the parent's own status first) is not written again: the write
+   would be refused, and a refused conditional write is billed like an applied one.
 4. **The status update:** the guarded, idempotent update every status write uses (phase,
    attempts, cache status, start, end, error). Replays and overlapping watchers are harmless: the
-   guard never lets a phase move backwards.
+   guard never lets a phase move backwards. A sighting identical to the one last applied for the
+   same resource (the executor's other writes: finalizers, labels, plugin state) is not written
+   again: nothing in the table would change, and each write costs write units (and, for a run's
+   root, a rewrite of its run-index entry).
 5. **The terminal label:** once the resource's phase is terminal and the table holds a terminal
    phase, the resource is labelled, and later events about it are skipped. A deletion is never
    labelled (the resource is gone).
@@ -21,10 +27,12 @@ item that already exists, so the item is there to update.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from enum import StrEnum
 from typing import Any
 
-from functions.mirror_status.conditions import sighting_of
+from functions.mirror_status.conditions import Sighting, sighting_of
 from runplane import metrics, phases
 from runplane.identifiers import ActionKey
 from runplane.kube.client import TaskActionClient
@@ -35,6 +43,12 @@ from runplane.store import ActionStore, StatusUpdate
 logger = logging.getLogger(__name__)
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+# What the mirror remembers of what it wrote (per resource: its last applied sighting; per action:
+# whether it is RUNNING or beyond), at most this many entries each, oldest forgotten first. Each
+# entry is under 200 bytes; forgetting one only costs a write the guard makes harmless.
+MEMORY_ENTRIES = 20_000
+# Phases at or beyond RUNNING: a parent in one of them needs no promotion.
+_PROMOTED = frozenset({phases.RUNNING, phases.PAUSED}) | phases.TERMINAL_PHASES
 
 
 class Outcome(StrEnum):
@@ -62,6 +76,9 @@ class StatusMirror:
     def __init__(self, *, store: ActionStore, cluster: TaskActionClient) -> None:
         self._store = store
         self._cluster = cluster
+        self._lock = threading.Lock()  # a relist mirrors several resources at a time
+        self._applied: OrderedDict[tuple[str, str], Sighting] = OrderedDict()  # (name, uid) -> last applied
+        self._running: OrderedDict[ActionKey, None] = OrderedDict()  # actions this mirror saw RUNNING or beyond
 
     def apply(self, event_type: str, resource: dict[str, Any]) -> Outcome:
         name = resource.get("metadata", {}).get("name", "?")
@@ -72,14 +89,23 @@ class StatusMirror:
             return Outcome.FOREIGN
         bind(run=str(key.run_key), action=str(key))
         if is_recorded(resource):
+            self._forget(name, resource)
             return Outcome.SKIPPED_RECORDED
         deleted = event_type == DELETED
         sighting = sighting_of(resource, deleted=deleted)
         parent = (resource.get("spec") or {}).get("parentActionName")
         if event_type == ADDED and parent:
-            self._store.promote_to_running(ActionKey(project=key.project, domain=key.domain, run=key.run, name=parent))
+            parent_key = ActionKey(project=key.project, domain=key.domain, run=key.run, name=parent)
+            if not self._knows_running(parent_key):
+                self._store.promote_to_running(parent_key)
+                self._remember_running(parent_key, running=True)
         if sighting.phase == phases.UNSPECIFIED:
             return Outcome.UNCHANGED
+        identity = (name, str(resource.get("metadata", {}).get("uid", "")))
+        if not deleted and self._last_applied(identity) == sighting:  # the executor wrote something else
+            if not phases.is_terminal(sighting.phase):
+                return Outcome.UNCHANGED  # the table already says this
+            return self._record_terminal(name, key, sighting.phase)  # applied, not labelled yet
         update = StatusUpdate(
             phase=sighting.phase,
             attempts=sighting.attempts or None,
@@ -91,15 +117,60 @@ class StatusMirror:
             error_message=sighting.error_message,
         )
         outcome = self._store.update_status(key, update)
-        if outcome.record is None:
+        if outcome.phase is None:
             logger.warning("TaskAction without an action skipped", extra={"taskaction": name, "action": str(key)})
             return Outcome.FOREIGN
         metrics.count(metrics.STATUS_UPDATES_APPLIED if outcome.applied else metrics.STATUS_UPDATES_REJECTED)
-        if deleted or not (phases.is_terminal(sighting.phase) and phases.is_terminal(outcome.record.phase)):
+        if outcome.applied:
+            self._remember_applied(identity, sighting, key=key, deleted=deleted)
+        if deleted or not (phases.is_terminal(sighting.phase) and phases.is_terminal(outcome.phase)):
             return Outcome.APPLIED if outcome.applied else Outcome.UNCHANGED
+        return self._record_terminal(name, key, outcome.phase)
+
+    def _record_terminal(self, name: str, key: ActionKey, phase: int) -> Outcome:
+        """The table holds a terminal phase: label the resource, so it is skipped from now on."""
         self._cluster.label(name, {LABEL_TERMINAL_RECORDED: "true"})
         logger.info(
             "terminal status recorded",
-            extra={"taskaction": name, "action": str(key), "phase": phases.phase_name(outcome.record.phase)},
+            extra={"taskaction": name, "action": str(key), "phase": phases.phase_name(phase)},
         )
         return Outcome.RECORDED
+
+    # --- what the mirror remembers ----------------------------------------------------------
+
+    def _knows_running(self, key: ActionKey) -> bool:
+        with self._lock:
+            return key in self._running
+
+    def _remember_running(self, key: ActionKey, *, running: bool) -> None:
+        with self._lock:
+            if not running:
+                self._running.pop(key, None)
+                return
+            self._running[key] = None
+            self._running.move_to_end(key)
+            while len(self._running) > MEMORY_ENTRIES:
+                self._running.popitem(last=False)
+
+    def _forget(self, name: str, resource: dict[str, Any]) -> None:
+        with self._lock:
+            self._applied.pop((name, str(resource.get("metadata", {}).get("uid", ""))), None)
+
+    def _last_applied(self, identity: tuple[str, str]) -> Sighting | None:
+        with self._lock:
+            return self._applied.get(identity)
+
+    def _remember_applied(
+        self, identity: tuple[str, str], sighting: Sighting, *, key: ActionKey, deleted: bool
+    ) -> None:
+        """An applied sighting: the resource's latest, and whether its action is RUNNING or beyond
+        (a new attempt back in QUEUED is not: its next child promotes it again)."""
+        self._remember_running(key, running=sighting.phase in _PROMOTED)
+        with self._lock:
+            if deleted:
+                self._applied.pop(identity, None)  # nothing more to mirror for it
+                return
+            self._applied[identity] = sighting
+            self._applied.move_to_end(identity)
+            while len(self._applied) > MEMORY_ENTRIES:
+                self._applied.popitem(last=False)

@@ -8,15 +8,12 @@ to the on-failure destination.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-
-from functions.reconcile.batch import RunOrderedBatchProcessor
-from functions.reconcile.reconciler import METRIC_OUTCOMES, RETRIED, ActionChange, Outcome, Reconciler
+from functions.reconcile.batch import PartialBatchResponse, RunOrderedBatchProcessor
+from functions.reconcile.reconciler import METRIC_OUTCOMES, RETRIED, ActionChange, BatchState, Outcome, Reconciler
 from runplane.blobs import BlobStore
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import mirror_shard
@@ -29,6 +26,10 @@ from runplane.store import ActionStore
 
 logger = function_logger("reconcile")
 metrics = function_metrics("reconcile")  # EMF lines, written as each invocation ends
+
+# BatchGetItem calls of one batch in flight at once (STATE_READ_CHUNK keys each): a 100-record
+# batch's reads all at once, beside the record workers.
+STATE_READERS = 4
 
 
 @cache
@@ -64,15 +65,14 @@ def process_batch(
     reconciler: Reconciler,
     processor: RunOrderedBatchProcessor,
     waker: MirrorWaker | None = None,
-) -> PartialItemFailureResponse:
+) -> PartialBatchResponse:
     """One stream batch through the reconciler; the partial batch response for the mapping."""
-    changes = {r["dynamodb"]["SequenceNumber"]: ActionChange.from_stream_record(r) for r in event.get("Records", [])}
-    states = reconciler.current_states(list(changes.values()))  # one BatchGetItem, not one read per record
+    records: list[dict[str, Any]] = event.get("Records") or []
+    changes = [ActionChange.from_stream_record(record) for record in records]
     created_in: set[int] = set()
     outcomes: list[Outcome] = []  # appended from the worker threads, counted here afterwards
 
-    def record_handler(record: DynamoDBRecord) -> str:
-        change = changes[record.raw_event["dynamodb"]["SequenceNumber"]]
+    def record_handler(change: ActionChange, states: BatchState) -> str:
         record_of = change.new or change.old
         if record_of is None:
             bind()  # not an action: no run or action on its lines
@@ -84,9 +84,14 @@ def process_batch(
             created_in.add(mirror_shard(change.new.key.run, shards=reconciler.mirror_shards))
         return outcome.value
 
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    with ThreadPoolExecutor(max_workers=STATE_READERS, thread_name_prefix="reconcile-read") as readers:
+        # BatchGetItem, not one read per record; the first records start while the rest is read.
+        states = reconciler.current_states(changes, pool=readers)
+        response = processor.process(
+            records,
+            lambda position: record_handler(changes[position], states),
+            prerequisites={position: states.reads_of(change) for position, change in enumerate(changes)},
+        )
     if waker is not None and created_in:
         waker.wake(created_in)
     _count(outcomes, retried=len(response.get("batchItemFailures") or []))
@@ -106,5 +111,5 @@ def _count(outcomes: list[Outcome], *, retried: int) -> None:
 
 @metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+def handler(event: dict[str, Any], context: Any) -> PartialBatchResponse:
     return process_batch(event, context, reconciler=reconciler(), processor=processor(), waker=waker())

@@ -162,9 +162,9 @@ class Schedules:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
+            from runplane.aws_clients import client
 
-            self._client = boto3.client("scheduler")
+            self._client = client("scheduler")
         return self._client
 
     def put(self, record: TriggerRecord, *, expression: str, timezone: str, start: datetime | None) -> None:

@@ -126,7 +126,7 @@ class ActionLifecycleService:
 
         def apply() -> None:
             outcome = self._store.update_status(key, update, now=self._clock())
-            if outcome.record is None:
+            if outcome.phase is None:
                 raise not_found(f"action {key} not found")
             _count_status_update(applied=outcome.applied)
             if not outcome.applied:
@@ -134,7 +134,7 @@ class ActionLifecycleService:
                     "status update refused by the phase guard",
                     extra={
                         "action": str(key),
-                        "from": phases.phase_name(outcome.record.phase),
+                        "from": phases.phase_name(outcome.phase),
                         "to": phases.phase_name(update.phase),
                     },
                 )
@@ -148,7 +148,7 @@ class ActionLifecycleService:
             raise invalid_argument("attempt must be 1 or more")
         update = _status_update(request.status, attempts=request.attempt)
         outcome = self._store.update_status(key, update, now=self._clock())
-        if outcome.record is None:
+        if outcome.phase is None:
             raise not_found(f"action {key} not found")
         _count_status_update(applied=outcome.applied)
         return actions.UpdateResponse()

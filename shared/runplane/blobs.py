@@ -7,7 +7,7 @@ executor and SDK read them.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,16 +30,20 @@ class BlobStore:
     def client(self) -> S3Client:
         if self._client is not None:
             return self._client
-        import boto3
         from botocore.config import Config
 
-        return boto3.client(
-            "s3",
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 4},
-                connect_timeout=3,
-                read_timeout=10,
-                signature_version="s3v4",  # presigned URLs too: SigV2 is retired on AWS
+        from runplane.aws_clients import client
+
+        return cast(
+            "S3Client",
+            client(
+                "s3",
+                config=Config(
+                    retries={"mode": "standard", "max_attempts": 4},
+                    connect_timeout=3,
+                    read_timeout=10,
+                    signature_version="s3v4",  # presigned URLs too: SigV2 is retired on AWS
+                ),
             ),
         )
 

@@ -114,10 +114,11 @@ class ContainerLogs:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
             from botocore.config import Config
 
-            self._client = boto3.client(
+            from runplane.aws_clients import client
+
+            self._client = client(
                 "logs", config=Config(retries={"mode": "standard", "max_attempts": 4}, read_timeout=10)
             )
         return self._client

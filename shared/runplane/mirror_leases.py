@@ -24,7 +24,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from runplane.records import StoredItem, returned_item
 
@@ -66,9 +66,9 @@ class MirrorLeases:
     def client(self) -> DynamoDBClient:
         if self._client is not None:
             return self._client
-        import boto3
+        from runplane.aws_clients import client
 
-        return boto3.client("dynamodb")
+        return cast("DynamoDBClient", client("dynamodb"))
 
     def acquire(self, shard: int, *, holder: str, seconds: float, planned_seconds: float = 0.0) -> LeaseState:
         """Take the shard's lease for ``seconds`` if it is free, expired or ours, planning to watch

@@ -38,9 +38,9 @@ class MirrorWaker:
     def client(self) -> Any:
         if self._client is not None:
             return self._client
-        import boto3
+        from runplane.aws_clients import client
 
-        return boto3.client("lambda")
+        return client("lambda")
 
     def wake(self, shards: Iterable[int]) -> list[int]:
         """Invoke the mirror for each shard that has no active watcher; returns those woken.

@@ -85,6 +85,7 @@ class ProjectStore:
     def __init__(self, store: ActionStore, *, seeds: Sequence[str] = ()) -> None:
         self._items = RegistryItems(store)
         self._seeds = tuple(seeds)
+        self._known: set[str] = set()  # projects seen to exist: they always will (see ``exists``)
 
     def create(self, record: ProjectRecord) -> bool:
         """Insert a new project; False when one of that id exists (nothing is written)."""
@@ -99,7 +100,16 @@ class ProjectStore:
         return self._seed(project_id) if project_id in self._seeds else None
 
     def exists(self, project_id: str) -> bool:
-        return self.get(project_id) is not None
+        """Whether the project exists. A project is never deleted (archived ones still exist, as
+        in Flyte), so a seed, or one found once, is known for the life of this store without a
+        read: CreateRun checks its project without a GetItem on every call. A project not found
+        is looked up again next time (it may be created meanwhile)."""
+        if project_id in self._seeds or project_id in self._known:
+            return True
+        if self.get(project_id) is None:
+            return False
+        self._known.add(project_id)
+        return True
 
     def update(self, record: ProjectRecord) -> bool:
         """Replace what a project says about itself (name, description, labels, state), as Flyte's

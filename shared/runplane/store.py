@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from runplane import phases
 from runplane.identifiers import ActionKey, RunKey
@@ -54,6 +54,22 @@ MAX_ITEM_BYTES = 390 * 1024
 INLINE_SPEC_LIMIT = 16 * 1024
 BATCH_GET_LIMIT = 100  # DynamoDB's maximum keys per BatchGetItem
 BATCH_GET_ATTEMPTS = 5
+_SPECS = ("action_spec", "run_spec")  # the serialized specs an item carries inline, deflated
+TRANSACTION_LIMIT = 100  # DynamoDB's maximum actions per TransactWriteItems
+# A cancelled transaction is sent again (without the items whose guard failed) this many times,
+# pausing after a conflict, before its items go one by one.
+TRANSACTION_ATTEMPTS = 4
+TRANSACTION_BACKOFF_SECONDS = 0.05
+
+
+class _GuardedUpdate(TypedDict):
+    """One guarded UpdateItem's arguments but the table: for ``update_item`` and for transactions."""
+
+    Key: dict[str, dict[str, str]]
+    UpdateExpression: str
+    ConditionExpression: str
+    ExpressionAttributeNames: dict[str, str]
+    ExpressionAttributeValues: dict[str, dict[str, str]]
 
 
 class RecordTooLarge(ValueError):
@@ -96,7 +112,15 @@ class StatusUpdate:
 @dataclass(frozen=True)
 class UpdateOutcome:
     applied: bool
-    record: ActionRecord | None  # after the update if applied, as found otherwise (None: missing)
+    # The stored phase after the call: the update's if applied, the one found otherwise (None: no
+    # such action). An applied update returns nothing else (no ReturnValues: the item is not
+    # sent back and parsed on every status write); a refused one returns the item it found.
+    phase: int | None
+    found: ActionRecord | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.phase is None
 
 
 class EndResult(StrEnum):
@@ -147,12 +171,16 @@ class ActionStore:
     def client(self) -> DynamoDBClient:
         if self._client is not None:
             return self._client
-        import boto3
         from botocore.config import Config
 
-        return boto3.client(
-            "dynamodb",
-            config=Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10),
+        from runplane.aws_clients import client
+
+        return cast(
+            "DynamoDBClient",
+            client(
+                "dynamodb",
+                config=Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10),
+            ),
         )
 
     # --- reads ------------------------------------------------------------------------------
@@ -430,33 +458,31 @@ class ActionStore:
             values[":end"] = {"S": format_time(update.end_time or now)}
             assignments.append("ended_at = if_not_exists(ended_at, :end)")
 
-        predecessors = sorted(phases.allowed_predecessors(update.phase))
-        values.update(_values("pred", predecessors))
-        same_attempt = f"phase IN ({_placeholders('pred', predecessors)})"
+        same_attempt = _phase_in("pred", phases.allowed_predecessors(update.phase), values)
         if update.attempts:
-            final = sorted(phases.FINAL_PHASES)
-            values.update(_values("final", final))
-            guard = (
-                f"(attempts < :attempts AND NOT phase IN ({_placeholders('final', final)}))"
-                f" OR (attempts = :attempts AND {same_attempt})"
-            )
+            final = _phase_in("final", phases.FINAL_PHASES, values)
+            guard = f"(attempts < :attempts AND NOT ({final})) OR (attempts = :attempts AND ({same_attempt}))"
         else:
             guard = same_attempt
         client = self.client
         try:
-            response = client.update_item(
+            # No ``attribute_exists(pk)``: every branch of the guard compares an attribute every
+            # action has, so it is already false for a missing one (which then returns no item).
+            client.update_item(
                 TableName=self.table_name,
                 Key=item_key(key),
                 UpdateExpression="SET " + ", ".join(assignments) + " ADD version :one",
-                ConditionExpression=f"attribute_exists(pk) AND ({guard})",
+                ConditionExpression=guard,
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
             item = returned_item(exc.response)
-            return UpdateOutcome(applied=False, record=ActionRecord.from_item(item) if item else None)
-        return UpdateOutcome(applied=True, record=ActionRecord.from_item(response["Attributes"]))
+            if not item:
+                return UpdateOutcome(applied=False, phase=None)
+            found = ActionRecord.from_item(item)
+            return UpdateOutcome(applied=False, phase=found.phase, found=found)
+        return UpdateOutcome(applied=True, phase=update.phase)
 
     def promote_to_running(self, key: ActionKey, *, now: datetime | None = None) -> bool:
         """RUNNING if the action has not got that far yet: a child was seen in the cluster, so its
@@ -534,35 +560,97 @@ class ActionStore:
         )
         return int(response["Attributes"][counter]["N"])
 
+    def abort_cascaded_many(self, keys: Sequence[ActionKey], *, reason: str) -> int:
+        """``abort_cascaded`` for many actions, in transactions of up to ``TRANSACTION_LIMIT``
+        guarded updates (a 1,000-action subtree in ten calls, not a thousand); returns how many
+        were ended here.
+
+        Each update keeps its guard, so an action that has ended stays as it is. One ended
+        action cancels its whole transaction, so a cancelled transaction is sent again without
+        the actions whose guard failed (they ended, or are gone) and, after a conflict with
+        another write, after a pause; after ``TRANSACTION_ATTEMPTS`` the rest go one by one.
+        Transactional writes are billed twice a plain write's units: an abort is rare, and a
+        run's abort waits for this."""
+        unique = list(dict.fromkeys(keys))
+        ended = 0
+        for start in range(0, len(unique), TRANSACTION_LIMIT):
+            ended += self._end_together(unique[start : start + TRANSACTION_LIMIT], reason=reason)
+        return ended
+
+    def _end_together(self, keys: list[ActionKey], *, reason: str) -> int:
+        now = format_time(utcnow())
+        client = self.client
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            if not keys:
+                return 0
+            updates = [
+                self._end_expression(key, phase=phases.ABORTED, now=now, fields={"abort_reason": reason})
+                for key in keys
+            ]
+            try:
+                client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self.table_name,
+                                "Key": update["Key"],
+                                "UpdateExpression": update["UpdateExpression"],
+                                "ConditionExpression": update["ConditionExpression"],
+                                "ExpressionAttributeNames": update["ExpressionAttributeNames"],
+                                "ExpressionAttributeValues": update["ExpressionAttributeValues"],
+                            }
+                        }
+                        for update in updates
+                    ]
+                )
+            except client.exceptions.TransactionCanceledException as exc:
+                reasons: Sequence[Mapping[str, object]] = exc.response.get("CancellationReasons", [])
+                codes = [str(reason.get("Code", "")) for reason in reasons]
+                if len(codes) != len(keys):  # no reasons to go by: try the rest one by one
+                    break
+                keys = [key for key, code in zip(keys, codes, strict=True) if code != "ConditionalCheckFailed"]
+                if any(code not in ("None", "ConditionalCheckFailed") for code in codes):
+                    time.sleep(TRANSACTION_BACKOFF_SECONDS * 2**attempt)  # a conflict, throttling
+                continue
+            return len(keys)
+        return sum(self.abort_cascaded(key, reason=reason) is EndResult.ENDED for key in keys)
+
     def _end(self, key: ActionKey, *, phase: int, now: str, fields: dict[str, str]) -> EndResult:
         """Move an action that has not ended into a terminal phase, setting ``fields``."""
-        terminal = sorted(phases.TERMINAL_PHASES)
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":f{i}": {"S": value} for i, value in enumerate(fields.values())}
-        assignments = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
         client = self.client
         try:
             client.update_item(
                 TableName=self.table_name,
-                Key=item_key(key),
-                UpdateExpression=(
-                    f"SET phase = :phase, {assignments}, ended_at = if_not_exists(ended_at, :now), updated_at = :now "
-                    "ADD version :one"
-                ),
-                ConditionExpression=f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    ":phase": {"N": str(phase)},
-                    ":now": {"S": now},
-                    ":one": {"N": "1"},
-                    **values,
-                    **_values("t", terminal),
-                },
+                **self._end_expression(key, phase=phase, now=now, fields=fields),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
             return EndResult.ALREADY_ENDED if exc.response.get("Item") else EndResult.MISSING
         return EndResult.ENDED
+
+    @staticmethod
+    def _end_expression(key: ActionKey, *, phase: int, now: str, fields: dict[str, str]) -> _GuardedUpdate:
+        """The guarded update that ends an action (``_end``), for UpdateItem or a transaction."""
+        terminal = sorted(phases.TERMINAL_PHASES)
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":f{i}": {"S": value} for i, value in enumerate(fields.values())}
+        assignments = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        return {
+            "Key": item_key(key),
+            "UpdateExpression": (
+                f"SET phase = :phase, {assignments}, ended_at = if_not_exists(ended_at, :now), updated_at = :now "
+                "ADD version :one"
+            ),
+            "ConditionExpression": f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {
+                ":phase": {"N": str(phase)},
+                ":now": {"S": now},
+                ":one": {"N": "1"},
+                **values,
+                **_values("t", terminal),
+            },
+        }
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -590,6 +678,10 @@ class ActionStore:
     def _checked_item(self, record: ActionRecord | EventRecord) -> dict[str, dict[str, Any]]:
         item = record.to_item()
         size = item_size(item)
+        if isinstance(record, ActionRecord):
+            # The limit is on the record, specs counted as they are, not as well as they deflate:
+            # whether a run fits must not depend on how repetitive its spec happens to be.
+            size += sum(len(getattr(record, name)) - len(item[name]["B"]) for name in _SPECS if name in item)
         if size > MAX_ITEM_BYTES:
             raise RecordTooLarge(f"{record.key} is {size} bytes, over the {MAX_ITEM_BYTES}-byte limit")
         return item
@@ -613,6 +705,26 @@ def _partition_condition(partition: str, sort_prefix: str) -> tuple[str, dict[st
     if not sort_prefix:
         return "pk = :pk", {":pk": {"S": partition}}
     return "pk = :pk AND begins_with(sk, :prefix)", {":pk": {"S": partition}, ":prefix": {"S": sort_prefix}}
+
+
+def _phase_in(prefix: str, allowed: Iterable[int], values: dict[str, dict[str, str]]) -> str:
+    """A condition that ``phase`` is one of ``allowed``, as short as it can be (the guard's sets are
+    mostly "every open phase up to this one"): the run of phases from 0 becomes ``<=``, the rest
+    an ``IN`` list; the placeholders it uses are added to ``values``. DynamoDB does not care, but
+    an emulator that parses every expression in Python (moto) pays for each term."""
+    ordered = sorted(set(allowed))
+    top = -1
+    while top + 1 in ordered:
+        top += 1
+    rest = [number for number in ordered if number > top]
+    clauses = []
+    if top >= 0:
+        values[f":{prefix}top"] = {"N": str(top)}
+        clauses.append(f"phase <= :{prefix}top")
+    if rest:
+        values.update(_values(prefix, rest))
+        clauses.append(f"phase IN ({_placeholders(prefix, rest)})")
+    return " OR ".join(clauses)
 
 
 def _placeholders(prefix: str, numbers: Sequence[int]) -> str:

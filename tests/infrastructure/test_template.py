@@ -73,6 +73,7 @@ def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformati
         "TaskRegistryFunction",
         "DataProxyFunction",
         "AuthMetadataFunction",
+        "ConsoleFunction",
         "ReconcileFunction",
         "MirrorStatusFunction",
     }
@@ -115,8 +116,10 @@ def test_every_route_is_served_by_its_handler():
         assert routes[("POST", path)] == "functions.update_action.handler.handler"
     for path in read_runs_router.paths:
         assert routes[("POST", path)] == "functions.read_runs.handler.handler"
-    assert all(method == "POST" for method, path in routes if path != "/{proxy+}")
+    assert all(method == "POST" for method, path in routes if path != "/{proxy+}" and path not in CONSOLE_PAGES)
     assert routes[("ANY", "/{proxy+}")] == "functions.data_proxy.handler.handler"  # unimplemented, not 404
+    for path in CONSOLE_PAGES:  # the web console: its page and assets, GET only
+        assert routes[("GET", path)] == "functions.console.handler.handler", path
 
 
 def test_local_table_is_the_deployed_table():
@@ -348,6 +351,8 @@ DISCOVERY_PROCEDURES = {
     "/flyteidl2.auth.AuthMetadataService/GetOAuth2Metadata",
     "/flyteidl2.auth.AuthMetadataService/GetPublicClientConfig",
 }
+# The web console's page and assets: public, as a sign-in page is; the API calls they make are not.
+CONSOLE_PAGES = {"/", "/v2", "/v2/{proxy+}", "/console/{proxy+}"}
 # What the data plane calls (Flyte's executor, the SDK inside task pods): the data-plane scope.
 DATA_PLANE_PROCEDURES = {
     "/flyteidl2.workflow.InternalRunService/RecordAction",
@@ -380,7 +385,7 @@ def test_every_route_but_discovery_has_the_jwt_authorizer_with_its_scope(cloudfo
     assert set(security) == {(route.method, route.path) for route in http_routes()}
     assert {path for _, path in security} >= DISCOVERY_PROCEDURES | DATA_PLANE_PROCEDURES
     for (method, path), requirement in security.items():
-        if path in DISCOVERY_PROCEDURES:
+        if path in DISCOVERY_PROCEDURES | CONSOLE_PAGES:
             assert requirement == [{"NONE": []}], path
         elif path in DATA_PLANE_PROCEDURES:
             assert requirement == [{"OAuth2": [{"Ref": "AuthDataPlaneScope"}]}], path
@@ -393,7 +398,7 @@ def test_the_local_front_reads_the_same_authorizers_and_scopes():
     user, data_plane = parameters["AuthUserScope"]["Default"], parameters["AuthDataPlaneScope"]["Default"]
     assert user != data_plane
     for route in http_routes():
-        if route.path in DISCOVERY_PROCEDURES:
+        if route.path in DISCOVERY_PROCEDURES | CONSOLE_PAGES:
             assert (route.authorizer, route.scopes) == (None, ()), route.path
         else:
             expected = data_plane if route.path in DATA_PLANE_PROCEDURES else user

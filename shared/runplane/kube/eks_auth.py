@@ -20,16 +20,20 @@ if TYPE_CHECKING:
 TOKEN_PREFIX = "k8s-aws-v1."
 TOKEN_LIFETIME_SECONDS = 10 * 60  # refresh well before EKS's ~15 minute acceptance window
 PRESIGN_EXPIRES_SECONDS = 60  # what aws-iam-authenticator and `aws eks get-token` use
+STS_SERVICE_ID = "STS"  # STS's serviceId in botocore's model: what the signer's events are named by
 
 
 def mint_token(*, cluster_name: str, region: str, session: Any = None) -> str:
-    import botocore.session
+    from botocore.model import ServiceId
     from botocore.signers import RequestSigner
 
-    session = session or botocore.session.get_session()
-    sts = session.create_client("sts", region_name=region)
+    from runplane.aws_clients import session as shared_session
+
+    session = session or shared_session()
+    # Only the signer is needed, not an STS client: building one loads STS's model and endpoint
+    # rules, tens of milliseconds of reconcile's and the mirror's first call.
     signer = RequestSigner(
-        sts.meta.service_model.service_id,
+        ServiceId(STS_SERVICE_ID),
         region,
         "sts",
         "v4",
@@ -69,11 +73,12 @@ class RefreshingToken:
 
 def eks_api_client(cluster_name: str) -> ApiClient:
     """A kubernetes ApiClient for an EKS cluster, its token refreshed before every expiry."""
-    import boto3
     from kubernetes import client
 
+    from runplane.aws_clients import client as aws_client
+
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    cluster = boto3.client("eks", region_name=region).describe_cluster(name=cluster_name)["cluster"]
+    cluster = aws_client("eks", region_name=region).describe_cluster(name=cluster_name)["cluster"]
     ca_file = tempfile.NamedTemporaryFile(prefix=f"eks-{cluster_name}-", suffix=".crt", delete=False)  # noqa: SIM115
     with ca_file:
         ca_file.write(base64.b64decode(cluster["certificateAuthority"]["data"]))
