@@ -229,11 +229,11 @@ def warm_update_action_status(resources: Any, calls: int) -> dict[str, Any]:
         sent.update(kwargs)
         return original(**kwargs)
 
-    client.update_item = capture  # the request the handler makes, to replay it raw
+    cast(Any, client).update_item = capture  # the request the handler makes, to replay it raw
     try:
         handler_call_seconds = timed(lambda: update_action.handler(event, context))
     finally:
-        client.update_item = original
+        cast(Any, client).update_item = original
     assert sent and handler_call_seconds > 0
 
     def handler_call() -> None:

@@ -37,7 +37,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 KB = 1024
 INDEX_KEYS = ("pk", "sk", "run_index_pk", "run_index_sk")
@@ -229,7 +229,7 @@ def lives(table: str, bucket: str) -> dict[str, dict[str, int]]:
     from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 
     client = CountingClient(boto3.client("dynamodb"), table=table)
-    store = ActionStore(table_name=table, client=client, blobs=BlobStore(), spec_prefix=f"s3://{bucket}")
+    store = ActionStore(table_name=table, client=cast(Any, client), blobs=BlobStore(), spec_prefix=f"s3://{bucket}")
     create = CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{bucket}")
     lifecycle = ActionLifecycleService(store=store)
     mirror = StatusMirror(store=store, cluster=NoCluster())  # type: ignore[arg-type]  # the label is all it writes

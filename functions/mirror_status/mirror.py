@@ -15,7 +15,7 @@ The serverless counterpart of the informer in Flyte's actions service (docs/flyt
    guard never lets a phase move backwards. A sighting identical to the one last applied for the
    same resource (the executor's other writes: finalizers, labels, plugin state) is not written
    again: nothing in the table would change, and each write costs write units (and, for a run's
-   root, a rewrite of its run-index entry).
+   root, a rewrite of its run-index entry). A repeated terminal sighting only labels again.
 5. **The terminal label:** once the resource's phase is terminal and the table holds a terminal
    phase, the resource is labelled, and later events about it are skipped. A deletion is never
    labelled (the resource is gone).

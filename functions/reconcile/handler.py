@@ -1,9 +1,10 @@
 """Lambda entry point of reconcile: a DynamoDB Streams batch -> per-record reconcile.
 
-Partial batch responses (``batchItemFailures``) come from Powertools' BatchProcessor, ordered so a
-child never goes before its parent (``batch``): a record whose reconcile raised is reported, and
-the event source mapping retries from it, bounded by the mapping's retry settings, then sends it
-to the on-failure destination.
+Partial batch responses (``batchItemFailures``) come from the batch processor (``batch``), which
+orders the records so a child never goes before its parent: a record whose reconcile raised is
+reported, and the event source mapping retries from it, bounded by the mapping's retry settings,
+then sends it to the on-failure destination. The items the records are decided on are read while
+the first records already run (``Reconciler.current_states``).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from runplane.identifiers import ActionKey, taskaction_name
 from runplane.kube.client import AlreadyExists, ResourceRejected, TaskActionClient
 from runplane.kube.resources import identity_of
 from runplane.records import ACTION_SORT_PREFIX, ActionRecord
-from runplane.store import ActionStore
+from runplane.store import ActionNode, ActionStore
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,11 @@ MATERIALIZE_ATTEMPTS = "reconcile_attempts"  # item counters of failed attempts
 # updates (DynamoDB's maximum), this many transactions in flight: a 1,000-action run in ten calls.
 CASCADE_CHUNK = 100
 CASCADE_CONCURRENCY = 4
-# Keys per BatchGetItem when a batch's reads overlap its creates: a 100-record batch's first
-# records start after a quarter of its reads instead of all of them (DynamoDB bills read units
-# per item, so four calls cost what one does).
-STATE_READ_CHUNK = 25
+# Keys per BatchGetItem when a batch's reads overlap its creates: a small first read, so the
+# batch's first records start at once, then larger ones while they run (DynamoDB bills read units
+# per item, so several calls cost what one does; they run STATE_READERS at a time, in handler).
+FIRST_STATE_READ_CHUNK = 10
+STATE_READ_CHUNK = 30
 ABORT_ATTEMPTS = "abort_attempts"
 
 
@@ -134,18 +135,20 @@ class Reconciler:
     def current_states(self, changes: list[ActionChange], *, pool: Executor | None = None) -> BatchState:
         """The current items a batch's records will need (the actions new or to abort, and the
         parents of new ones), read with BatchGetItem. With a ``pool`` the reads are issued there
-        in chunks of ``STATE_READ_CHUNK`` keys, in record order, and this returns at once: each
-        record waits only for the chunk holding its keys (``BatchState.reads_of``), so the first
-        creates overlap the rest of the reads."""
+        in record order, ``FIRST_STATE_READ_CHUNK`` keys first and ``STATE_READ_CHUNK`` after, and
+        this returns at once: each record waits only for the read holding its keys
+        (``BatchState.reads_of``), so the first creates overlap the rest of the reads."""
         keys = list(dict.fromkeys(key for change in changes for key in _keys_needed(change)))
         if pool is None:
             return BatchState(fetched=set(keys), records=self._store.get_actions(keys) if keys else {})
         states = BatchState(fetched=set(keys))
-        for start in range(0, len(keys), STATE_READ_CHUNK):
-            chunk = keys[start : start + STATE_READ_CHUNK]
+        start = 0
+        while start < len(keys):
+            chunk = keys[start : start + (STATE_READ_CHUNK if start else FIRST_STATE_READ_CHUNK)]
             read = pool.submit(self._store.get_actions, chunk)
             for key in chunk:
                 states.reads[key] = read
+            start += len(chunk)
         return states
 
     def handle(self, change: ActionChange, *, states: BatchState | None = None) -> Outcome:
@@ -248,18 +251,18 @@ class Reconciler:
         return Outcome.ABORTED
 
     def _abort_descendants(self, record: ActionRecord) -> int:
-        """Every descendant that has not ended becomes ABORTED: the run's actions read with one
-        Query projecting their state only (no specs), then transactions of guarded updates."""
-        children: dict[str, list[ActionRecord]] = defaultdict(list)
-        for action in self._store.list_action_states(record.key.run_key):
-            if action.parent:
-                children[action.parent].append(action)
+        """Every descendant that has not ended becomes ABORTED: the run's tree read with one Query
+        projecting each action's name, parent and phase, then transactions of guarded updates."""
+        children: dict[str, list[ActionNode]] = defaultdict(list)
+        for node in self._store.list_action_tree(record.key.run_key):
+            if node.parent:
+                children[node.parent].append(node)
         open_descendants, queue = [], deque(children[record.key.name])
         while queue:
             descendant = queue.popleft()
-            queue.extend(children[descendant.key.name])
+            queue.extend(children[descendant.name])
             if not phases.is_terminal(descendant.phase):
-                open_descendants.append(descendant.key)
+                open_descendants.append(_sibling_key(record.key, descendant.name))
         reason = f"ancestor action {record.key.name!r} was aborted"
         chunks = [open_descendants[i : i + CASCADE_CHUNK] for i in range(0, len(open_descendants), CASCADE_CHUNK)]
         with ThreadPoolExecutor(max_workers=CASCADE_CONCURRENCY) as pool:  # independent transactions
@@ -363,6 +366,11 @@ def _keys_needed(change: ActionChange) -> list[ActionKey]:
     if change.event_name == "INSERT" and new.parent:
         return [new.key, _parent_key(new.key, new.parent)]
     return [new.key]
+
+
+def _sibling_key(key: ActionKey, name: str) -> ActionKey:
+    """Another action of the same run."""
+    return ActionKey(project=key.project, domain=key.domain, run=key.run, name=name)
 
 
 def _parent_key(key: ActionKey, parent: str) -> ActionKey:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast
 
 from runplane import phases
 from runplane.identifiers import ActionKey, RunKey
@@ -68,7 +68,6 @@ class _GuardedUpdate(TypedDict):
     Key: dict[str, dict[str, str]]
     UpdateExpression: str
     ConditionExpression: str
-    ExpressionAttributeNames: dict[str, str]
     ExpressionAttributeValues: dict[str, dict[str, str]]
 
 
@@ -121,6 +120,14 @@ class UpdateOutcome:
     @property
     def missing(self) -> bool:
         return self.phase is None
+
+
+class ActionNode(NamedTuple):
+    """An action's place in its run's tree, and its phase (``ActionStore.list_action_tree``)."""
+
+    name: str
+    parent: str | None
+    phase: int
 
 
 class EndResult(StrEnum):
@@ -242,6 +249,34 @@ class ActionStore:
         watches that poll a run. The projection trims what travels and is parsed, not the read
         units, which DynamoDB bills on the whole items."""
         return self._query_actions_projected(run, ACTION_STATE_ATTRIBUTES)
+
+    def list_action_tree(self, run: RunKey) -> list[ActionNode]:
+        """Every action of a run as (name, parent, phase), read with one Query (paginated) of its
+        partition projecting those alone: what an abort cascade walks, a few bytes an action."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": run_partition_key(run.project, run.domain, run.name)},
+                ":prefix": {"S": ACTION_SORT_PREFIX},
+            },
+            "ProjectionExpression": "sk, parent, phase",
+            "ConsistentRead": True,
+        }
+        nodes: list[ActionNode] = []
+        while True:
+            response = self.client.query(**kwargs)
+            for item in response.get("Items", []):
+                nodes.append(
+                    ActionNode(
+                        name=item["sk"]["S"][len(ACTION_SORT_PREFIX) :],
+                        parent=item["parent"]["S"] if "parent" in item else None,
+                        phase=int(item["phase"]["N"]),
+                    )
+                )
+            if "LastEvaluatedKey" not in response:
+                return nodes
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def list_action_listings(self, run: RunKey) -> list[ActionRecord]:
         """Every action of a run with what a listing shows (``ACTION_LISTING_ATTRIBUTES``: no
@@ -596,7 +631,6 @@ class ActionStore:
                                 "Key": update["Key"],
                                 "UpdateExpression": update["UpdateExpression"],
                                 "ConditionExpression": update["ConditionExpression"],
-                                "ExpressionAttributeNames": update["ExpressionAttributeNames"],
                                 "ExpressionAttributeValues": update["ExpressionAttributeValues"],
                             }
                         }
@@ -630,25 +664,24 @@ class ActionStore:
 
     @staticmethod
     def _end_expression(key: ActionKey, *, phase: int, now: str, fields: dict[str, str]) -> _GuardedUpdate:
-        """The guarded update that ends an action (``_end``), for UpdateItem or a transaction."""
-        terminal = sorted(phases.TERMINAL_PHASES)
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":f{i}": {"S": value} for i, value in enumerate(fields.values())}
-        assignments = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        """The guarded update that ends an action (``_end``), for UpdateItem or a transaction. The
+        guard names the phases that have not ended (a missing item has none of them, so it fails
+        the guard too, and returns no item). ``fields`` are set by name: none is a reserved word."""
+        values: dict[str, dict[str, str]] = {f":f{i}": {"S": value} for i, value in enumerate(fields.values())}
+        assignments = ", ".join(f"{name} = :f{i}" for i, name in enumerate(fields))
+        guard = _phase_in("open", phases.ALL_PHASES - phases.TERMINAL_PHASES, values)
         return {
             "Key": item_key(key),
             "UpdateExpression": (
                 f"SET phase = :phase, {assignments}, ended_at = if_not_exists(ended_at, :now), updated_at = :now "
                 "ADD version :one"
             ),
-            "ConditionExpression": f"attribute_exists(pk) AND NOT phase IN ({_placeholders('t', terminal)})",
-            "ExpressionAttributeNames": names,
+            "ConditionExpression": guard,
             "ExpressionAttributeValues": {
                 ":phase": {"N": str(phase)},
                 ":now": {"S": now},
                 ":one": {"N": "1"},
                 **values,
-                **_values("t", terminal),
             },
         }
 
@@ -721,7 +754,10 @@ def _phase_in(prefix: str, allowed: Iterable[int], values: dict[str, dict[str, s
     if top >= 0:
         values[f":{prefix}top"] = {"N": str(top)}
         clauses.append(f"phase <= :{prefix}top")
-    if rest:
+    if len(rest) == 1:
+        values[f":{prefix}0"] = {"N": str(rest[0])}
+        clauses.append(f"phase = :{prefix}0")
+    elif rest:
         values.update(_values(prefix, rest))
         clauses.append(f"phase IN ({_placeholders(prefix, rest)})")
     return " OR ".join(clauses)
