@@ -105,6 +105,20 @@ def cold_rows(cold: dict[str, dict[str, dict[str, float]]]) -> list[Row]:
                 projected <= target,
             )
         )
+    floor = now.get("libraries alone")
+    if floor:
+        api = statistics.median(now[n]["median_wall_ms"] for n in API_FUNCTIONS)
+        rows.append(
+            (
+                "cold start, the libraries alone (botocore and a client, protobuf, Powertools)",
+                "",
+                "",
+                "",
+                f"{floor['median_wall_ms']:.0f} ms: the API functions' median is "
+                f"{api / floor['median_wall_ms']:.2f}x that",
+                None,
+            )
+        )
     return rows
 
 

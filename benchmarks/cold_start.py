@@ -115,7 +115,8 @@ def measure(
         for _ in range(runs):  # interleaved rounds: every probe of both sees the same load
             for label, paths in layouts.items():
                 for name, (module, setup) in {BARE: ("", ""), **probes}.items():
-                    folder = module.split(".")[1] if module else next(iter(paths))
+                    # A function's probe runs in its layout; any other (the libraries alone) in create_run's.
+                    folder = module.split(".")[1] if module.startswith("functions.") else "create_run"
                     if folder not in paths:
                         continue  # a function the baseline does not have yet
                     output = subprocess.run(

@@ -63,6 +63,18 @@ COLD_START_PROBES = {
     "reconcile": ("functions.reconcile.handler", "m.reconciler()._store.client; m.processor()"),
     # The first call takes the shard's lease, then reads and writes the table.
     "mirror_status": ("functions.mirror_status.handler", "c = m.components(); c[3].client; c[2]._store.client"),
+    # What an API function pays before any code of its own: botocore and a DynamoDB client (its
+    # loader told the service, as runplane.aws_clients does), protobuf with RunService's
+    # messages, Powertools' Logger. The same in both layouts: the floor the code sits on.
+    "libraries alone": (
+        "botocore.session",
+        "import botocore.loaders\n"
+        "class Known(botocore.loaders.Loader):\n"
+        "    def list_available_services(self, type_name): return ['dynamodb']\n"
+        "s = m.Session(); s.register_component('data_loader', Known()); s.create_client('dynamodb')\n"
+        "import flyteidl2.workflow.run_service_pb2\n"
+        "from aws_lambda_powertools import Logger; Logger(service='probe')",
+    ),
 }
 
 

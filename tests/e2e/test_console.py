@@ -248,7 +248,8 @@ def test_abort_of_one_action_from_the_page(stack, console):
     console.click("#abort-action")
     console.click("#abort-dialog-confirm")
     wait_for(lambda: console.phase_of("c1") == "ABORTED", timeout=30, what="c1 aborted")
-    assert console.phase_of("a0") == "RUNNING"  # the rest of the run goes on
+    # the rest of the run goes on (read once the tree has been drawn again after the abort)
+    wait_for(lambda: console.phase_of("a0") == "RUNNING", timeout=10, what="a0 still running")
 
 
 def test_a_link_to_a_missing_run_is_a_not_found_page(console):
