@@ -122,6 +122,30 @@ def cold_rows(cold: dict[str, dict[str, dict[str, float]]]) -> list[Row]:
     return rows
 
 
+def abort_row(now: dict[str, Any], before: dict[str, Any]) -> Row:
+    """The abort, as measured here and, like the cold starts, as the ratio to the baseline in the
+    same run applied to the issue's figure (an absolute time: the machine's load moves it)."""
+    seconds = now["seconds_until_all_aborted_in_table"]
+    if not before:
+        return (
+            "abort of a 1,000-action run, until every action is ABORTED",
+            "9.4 s",
+            "<= 5 s",
+            "",
+            f"{seconds:.2f} s",
+            seconds <= 5,
+        )
+    ratio = seconds / before["seconds_until_all_aborted_in_table"]
+    return (
+        "abort of a 1,000-action run, until every action is ABORTED",
+        "9.4 s",
+        "<= 5 s",
+        f"{before['seconds_until_all_aborted_in_table']:.2f} s",
+        f"{seconds:.2f} s: {ratio:.2f}x the baseline, so {9.4 * ratio:.1f} s where the issue measured",
+        9.4 * ratio <= 5,
+    )
+
+
 def figures(handlers: dict[str, Any], reconcile: dict[str, Any]) -> list[Row]:
     """The rows of the figures the issue names."""
     rows = cold_rows(handlers["cold_start"])
@@ -171,14 +195,7 @@ def figures(handlers: dict[str, Any], reconcile: dict[str, Any]) -> list[Row]:
             f"{m['ratio_to_floor']:.2f}x",
             m["ratio_to_floor"] >= 0.8,
         ),
-        (
-            "abort of a 1,000-action run, until every action is ABORTED",
-            "9.4 s",
-            "<= 5 s",
-            f"{ba['seconds_until_all_aborted_in_table']:.2f} s" if ba else "",
-            f"{a['seconds_until_all_aborted_in_table']:.2f} s",
-            a["seconds_until_all_aborted_in_table"] <= 5,
-        ),
+        abort_row(a, ba),
     ]
     units = handlers["write_units"]
     for life, label in (

@@ -384,8 +384,14 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
             "moto_batch_get_ms_per_100_keys": batch_get_ms,
             "reads_alone_share_of_reconcile": reads_seconds / reconcile_seconds,
         }
-        materialise["ratio"] = materialise["reconcile_per_second"] / materialise["raw_serial_creates_per_second"]
-        materialise["ratio_to_floor"] = materialise["reconcile_per_second"] / materialise["raw_floor_per_second"]
+        # The ratios are taken within each round (its figures measured minutes apart at most) and
+        # their median reported: a change of the machine's load between rounds cancels out.
+        materialise["ratio"] = statistics.median(
+            serial / reconciled for serial, reconciled in zip(timings["serial"], timings["reconcile"], strict=True)
+        ) * (actions / len(bodies))
+        materialise["ratio_to_floor"] = statistics.median(
+            floor / reconciled for floor, reconciled in zip(timings["floor"], timings["reconcile"], strict=True)
+        )
 
         # --- abort of a large run -----------------------------------------------------------
         big = f"b{uuid.uuid4().hex[:10]}"
@@ -467,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--abort-actions", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16, help="reconcile's, and the raw floor's")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the materialisation figures")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the materialisation figures")
     parser.add_argument("--baseline", default="", help="a git ref to measure the same way, after this code")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
     args = parser.parse_args(argv)
