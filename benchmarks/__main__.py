@@ -110,12 +110,24 @@ def cold_rows(cold: dict[str, dict[str, dict[str, float]]]) -> list[Row]:
         api = statistics.median(now[n]["median_wall_ms"] for n in API_FUNCTIONS)
         rows.append(
             (
-                "cold start, the libraries alone (botocore and a client, protobuf, Powertools)",
+                "cold start, the libraries alone (protobuf, Powertools, http.client and ssl)",
                 "",
                 "",
                 "",
                 f"{floor['median_wall_ms']:.0f} ms: the API functions' median is "
                 f"{api / floor['median_wall_ms']:.2f}x that",
+                None,
+            )
+        )
+    botocore = now.get("botocore DynamoDB client alone")
+    if botocore:
+        rows.append(
+            (
+                "cold start, botocore and a DynamoDB client alone (the functions' table client before)",
+                "",
+                "",
+                "",
+                f"{botocore['median_wall_ms']:.0f} ms",
                 None,
             )
         )

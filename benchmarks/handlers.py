@@ -63,17 +63,22 @@ COLD_START_PROBES = {
     "reconcile": ("functions.reconcile.handler", "m.reconciler()._store.client; m.processor()"),
     # The first call takes the shard's lease, then reads and writes the table.
     "mirror_status": ("functions.mirror_status.handler", "c = m.components(); c[3].client; c[2]._store.client"),
-    # What an API function pays before any code of its own: botocore and a DynamoDB client (its
-    # loader told the service, as runplane.aws_clients does), protobuf with RunService's
-    # messages, Powertools' Logger. The same in both layouts: the floor the code sits on.
+    # What an API function pays before any code of its own: protobuf with RunService's messages,
+    # Powertools' Logger, and what its table client stands on (http.client and ssl, since
+    # runplane.aws_http replaced botocore on the functions' hot paths). The floor the code sits on.
     "libraries alone": (
+        "flyteidl2.workflow.run_service_pb2",
+        "import http.client, ssl; ssl.create_default_context()\n"
+        "from aws_lambda_powertools import Logger; Logger(service='probe')",
+    ),
+    # What the functions' table client cost while it was botocore's (its loader told the service,
+    # as runplane.aws_clients does): what runplane.aws_http takes off every API cold start.
+    "botocore DynamoDB client alone": (
         "botocore.session",
         "import botocore.loaders\n"
         "class Known(botocore.loaders.Loader):\n"
         "    def list_available_services(self, type_name): return ['dynamodb']\n"
-        "s = m.Session(); s.register_component('data_loader', Known()); s.create_client('dynamodb')\n"
-        "import flyteidl2.workflow.run_service_pb2\n"
-        "from aws_lambda_powertools import Logger; Logger(service='probe')",
+        "s = m.Session(); s.register_component('data_loader', Known()); s.create_client('dynamodb')",
     ),
 }
 
@@ -142,17 +147,17 @@ def warm_handlers(calls: int) -> dict[str, Any]:
 def warm_create_run(resources: Any, calls: int) -> dict[str, Any]:
     """The SDK's CreateRun (inputs offloaded: one conditional PutItem is all it needs) and one with
     inline inputs (one S3 PutObject before it), each against exactly those raw calls, with an item
-    and an object of the same size as the handler's."""
-    import boto3
-
+    and an object of the same size as the handler's, sent by the same clients the handler uses
+    (``runplane.aws_http``: the cheapest way this process has to make those calls)."""
     from functions.create_run import handler as create_run
     from local_stack.lambda_runtime import LambdaContext
+    from runplane import aws_http
     from runplane.identifiers import ActionKey
     from runplane.store import ActionStore
     from tests.builders import DOMAIN, PROJECT, create_run_request
 
     context = LambdaContext(function_name="CreateRunFunction")
-    dynamodb, s3 = boto3.client("dynamodb"), boto3.client("s3")
+    dynamodb, s3 = aws_http.dynamodb_client(), aws_http.s3_client()
     store = ActionStore(table_name=resources.table_name)
 
     def request(name: str, *, offloaded: bool) -> Any:
@@ -209,21 +214,21 @@ def warm_create_run(resources: Any, calls: int) -> dict[str, Any]:
 
 def warm_update_action_status(resources: Any, calls: int) -> dict[str, Any]:
     """The handler against the very guarded UpdateItem it sends (captured from it), issued raw,
-    and against the simpler conditional UpdateItem this benchmark used before (continuity)."""
-    import boto3
+    and against the simpler conditional UpdateItem this benchmark used before (continuity), both
+    sent by the handler's own client (``runplane.aws_http``)."""
     from flyteidl2.workflow import internal_run_service_pb2 as internal
     from flyteidl2.workflow import run_definition_pb2 as wf
 
     from functions.create_run.handler import create_run_service
     from functions.update_action import handler as update_action
     from local_stack.lambda_runtime import LambdaContext
-    from runplane import phases
+    from runplane import aws_http, phases
     from runplane.identifiers import ActionKey
     from runplane.records import item_key
     from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
 
     context = LambdaContext(function_name="UpdateActionFunction")
-    raw = boto3.client("dynamodb")
+    raw = aws_http.dynamodb_client()
     create_run_service().create_run(create_run_request("bench-status"))
     event = http_event(
         f"{update_action.INTERNAL}/UpdateActionStatus",

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from local_stack.auth import USER_CLIENT
+from local_stack.auth import BROWSER_CLIENT, USER_CLIENT
 from local_stack.stack import LocalStack, StackAlreadyRunning, StackConfig
 
 DEFAULT_STATE_DIR = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "flyte-serverless-stack"
@@ -81,7 +81,7 @@ def banner(stack: LocalStack, *, state_dir: Path, no_executor: bool) -> str:
         "Local Flyte control plane is up.",
         f"  API endpoint : {endpoint}   (and {stack.tls_endpoint}, CA {stack.ca_cert})",
         f"  console      : {endpoint}/v2   (runs, tasks and triggers in the browser"
-        + ("; its Token button takes the token below)" if stack.authenticating else ")"),
+        + ("; Sign in at the local issuer, or give Token the token below)" if stack.authenticating else ")"),
         f"  kubeconfig   : {stack.kube.kubeconfig}   (kubectl --kubeconfig ... get taskactions -n flyte)",
         f"  AWS (moto)   : {stack.aws.endpoint}   table {stack.aws.table_name}, bucket {stack.aws.bucket}",
         f"  logs         : {state_dir}",
@@ -95,6 +95,8 @@ def banner(stack: LocalStack, *, state_dir: Path, no_executor: bool) -> str:
         lines += [
             f"  auth         : on (--no-auth turns it off): issuer {issuer.url}, audience {issuer.audience}",
             f"  user client  : {user.client_id}, secret {user.secret}   (scope {stack.auth.user_scope})",
+            f"  sign-in      : {BROWSER_CLIENT} (PKCE, no secret) as {issuer.person}: the console's Sign in, "
+            "the SDK's browser login",
             "",
             f"A token (scope {stack.auth.user_scope}, valid {issuer.token_lifetime_seconds // 60} minutes):",
             f"  export TOKEN={stack.auth.client_token(USER_CLIENT)}",

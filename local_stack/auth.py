@@ -3,9 +3,13 @@ each kind of caller is given to authenticate with.
 
 The deployed template's authorizer trusts an identity provider (``AuthIssuer``, ``AuthAudiences``);
 locally that is ``LocalIssuer``, and the front's authorizers are the template's, with those two
-parameters pointed at it. Two clients, as an operator would register them with Cognito:
+parameters pointed at it. Three clients, as an operator would register them with Cognito:
 
-- ``local-user``: people, the CLI, curl, the SDK on a laptop: the user scope;
+- ``local-browser``: the public client (PKCE, no secret) people sign in with in a browser: the web
+  console (its callback on the front, over HTTP and HTTPS, registered once the front is bound) and
+  the SDK's browser login (its callback on ``localhost:53593``); the user scope. It is the client
+  GetPublicClientConfig names, as ``AuthClientId`` is on AWS;
+- ``local-user``: the CLI, curl, the SDK on a laptop, with client credentials: the user scope;
 - ``local-task``: the SDK inside task processes (the local executor's "pods"): the data-plane
   scope only; enqueuing, watching and aborting children is all a task's SDK calls. (A task that
   itself starts runs or reads other runs, with ``flyte.run``/``flyte.remote``, needs a client
@@ -22,18 +26,21 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
 
-from local_stack.issuer import Client, LocalIssuer
+from functions.console.site import CALLBACK_PATH
+from local_stack.issuer import Client, LocalIssuer, PublicClient
 from local_stack.jwt_authorizer import JwtAuthorizer
 from local_stack.template import http_api_authorizers, parameter_values
 from local_stack.tls import TlsFiles, create_certificates, server_context
 
 LOCAL_AUDIENCE = "flyte-serverless-local"  # the local value of the template's AuthAudiences
 USER_CLIENT = "local-user"
+BROWSER_CLIENT = "local-browser"
+SDK_REDIRECT_URI = "http://localhost:53593/callback"  # the flyte SDK's browser login (its default)
 TASK_CLIENT = "local-task"
 EXECUTOR_SUBJECT = "local-executor"
 # A cached token is replaced this long before it expires, so none expires in flight.
@@ -81,6 +88,18 @@ class LocalAuth:
             name: JwtAuthorizer(config) for name, config in http_api_authorizers(self.template_parameters()).items()
         }
 
+    def register_console(self, *, origins: Sequence[str]) -> None:
+        """The browser client, with the console's callback on each of the front's origins (known
+        once the front is bound) and the SDK's; ``localhost`` as well as the loopback address,
+        since a person may type either."""
+        redirect_uris = [SDK_REDIRECT_URI]
+        for origin in origins:
+            for name in (origin, origin.replace("://127.0.0.1:", "://localhost:")):
+                if name + CALLBACK_PATH not in redirect_uris:
+                    redirect_uris.append(name + CALLBACK_PATH)
+        client = PublicClient(client_id=BROWSER_CLIENT, redirect_uris=tuple(redirect_uris), scopes=(self.user_scope,))
+        self.issuer.register(client)
+
     def tls_context(self) -> ssl.SSLContext:
         assert self.tls_files is not None, "start() first"
         return server_context(self.tls_files)
@@ -91,14 +110,15 @@ class LocalAuth:
         return self.tls_files.ca_cert
 
     def function_environment(self) -> dict[str, str]:
-        """What template.yaml gives AuthMetadataFunction, with the local issuer's values."""
+        """What template.yaml gives AuthMetadataFunction and ConsoleFunction, with the local issuer's values."""
         return {
             "AUTH_ISSUER": self.issuer.url,
             "AUTH_METADATA_PATH": ".well-known/openid-configuration",
-            "AUTH_CLIENT_ID": USER_CLIENT,
-            "AUTH_REDIRECT_URI": "http://localhost:53593/callback",
+            "AUTH_CLIENT_ID": BROWSER_CLIENT,
+            "AUTH_REDIRECT_URI": SDK_REDIRECT_URI,
             "AUTH_SCOPES": self.user_scope,
             "AUTH_AUDIENCE": "",
+            "AUTH_TOKEN_ORIGIN": "",  # the token endpoint is on the issuer's origin
         }
 
     # --- what callers authenticate with --------------------------------------------------------

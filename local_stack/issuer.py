@@ -1,33 +1,47 @@
 """The local stack's identity provider: what Cognito (or any OpenID Connect IdP) is on AWS.
 
 An RSA key generated at start signs RS256 access tokens. On loopback it serves what API Gateway's
-JWT authorizer and the flyte SDK read from an IdP:
+JWT authorizer, the flyte SDK and the web console read from an IdP:
 
 - ``GET /.well-known/openid-configuration`` (also at ``/.well-known/oauth-authorization-server``):
-  the issuer, the token endpoint and the key set's address;
+  the issuer, the authorization and token endpoints, the key set's address, the grants and the
+  PKCE method (``S256``);
 - ``GET /.well-known/jwks.json``: the public key (``kid``, ``RS256``);
+- ``GET /oauth2/authorize``: the authorization-code grant with PKCE (RFC 7636, ``S256`` only) for a
+  public client (no secret: the console, the SDK's browser login). The client and its redirect URI
+  (an exact match of one registered) are checked first, and a request that fails there is answered
+  with an error page, never redirected (RFC 6749 4.1.2.1); any other fault (response type, a
+  missing or ``plain`` challenge, no ``state``, a scope the client may not have) is sent back to the
+  redirect URI. A good request gets a page "Sign in as <person>": there is no password locally,
+  the button is the consent. Its ``POST`` back redirects with a code (one use, a minute) bound to
+  the client, the redirect URI and the challenge, or with ``access_denied``;
 - ``POST /oauth2/token``: the ``client_credentials`` grant, as Cognito's token endpoint answers it
   (client authentication by HTTP Basic or in the form; ``scope`` optional, each requested scope
-  must be one the client is allowed, and none requested means all of them).
+  must be one the client is allowed, and none requested means all of them), and the
+  ``authorization_code`` grant (``code``, ``redirect_uri``, ``client_id``, ``code_verifier``, whose
+  SHA-256 must be the challenge): a token for the person, with the client's audience and scopes as
+  a client credentials token has them. A browser on a registered redirect URI's origin may call it
+  (CORS), as the console does from the front's origin.
 
-There is no authorization-code (PKCE) or device flow locally: a person uses the user client's
-credentials or a token printed at start. ``mint`` issues tokens directly, also malformed ones
-(expired, another audience), for tests.
+``mint`` issues tokens directly, also malformed ones (expired, another audience), for tests.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import html
 import json
 import logging
+import re
 import secrets
 import threading
 import time
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,7 +58,16 @@ TOKEN_LIFETIME_SECONDS = 3600
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 JWKS_PATH = "/.well-known/jwks.json"
 TOKEN_PATH = "/oauth2/token"
+AUTHORIZE_PATH = "/oauth2/authorize"
 MAX_FORM_BYTES = 64 * 1024  # a token request is a few hundred bytes
+# RFC 6749 4.1.2: a code lives ten minutes at most; a browser brings it back within a second.
+CODE_LIFETIME_SECONDS = 60
+# RFC 7636 4.2: "plain" sends the verifier itself as the challenge, which protects nothing once the
+# authorization request is seen; S256 is the only method offered, and a request without one is refused.
+CHALLENGE_METHOD = "S256"
+VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 4.1: 43 to 128 unreserved characters
+CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # a SHA-256 digest, base64url without padding
+PERSON = "developer"  # who signs in locally: the ``sub`` of the tokens the code grant gives
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,45 @@ class Client:
     scopes: tuple[str, ...]
     # Projects written into its tokens' ``projects`` claim; None: a project-agnostic token.
     projects: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicClient:
+    """A public client of the issuer (authorization code with PKCE, no secret): a browser app, or
+    the SDK's browser login. Redirect URIs are matched exactly."""
+
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthorizationRequest:
+    """An authorization request that passed every check: what the consent page shows, and what
+    the code it leads to is bound to."""
+
+    client_id: str
+    redirect_uri: str
+    state: str
+    code_challenge: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuedCode:
+    request: AuthorizationRequest
+    expires_at: float  # on the issuer's clock
+
+
+class AuthorizationError(Exception):
+    """A refused authorization request. ``location`` is where the browser is sent with the error
+    (RFC 6749 4.1.2.1); None when the client or the redirect URI is unknown: shown, never redirected."""
+
+    def __init__(self, error: str, description: str, *, location: str | None = None) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.location = location
 
 
 class OAuthError(Exception):
@@ -74,13 +136,21 @@ class LocalIssuer:
         *,
         audience: str,
         clients: Sequence[Client] = (),
+        public_clients: Sequence[PublicClient] = (),
+        person: str = PERSON,
         host: str = "127.0.0.1",
         port: int = 0,
         token_lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.audience = audience
+        self.person = person
         self.token_lifetime_seconds = token_lifetime_seconds
         self._clients = {client.client_id: client for client in clients}
+        self._public_clients = {client.client_id: client for client in public_clients}
+        self._codes: dict[str, IssuedCode] = {}
+        self._codes_lock = threading.Lock()
+        self._clock = clock
         # Tokens the token endpoint granted, by client: how tests see that a client logged in.
         self.granted: Counter[str] = Counter()
         self._key = RSAKey.generate_key(
@@ -103,21 +173,37 @@ class LocalIssuer:
         return self.url + TOKEN_PATH
 
     @property
+    def authorization_endpoint(self) -> str:
+        return self.url + AUTHORIZE_PATH
+
+    @property
     def key_id(self) -> str:
         return str(self._key.kid)
 
     def client(self, client_id: str) -> Client:
         return self._clients[client_id]
 
+    def register(self, client: PublicClient) -> None:
+        """Adds (or replaces) a public client: its redirect URIs may be known only once the app
+        that receives them is bound to its port."""
+        self._public_clients[client.client_id] = client
+
+    def cors_origins(self) -> frozenset[str]:
+        """The browser origins that may call the token endpoint: those of the redirect URIs."""
+        return frozenset(_origin(uri) for client in self._public_clients.values() for uri in client.redirect_uris)
+
     def discovery_document(self) -> dict[str, Any]:
-        scopes = sorted({scope for client in self._clients.values() for scope in client.scopes})
+        clients: list[Client | PublicClient] = [*self._clients.values(), *self._public_clients.values()]
+        scopes = sorted({scope for client in clients for scope in client.scopes})
         return {
             "issuer": self.url,
+            "authorization_endpoint": self.authorization_endpoint,
             "token_endpoint": self.token_endpoint,
             "jwks_uri": self.url + JWKS_PATH,
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": ["token"],
+            "grant_types_supported": ["authorization_code", "client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": [CHALLENGE_METHOD],
             "scopes_supported": scopes,
             "id_token_signing_alg_values_supported": [ALGORITHM],
             "subject_types_supported": ["public"],
@@ -171,10 +257,103 @@ class LocalIssuer:
             subject=client.client_id, scopes=client.scopes, projects=client.projects, lifetime_seconds=lifetime_seconds
         )
 
+    # --- the authorization-code grant (PKCE) ------------------------------------------------------
+
+    def authorization_request(self, params: Mapping[str, str]) -> AuthorizationRequest:
+        """The checked parameters of ``GET /oauth2/authorize`` (and of the consent form posted
+        back); raises AuthorizationError."""
+        client_id = params.get("client_id", "")
+        client = self._public_clients.get(client_id)
+        if client is None:
+            raise AuthorizationError("invalid_request", f"unknown client {client_id!r}")
+        redirect_uri = params.get("redirect_uri", "")
+        if redirect_uri not in client.redirect_uris:
+            raise AuthorizationError(
+                "invalid_request", f"redirect_uri {redirect_uri!r} is not registered for {client_id}"
+            )
+        state = params.get("state", "")
+
+        def refused(error: str, description: str) -> AuthorizationError:
+            location = _with_query(redirect_uri, error=error, error_description=description, state=state)
+            return AuthorizationError(error, description, location=location)
+
+        if params.get("response_type") != "code":
+            raise refused("unsupported_response_type", "only response_type=code is supported")
+        if not state:
+            raise refused("invalid_request", "state is required")
+        challenge = params.get("code_challenge", "")
+        if not CHALLENGE.fullmatch(challenge):
+            raise refused("invalid_request", "code_challenge is required: a SHA-256 digest, base64url without padding")
+        if params.get("code_challenge_method") != CHALLENGE_METHOD:
+            raise refused("invalid_request", f"code_challenge_method must be {CHALLENGE_METHOD}")
+        requested = params.get("scope", "").split()
+        disallowed = [scope for scope in requested if scope not in client.scopes]
+        if disallowed:
+            raise refused("invalid_scope", f"client {client_id} may not request {' '.join(disallowed)}")
+        return AuthorizationRequest(
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            state=state,
+            code_challenge=challenge,
+            scopes=tuple(requested) or client.scopes,
+        )
+
+    def approve(self, request: AuthorizationRequest) -> str:
+        """The person consented: where the browser goes next, with a one-time code bound to the request."""
+        code = secrets.token_urlsafe(32)
+        now = self._clock()
+        with self._codes_lock:
+            self._codes = {key: issued for key, issued in self._codes.items() if issued.expires_at > now}
+            self._codes[code] = IssuedCode(request=request, expires_at=now + CODE_LIFETIME_SECONDS)
+        return _with_query(request.redirect_uri, code=code, state=request.state)
+
+    def deny(self, request: AuthorizationRequest) -> str:
+        """The person declined: where the browser goes next (RFC 6749 4.1.2.1, ``access_denied``)."""
+        return _with_query(
+            request.redirect_uri,
+            error="access_denied",
+            error_description="the sign-in was declined",
+            state=request.state,
+        )
+
+    def _redeem(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """The token endpoint's answer to an authorization_code request of a public client."""
+        client = self._public_clients.get(form.get("client_id", ""))
+        if client is None:
+            raise OAuthError("invalid_client", "unknown public client", status=401)
+        with self._codes_lock:  # taken on the first try, whatever its outcome: a code is used once
+            issued = self._codes.pop(form.get("code", ""), None)
+        if issued is None or issued.expires_at <= self._clock():
+            raise OAuthError("invalid_grant", "the code is unknown, used or expired")
+        request = issued.request
+        if request.client_id != client.client_id:
+            raise OAuthError("invalid_grant", "the code was issued to another client")
+        if form.get("redirect_uri") != request.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri is not the authorization request's")
+        verifier = form.get("code_verifier", "")
+        if not VERIFIER.fullmatch(verifier):
+            raise OAuthError("invalid_request", "code_verifier is required: 43 to 128 unreserved characters")
+        if not secrets.compare_digest(_s256(verifier), request.code_challenge):
+            raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+        token = self.mint(subject=self.person, scopes=request.scopes, client_id=client.client_id)
+        self.granted[client.client_id] += 1
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime_seconds,
+            "scope": " ".join(request.scopes),
+        }
+
+    # --- the token endpoint ------------------------------------------------------------------
+
     def grant(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
-        """The token endpoint's answer to a client credentials request; raises OAuthError."""
-        if form.get("grant_type") != "client_credentials":
-            raise OAuthError("unsupported_grant_type", "only the client_credentials grant is supported")
+        """The token endpoint's answer to a client credentials or authorization code request;
+        raises OAuthError."""
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._redeem(form)
+        if grant_type != "client_credentials":
+            raise OAuthError("unsupported_grant_type", "the grants are authorization_code and client_credentials")
         client_id, secret = _client_credentials(form, authorization)
         client = self._clients.get(client_id)
         if client is None or not secrets.compare_digest(client.secret.encode(), secret.encode()):
@@ -213,16 +392,19 @@ class LocalIssuer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                path = self.path.partition("?")[0]
+                path, _, query = self.path.partition("?")
                 if path in DISCOVERY_PATHS:
                     self._send(200, issuer.discovery_document())
                 elif path == JWKS_PATH:
                     self._send(200, issuer.key_set())
+                elif path == AUTHORIZE_PATH:
+                    self._authorize(_form(query), decision=None)
                 else:
                     self._send(404, {"error": "not_found"})
 
             def do_POST(self) -> None:
-                if self.path.partition("?")[0] != TOKEN_PATH:
+                path = self.path.partition("?")[0]
+                if path not in (TOKEN_PATH, AUTHORIZE_PATH):
                     self._send(404, {"error": "not_found"})
                     return
                 length = int(self.headers.get("content-length") or 0)
@@ -230,22 +412,55 @@ class LocalIssuer:
                     self._send(413, {"error": "invalid_request", "error_description": "request too large"})
                     self.close_connection = True
                     return
-                body = self.rfile.read(length).decode("utf-8", errors="replace")
-                form = {name: values[-1] for name, values in urllib.parse.parse_qs(body).items()}
+                form = _form(self.rfile.read(length).decode("utf-8", errors="replace"))
+                if path == AUTHORIZE_PATH:  # the consent page's buttons
+                    self._authorize(form, decision=form.get("decision", ""))
+                    return
+                origin = self.headers.get("origin", "")
+                cors = (
+                    {"access-control-allow-origin": origin, "vary": "origin"} if origin in issuer.cors_origins() else {}
+                )
                 try:
                     answer = issuer.grant(form, self.headers.get("authorization"))
                 except OAuthError as error:
                     extra = {"www-authenticate": 'Basic realm="token"'} if error.status == 401 else {}
-                    self._send(error.status, {"error": error.error, "error_description": error.description}, extra)
+                    body = {"error": error.error, "error_description": error.description}
+                    self._send(error.status, body, {**extra, **cors})
                     return
-                self._send(200, answer, {"cache-control": "no-store"})
+                self._send(200, answer, {"cache-control": "no-store", **cors})
+
+            def _authorize(self, params: Mapping[str, str], *, decision: str | None) -> None:
+                """The consent page (``decision`` None), or the redirect its buttons lead to."""
+                try:
+                    request = issuer.authorization_request(params)
+                except AuthorizationError as error:
+                    if error.location is not None:
+                        self._redirect(error.location)
+                    else:
+                        self._page(400, _error_page(error))
+                    return
+                if decision is None:
+                    self._page(200, _consent_page(request, person=issuer.person))
+                else:
+                    self._redirect(issuer.approve(request) if decision == "approve" else issuer.deny(request))
 
             def _send(self, status: int, document: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
-                payload = json.dumps(document).encode()
+                self._answer(
+                    status, json.dumps(document).encode(), {"content-type": "application/json", **(headers or {})}
+                )
+
+            def _page(self, status: int, page: str) -> None:
+                headers = {"content-type": "text/html; charset=utf-8", "cache-control": "no-store", **PAGE_HEADERS}
+                self._answer(status, page.encode(), headers)
+
+            def _redirect(self, location: str) -> None:
+                # 303: the browser follows with a GET, also after the consent form's POST
+                self._answer(303, b"", {"location": location, "cache-control": "no-store"})
+
+            def _answer(self, status: int, payload: bytes, headers: Mapping[str, str]) -> None:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
-                for name, value in (headers or {}).items():
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
@@ -254,6 +469,81 @@ class LocalIssuer:
                 logger.debug("issuer: %s - %s", self.address_string(), format % args)
 
         return RequestHandler
+
+
+# The consent page: no script, its own inline style; nobody may frame it (a click on it is consent).
+PAGE_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+PAGE_STYLE = (
+    "body{font:15px/1.5 system-ui,sans-serif;background:#f3f4f6;margin:0}"
+    "main{max-width:30rem;margin:12vh auto;background:#fff;padding:1.5rem 2rem;border-radius:8px;"
+    "box-shadow:0 1px 3px #0002}button{font:inherit;padding:.4rem 1rem;margin-right:.5rem;cursor:pointer}"
+    "code{font-size:13px}.note{color:#6b7280;font-size:13px}"
+)
+
+
+def _consent_page(request: AuthorizationRequest, *, person: str) -> str:
+    fields = {
+        "client_id": request.client_id,
+        "redirect_uri": request.redirect_uri,
+        "response_type": "code",
+        "state": request.state,
+        "code_challenge": request.code_challenge,
+        "code_challenge_method": CHALLENGE_METHOD,
+        "scope": " ".join(request.scopes),
+    }
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(value)}">' for name, value in fields.items()
+    )
+    return _page(
+        "Sign in",
+        f"<p><strong>{html.escape(request.client_id)}</strong> asks to act as <strong>{html.escape(person)}</strong>"
+        f" with <code>{html.escape(' '.join(request.scopes))}</code>.</p>"
+        f'<form method="post" action="{AUTHORIZE_PATH}">{hidden}'
+        f'<button id="approve" name="decision" value="approve" type="submit">Sign in as {html.escape(person)}</button>'
+        '<button id="deny" name="decision" value="deny" type="submit">Cancel</button></form>'
+        f'<p class="note">You will be sent back to {html.escape(request.redirect_uri)}</p>',
+    )
+
+
+def _error_page(error: AuthorizationError) -> str:
+    return _page(
+        "Sign-in refused",
+        f"<p><code>{html.escape(error.error)}</code>: {html.escape(error.description)}</p>"
+        '<p class="note">The request names a client or a redirect URI this identity provider does not know, '
+        "so it is not sent back anywhere.</p>",
+    )
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}: local identity provider</title>'
+        f'<link rel="icon" href="data:,"><style>{PAGE_STYLE}</style></head>'
+        f"<body><main><h1>{title}</h1>{body}</main></body></html>"
+    )
+
+
+def _form(encoded: str) -> dict[str, str]:
+    return {name: values[-1] for name, values in urllib.parse.parse_qs(encoded).items()}
+
+
+def _with_query(url: str, **params: str) -> str:
+    """``url`` with ``params`` (the empty ones left out) added to its query."""
+    query = urllib.parse.urlencode({name: value for name, value in params.items() if value})
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _s256(verifier: str) -> str:
+    """RFC 7636 4.2: BASE64URL(SHA256(verifier)), without padding."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
 
 
 def _client_credentials(form: Mapping[str, str], authorization: str | None) -> tuple[str, str]:

@@ -207,7 +207,10 @@ class LocalStack:
             port=self.config.api_port,
             authorizers=self.auth.authorizers(),
             tls=self.auth.tls_context(),
-        ).start()
+        )
+        # the console signs people in at the issuer, which sends them back to the front's origins
+        self.auth.register_console(origins=[self._front.endpoint, self.tls_endpoint])
+        self._front.start()
         self._front.authorizing = self.config.auth
 
         import boto3

@@ -203,8 +203,11 @@ def table_definition(logical_id: str = "ActionsTable", template: dict[str, Any] 
         "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
         "StreamSpecification": {"StreamEnabled": True, **properties["StreamSpecification"]},
     }
-    if properties.get("GlobalSecondaryIndexes"):
-        definition["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    # Conditional indexes (``!If``: the previous run index, kept only while a deployed stack moves
+    # off it) are left out: a local table is always new.
+    indexes = [index for index in properties.get("GlobalSecondaryIndexes") or [] if "IndexName" in index]
+    if indexes:
+        definition["GlobalSecondaryIndexes"] = indexes
     return definition
 
 

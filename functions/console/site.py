@@ -3,7 +3,9 @@
 The console is a single-page app: one HTML document for ``/``, ``/v2`` and every ``/v2/...`` path
 (the links the flyte CLI prints, ``/v2/domain/<d>/project/<p>/runs/<run>``), and plain ES modules
 and a stylesheet under ``/console/``. The pages call the same Connect procedures as the SDK, from
-the browser; this module serves files and nothing else.
+the browser; this module serves files and nothing else. Sign-in is the pages' too (``js/login.js``:
+PKCE against the identity provider the API names, as the flyte SDK does it); the provider sends
+people back to ``CALLBACK_PATH``, one more ``/v2`` path.
 
 Caching: the document names its assets under ``/console/<version>/``, where the version is a hash
 of every file's content, so an asset URL never changes meaning: ``immutable`` with a year's
@@ -36,15 +38,38 @@ CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-# The pages load only their own files and call only their own origin's API.
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",
-}
+CALLBACK_PATH = "/v2/callback"  # the redirect URI's path on the console's origin (js/login.js)
+# The characters of a host (a name, an IPv4 or bracketed IPv6 address) and its port: anything else
+# in the configured origin would be a second source, or a second directive, in the policy.
+HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+
+
+def security_headers(*, identity_provider: str = "") -> dict[str, str]:
+    """The pages load only their own files and call only their own origin's API, and the identity
+    provider's token endpoint (an origin) when signing in."""
+    connect = f"'self' {identity_provider}" if identity_provider else "'self'"
+    return {
+        "content-security-policy": (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        ),
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "same-origin",
+    }
+
+
+SECURITY_HEADERS = security_headers()
+
+
+def identity_provider_origin(*, token_origin: str, issuer: str) -> str:
+    """The origin of the token endpoint the pages exchange their sign-in code at: the configured
+    one (``AUTH_TOKEN_ORIGIN``, for a provider whose token endpoint is not on the issuer's host,
+    as Cognito's), else the issuer's (``AUTH_ISSUER``). Empty when neither is an http(s) URL."""
+    scheme, separator, rest = (token_origin or issuer).partition("://")
+    host = rest.split("/", 1)[0]
+    if scheme not in ("http", "https") or not separator or not host or not set(host) <= HOST_CHARACTERS:
+        return ""
+    return f"{scheme}://{host}"
 
 
 class Response:
@@ -73,7 +98,8 @@ class Asset:
 
 
 class ConsoleSite:
-    def __init__(self, *, static_dir: str = STATIC_DIR) -> None:
+    def __init__(self, *, static_dir: str = STATIC_DIR, identity_provider: str = "") -> None:
+        self._security_headers = security_headers(identity_provider=identity_provider)
         digest = hashlib.sha256()
         assets: dict[str, Asset] = {}
         for name in _files(static_dir):
@@ -108,7 +134,7 @@ class ConsoleSite:
 
     def _answer(self, asset: Asset, *, cache: str, etag: str, headers: dict[str, str]) -> Response:
         tag = f'"{etag}"'
-        common = {"cache-control": cache, "etag": tag, "vary": "accept-encoding", **SECURITY_HEADERS}
+        common = {"cache-control": cache, "etag": tag, "vary": "accept-encoding", **self._security_headers}
         if tag in [t.strip() for t in headers.get("if-none-match", "").split(",")]:
             return Response(status=304, headers=common, body=b"")
         wants_gzip = "gzip" in headers.get("accept-encoding", "").lower()

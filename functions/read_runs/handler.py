@@ -42,6 +42,7 @@ def reader() -> RunReader:
         tokens=PageTokens(secret=settings.page_token_secret.encode()),
         watch_window_seconds=settings.watch_window_seconds,
         namespace=settings.namespace,
+        run_index=settings.run_index,
     )
 
 

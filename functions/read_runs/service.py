@@ -30,7 +30,7 @@ from runplane.connect.errors import invalid_argument, not_found
 from runplane.identifiers import ActionKey
 from runplane.listing import list_page
 from runplane.pages import PageTokens, page_limit
-from runplane.records import ActionRecord
+from runplane.records import RUN_INDEX_NAME, ActionRecord
 from runplane.store import ActionStore
 from runplane.transformers import action_message, run_message
 from runplane.validation import action_key, run_key
@@ -53,9 +53,11 @@ class RunReader:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         namespace: str = "flyte",
+        run_index: str = RUN_INDEX_NAME,
     ) -> None:
         self._store = store
         self._tokens = tokens
+        self._run_index = run_index  # the run index ListRuns reads (runplane.settings.ReadSettings)
         self._window = watch_window_seconds
         self._namespace = namespace
         self._sleep = sleep
@@ -97,13 +99,9 @@ class RunReader:
         after = position.get("after") if position else None
         if position is not None and not isinstance(after, str):
             raise invalid_argument("request.token is malformed")
-        items, more = read_page(self._store, query, limit=limit, after=after)
-        token = (
-            self._tokens.issue(query=query.fingerprint, position={"after": items[-1]["run_index_sk"]["S"]})
-            if more
-            else ""
-        )
-        return runs.ListRunsResponse(runs=[run_message(ActionRecord.from_item(item)) for item in items], token=token)
+        records, last = read_page(self._store, query, limit=limit, after=after, index=self._run_index)
+        token = self._tokens.issue(query=query.fingerprint, position={"after": last}) if last is not None else ""
+        return runs.ListRunsResponse(runs=[run_message(record) for record in records], token=token)
 
     def watch_action_details(self, request: runs.WatchActionDetailsRequest) -> list[runs.WatchActionDetailsResponse]:
         key = action_key(request.action_id)

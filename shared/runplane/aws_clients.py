@@ -1,8 +1,10 @@
 """AWS clients for the control plane: botocore's low-level clients, made once per container and cheaply.
 
-Every function talks to AWS through low-level clients (DynamoDB, S3, Lambda, Scheduler, CloudWatch
-Logs, EKS, STS). ``boto3.client`` builds exactly these, and costs more at every cold start than it
-gives (``python -X importtime`` and a CPU profile of the functions' first call):
+The table, the bucket and EKS have clients of their own (``runplane.aws_http``: every function
+calls one on its first request, and botocore would be most of its cold start). The other
+services (Lambda, Scheduler, CloudWatch Logs) are called off the hot paths, through botocore's
+low-level clients. ``boto3.client`` builds exactly these, and costs more at every
+cold start than it gives (``python -X importtime`` and a CPU profile of the functions' first call):
 
 - importing boto3 imports s3transfer and boto3's resource machinery, which no function uses;
 - botocore's loader lists every service it ships (one directory listing per service, over 400)
@@ -26,9 +28,10 @@ if TYPE_CHECKING:
     from botocore.loaders import Loader
     from botocore.session import Session
 
-# The services the functions call. A client of any other is refused: add it here first (the
-# loader answers only for these, so botocore could not load its model anyway).
-SERVICES = frozenset({"dynamodb", "dynamodbstreams", "s3", "lambda", "scheduler", "logs", "eks", "sts"})
+# The services the functions call through botocore (the table, the bucket and EKS go through
+# runplane.aws_http). A client of any other is refused: add it here first (the loader answers only
+# for these, so botocore could not load its model anyway).
+SERVICES = frozenset({"lambda", "scheduler", "logs"})
 
 _lock = threading.Lock()
 _sessions: list[Session] = []  # the process's one session, made on the first client

@@ -30,22 +30,9 @@ class BlobStore:
     def client(self) -> S3Client:
         if self._client is not None:
             return self._client
-        from botocore.config import Config
+        from runplane import aws_http
 
-        from runplane.aws_clients import client
-
-        return cast(
-            "S3Client",
-            client(
-                "s3",
-                config=Config(
-                    retries={"mode": "standard", "max_attempts": 4},
-                    connect_timeout=3,
-                    read_timeout=10,
-                    signature_version="s3v4",  # presigned URLs too: SigV2 is retired on AWS
-                ),
-            ),
-        )
+        return cast("S3Client", aws_http.s3_client())  # botocore's calling convention, typed by its stubs
 
     def put(self, uri: str, data: bytes) -> None:
         bucket, key = split_s3_uri(uri)

@@ -66,9 +66,9 @@ class MirrorLeases:
     def client(self) -> DynamoDBClient:
         if self._client is not None:
             return self._client
-        from runplane.aws_clients import client
+        from runplane import aws_http
 
-        return cast("DynamoDBClient", client("dynamodb"))
+        return cast("DynamoDBClient", aws_http.dynamodb_client())
 
     def acquire(self, shard: int, *, holder: str, seconds: float, planned_seconds: float = 0.0) -> LeaseState:
         """Take the shard's lease for ``seconds`` if it is free, expired or ours, planning to watch

@@ -7,9 +7,12 @@ Key design (docs/load-model.md):
 - ``sk = A#<action name>``: an action; the root is ``A#a0``.
 - ``sk = E#<action name>#<attempt>#<phase>#<version>``: one recorded ActionEvent (the per-attempt
   history), idempotent on that key; zero-padded so one action's events sort by attempt.
-- Root items also carry ``run_index_pk``/``run_index_sk`` for the sparse ``RunsByCreatedAt``
+- Root items also carry ``run_index_pk``/``run_index_sk`` for the sparse ``RunsByCreatedAtV2``
   index (ListRuns, newest first). The index key is sharded so that one project can create runs
   faster than one partition's ~1,000 writes/s; readers merge the shards.
+- A root that has ended also carries ``end_phase``, its phase, written with it: the index
+  projects that instead of ``phase`` (``RUN_INDEX_PROJECTION``), so a run's entry is written
+  when the run is created, starts and ends, not at every status change.
 
 The serialized flyteidl2 messages (``ActionSpec``, ``RunSpec``) are stored as binary attributes,
 deflated when that makes them smaller (``compress_spec``), unless they are large: then they live
@@ -39,7 +42,11 @@ from runplane.identifiers import ROOT_ACTION_NAME, ActionKey
 KEY_SEPARATOR = "#"
 ACTION_SORT_PREFIX = "A#"
 EVENT_SORT_PREFIX = "E#"
-RUN_INDEX_NAME = "RunsByCreatedAt"
+RUN_INDEX_NAME = "RunsByCreatedAtV2"
+# The run index of earlier versions (it projected every listed attribute, ``phase`` included, so
+# every status change of a root rewrote its entry). Only a stack moving onto RunsByCreatedAtV2
+# still has it, and reads it until the new index has filled (docs/deploy.md, "Upgrading").
+PREVIOUS_RUN_INDEX_NAME = "RunsByCreatedAt"
 
 # An item as read back, in the low-level client's attribute-value form (``{"S": text}``,
 # ``{"N": digits}``, ``{"B": ...}``): from a boto3 response (``B`` as bytes, boto3's typed dicts) or a
@@ -54,17 +61,26 @@ ACTION_TYPE_CONDITION = 3
 ORIGIN_CREATE_RUN = "create_run"
 ORIGIN_ENQUEUED = "enqueue"
 ORIGIN_RECORDED = "record"  # RecordAction: the action already runs in the cluster
+
+# A root's phase once it has ended, beside ``phase`` (``ActionStore`` writes both in one update):
+# what the run index projects instead of ``phase``.
+END_PHASE = "end_phase"
+
 # 16 shards x ~1,000 writes/s per index partition leaves headroom over 10,000 runs/s per project.
 RUN_INDEX_SHARDS = 16
-# What the run index projects: everything a run listing shows, never the specs. Every write of
-# a root item is also written to the index, billed by the projected size, so the specs (the bulk
-# of the item) stay out. template.yaml lists the same names (checked by a test).
+# What the run index projects: what a run listing shows that never changes after the run is
+# created, and the run's state once it has ended (``end_phase``, the times, attempts, cache
+# status); never the specs. DynamoDB writes an index entry (one unit per KB of the projected
+# attributes) each time a write changes one of these, so ``phase``, ``updated_at`` and
+# ``version``, which change at every status update, stay out: a run's entry is written when it is
+# created, when it starts and when it ends (and on a retry). ListRuns reads the state of a run
+# that has not ended from its item (``functions/read_runs/run_listing.py``). template.yaml lists
+# the same names (checked by a test).
 RUN_INDEX_PROJECTION = (
-    "project", "domain", "run_name", "name", "phase", "action_type", "run_source", "origin", "attempts",
-    "cache_status", "task_project", "task_domain", "task_name", "task_version", "task_type",
-    "task_short_name", "function_name", "environment_name", "error_kind", "error_message", "abort_reason",
-    "trigger_name", "trigger_task_name", "trigger_revision",
-    "abort_requested_at", "created_at", "start_time", "updated_at", "ended_at", "version",
+    "project", "domain", "run_name", "name", "action_type", "run_source", "attempts", "cache_status",
+    "task_project", "task_domain", "task_name", "task_version", "task_type", "task_short_name", "function_name",
+    "environment_name", "trigger_name", "trigger_task_name", "trigger_revision",
+    "created_at", "start_time", "ended_at", "end_phase",
 )  # fmt: skip
 # What a watch of a parent's children (WatchForUpdates, StateService/Watch) reads of each action:
 # enough for ``ActionRecord.from_item`` and an ActionUpdate (phase, error, output location), never
@@ -73,9 +89,16 @@ ACTION_STATE_ATTRIBUTES = (
     "project", "domain", "run_name", "name", "parent", "phase", "action_type", "attempts", "created_at",
     "error_kind", "error_code", "error_message", "run_output_base", "output_uri", "version",
 )  # fmt: skip
-# What ListActions reads of each action: what the run index projects, and the action's place in
-# its run (parent, group); never the specs, which would make a page of a large run read megabytes.
-ACTION_LISTING_ATTRIBUTES = (*RUN_INDEX_PROJECTION, "parent", "group")
+# What ListActions reads of each action (and ListRuns of a run that has not ended): what a listing
+# shows and filters on, and the action's place in its run (parent, group); never the specs, which
+# would make a page of a large run read megabytes.
+ACTION_LISTING_ATTRIBUTES = (
+    "project", "domain", "run_name", "name", "phase", "action_type", "run_source", "origin", "attempts",
+    "cache_status", "task_project", "task_domain", "task_name", "task_version", "task_type",
+    "task_short_name", "function_name", "environment_name", "error_kind", "error_message", "abort_reason",
+    "trigger_name", "trigger_task_name", "trigger_revision",
+    "abort_requested_at", "created_at", "start_time", "updated_at", "ended_at", "version", "parent", "group",
+)  # fmt: skip
 
 
 # Specs are stored deflated when that makes them smaller, marked by a leading 0x07. A serialized
@@ -272,6 +295,8 @@ class ActionRecord:
             shard = run_index_shard(key.run)
             item["run_index_pk"] = {"S": KEY_SEPARATOR.join((key.project, key.domain, f"{shard:02d}"))}
             item["run_index_sk"] = {"S": f"{format_time(self.created_at)}{KEY_SEPARATOR}{key.run}"}
+            if phases.is_terminal(self.phase):
+                item[END_PHASE] = {"N": str(self.phase)}
         return item
 
     @classmethod
@@ -303,7 +328,8 @@ class ActionRecord:
         return cls(
             key=key,
             parent=get.string("parent") or None,
-            phase=get.number("phase"),
+            # A run-index entry has no ``phase``: an ended run's entry has its ``end_phase``.
+            phase=get.number("phase") if "phase" in item else get.number(END_PHASE),
             action_type=get.number("action_type", default=ACTION_TYPE_TASK),
             attempts=get.number("attempts"),
             cache_status=get.number("cache_status"),

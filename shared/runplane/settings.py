@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from runplane.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME
+
 # Kubernetes namespaces are DNS-1123 labels.
 _NAMESPACE_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SMALL_INTEGER = re.compile(r"^[1-9][0-9]?$")
 _SECONDS = re.compile(r"^[0-9]{1,3}(\.[0-9]+)?$")
+_RUN_INDEX_PATTERN = re.compile(f"^({RUN_INDEX_NAME}|{PREVIOUS_RUN_INDEX_NAME})$")
 # Project and domain names become Kubernetes label values (runplane.identifiers).
 _LABEL_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE_MAX_LENGTH = 63
@@ -186,6 +189,9 @@ class ReadSettings:
     watch_window_seconds: float = 20.0
     # The TaskAction namespace: the output paths watches report are derived from it.
     namespace: str = "flyte"
+    # The run index ListRuns reads: the current one, or the previous one while a stack moves onto
+    # the current one (template.yaml: KeepPreviousRunIndex).
+    run_index: str = RUN_INDEX_NAME
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReadSettings:
@@ -196,6 +202,12 @@ class ReadSettings:
             watch_window_seconds=float(env.get("WATCH_WINDOW_SECONDS", default="20", pattern=_SECONDS, hint="seconds")),
             namespace=env.get(
                 "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
+            ),
+            run_index=env.get(
+                "RUN_INDEX_NAME",
+                default=RUN_INDEX_NAME,
+                pattern=_RUN_INDEX_PATTERN,
+                hint=f"{RUN_INDEX_NAME} or {PREVIOUS_RUN_INDEX_NAME}",
             ),
         )
 

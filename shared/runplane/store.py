@@ -28,6 +28,7 @@ from runplane.records import (
     ACTION_LISTING_ATTRIBUTES,
     ACTION_SORT_PREFIX,
     ACTION_STATE_ATTRIBUTES,
+    END_PHASE,
     EVENT_SORT_PREFIX,
     RUN_INDEX_NAME,
     ActionRecord,
@@ -35,6 +36,7 @@ from runplane.records import (
     StoredItem,
     format_time,
     item_key,
+    parse_time,
     returned_item,
     run_partition_key,
     utcnow,
@@ -42,7 +44,7 @@ from runplane.records import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesUnionTypeDef
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef, KeysAndAttributesUnionTypeDef
 
     from runplane.blobs import BlobStore
 
@@ -130,6 +132,20 @@ class ActionNode(NamedTuple):
     phase: int
 
 
+class ActionState(NamedTuple):
+    """What reconcile decides a stream record on (``ActionStore.get_action_states``): the action's
+    current phase, and the abort request it has not carried out yet."""
+
+    phase: int
+    abort_requested_at: datetime | None
+
+
+# What get_action_states reads of an item: its key (to match the answer to the request), the
+# phase and a pending abort. moto, the local stand-in, serialises an answer attribute by attribute,
+# so four attributes instead of an item's twenty are a quarter of its time.
+ACTION_STATE_PROJECTION = "pk, sk, phase, abort_requested_at"
+
+
 class EndResult(StrEnum):
     ENDED = "ended"
     ALREADY_ENDED = "already_ended"
@@ -178,17 +194,9 @@ class ActionStore:
     def client(self) -> DynamoDBClient:
         if self._client is not None:
             return self._client
-        from botocore.config import Config
+        from runplane import aws_http
 
-        from runplane.aws_clients import client
-
-        return cast(
-            "DynamoDBClient",
-            client(
-                "dynamodb",
-                config=Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10),
-            ),
-        )
+        return cast("DynamoDBClient", aws_http.dynamodb_client())  # botocore's calling convention, typed by its stubs
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -200,23 +208,62 @@ class ActionStore:
         record = ActionRecord.from_item(item)
         return self.resolve_specs(record) if resolve_specs else record
 
-    def get_actions(self, keys: list[ActionKey]) -> dict[ActionKey, ActionRecord]:
+    def get_actions(
+        self, keys: list[ActionKey], *, attributes: Sequence[str] = (), consistent: bool = True
+    ) -> dict[ActionKey, ActionRecord]:
         """Many actions in as few BatchGetItem calls as DynamoDB allows (100 keys each), specs not
-        resolved; missing actions are absent from the result."""
+        resolved; missing actions are absent from the result. With ``attributes``, only those are
+        read (what travels and is parsed; DynamoDB bills the whole items all the same); without
+        ``consistent``, the reads are eventually consistent (half the read units)."""
         found: dict[ActionKey, ActionRecord] = {}
         unique = list(dict.fromkeys(keys))
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}  # name, domain: reserved words
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            batch: KeysAndAttributesTypeDef = {
+                "Keys": [item_key(k) for k in unique[start : start + BATCH_GET_LIMIT]],
+                "ConsistentRead": consistent,
+            }
+            if names:
+                batch["ProjectionExpression"] = ", ".join(names)
+                batch["ExpressionAttributeNames"] = names
+            request: Mapping[str, KeysAndAttributesUnionTypeDef] = {self.table_name: batch}
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    record = ActionRecord.from_item(item)
+                    found[record.key] = record
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)  # throttled: back off, as the SDKs advise
+            else:
+                raise RuntimeError(f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts")
+        return found
+
+    def get_action_states(self, keys: Sequence[ActionKey]) -> dict[ActionKey, ActionState]:
+        """The current phase and pending abort request of many actions: strongly consistent
+        BatchGetItem calls (100 keys each) projecting those and the key alone, a few bytes an
+        action to send and parse (DynamoDB bills the whole items all the same). Missing actions
+        are absent from the result."""
+        wanted = {(k["pk"]["S"], k["sk"]["S"]): key for key in dict.fromkeys(keys) for k in (item_key(key),)}
+        found: dict[ActionKey, ActionState] = {}
+        unique = [item_key(key) for key in wanted.values()]
         for start in range(0, len(unique), BATCH_GET_LIMIT):
             request: Mapping[str, KeysAndAttributesUnionTypeDef] = {
                 self.table_name: {
-                    "Keys": [item_key(k) for k in unique[start : start + BATCH_GET_LIMIT]],
+                    "Keys": unique[start : start + BATCH_GET_LIMIT],
+                    "ProjectionExpression": ACTION_STATE_PROJECTION,
                     "ConsistentRead": True,
                 }
             }
             for attempt in range(BATCH_GET_ATTEMPTS):
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table_name, []):
-                    record = ActionRecord.from_item(item)
-                    found[record.key] = record
+                    phase, requested = item.get("phase"), item.get("abort_requested_at")
+                    found[wanted[(str(item["pk"]["S"]), str(item["sk"]["S"]))]] = ActionState(
+                        phase=int(str(phase["N"])) if phase else 0,  # as ActionRecord.from_item reads it
+                        abort_requested_at=parse_time(str(requested["S"])) if requested else None,
+                    )
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -315,9 +362,12 @@ class ActionStore:
         names: dict[str, str],
         values: dict[str, dict[str, str]],
         want: int,
+        index: str = RUN_INDEX_NAME,
     ) -> list[dict[str, Any]]:
         """Up to ``want`` items of one run-index partition in order, within inclusive bounds on
-        the index sort key; Query calls (paginated while a filter drops items), never a Scan."""
+        the index sort key; Query calls (paginated while a filter drops items), never a Scan.
+        ``index``: the run index's name (``PREVIOUS_RUN_INDEX_NAME`` while a stack moves onto
+        the current one)."""
         condition = "run_index_pk = :partition"
         key_values: dict[str, dict[str, str]] = {":partition": {"S": partition}}
         if lower and upper:
@@ -332,7 +382,7 @@ class ActionStore:
             key_values[":upper"] = {"S": upper}
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "IndexName": RUN_INDEX_NAME,
+            "IndexName": index,
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": {**key_values, **values},
             "ScanIndexForward": ascending,
@@ -489,9 +539,14 @@ class ActionStore:
                 if getattr(update, name):
                     values[f":{name}"] = {"S": getattr(update, name)}
                     assignments.append(f"{name} = :{name}")
+        removals = ""
         if phases.is_terminal(update.phase):
             values[":end"] = {"S": format_time(update.end_time or now)}
             assignments.append("ended_at = if_not_exists(ended_at, :end)")
+            if key.is_root:
+                assignments.append(f"{END_PHASE} = :phase")  # what the run index lists
+        elif update.attempts and key.is_root:
+            removals = f" REMOVE {END_PHASE}"  # a retry leaves FAILED or TIMED_OUT (nothing if absent)
 
         same_attempt = _phase_in("pred", phases.allowed_predecessors(update.phase), values)
         if update.attempts:
@@ -506,7 +561,7 @@ class ActionStore:
             client.update_item(
                 TableName=self.table_name,
                 Key=item_key(key),
-                UpdateExpression="SET " + ", ".join(assignments) + " ADD version :one",
+                UpdateExpression="SET " + ", ".join(assignments) + removals + " ADD version :one",
                 ConditionExpression=guard,
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -669,6 +724,8 @@ class ActionStore:
         the guard too, and returns no item). ``fields`` are set by name: none is a reserved word."""
         values: dict[str, dict[str, str]] = {f":f{i}": {"S": value} for i, value in enumerate(fields.values())}
         assignments = ", ".join(f"{name} = :f{i}" for i, name in enumerate(fields))
+        if key.is_root:
+            assignments += f", {END_PHASE} = :phase"  # what the run index lists
         guard = _phase_in("open", phases.ALL_PHASES - phases.TERMINAL_PHASES, values)
         return {
             "Key": item_key(key),

@@ -27,7 +27,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2
 from google.protobuf import json_format
 
-from local_stack.auth import TASK_CLIENT, USER_CLIENT
+from local_stack.auth import BROWSER_CLIENT, TASK_CLIENT, USER_CLIENT
 from local_stack.issuer import LocalIssuer
 from runplane import phases
 from runplane.identifiers import RunKey
@@ -192,11 +192,13 @@ def test_discovery_works_without_a_token(authenticated):
     issuer = authenticated.auth.issuer
     assert (metadata.issuer, metadata.token_endpoint) == (issuer.url, issuer.token_endpoint)
     assert metadata.jwks_uri.startswith(issuer.url) and "client_credentials" in metadata.grant_types_supported
+    assert metadata.authorization_endpoint == issuer.authorization_endpoint  # people: PKCE (the console too)
+    assert list(metadata.code_challenge_methods_supported) == ["S256"]
 
     status, _, body = post(authenticated, b"{}", headers, PUBLIC_CLIENT_CONFIG)
     assert status == 200, body
     client = json_format.Parse(body, auth.GetPublicClientConfigResponse())
-    assert list(client.scopes) == [authenticated.auth.user_scope]
+    assert list(client.scopes) == [authenticated.auth.user_scope] and client.client_id == BROWSER_CLIENT
     assert client.authorization_metadata_key == "authorization"
 
 

@@ -31,6 +31,8 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from functions.console.site import CALLBACK_PATH
+from local_stack.auth import BROWSER_CLIENT
 from runplane import phases
 from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request, task_spec
 from tests.conftest import unique_name, wait_for
@@ -289,6 +291,45 @@ def test_with_authentication_on_the_pages_call_the_api_with_the_token_given(stac
         browser.wait_attribute("#run-phase", "data-phase", "QUEUED")
     browser.driver.execute_script("sessionStorage.clear()")
     browser.errors()  # the refused calls before the token was given
+
+
+def test_with_authentication_on_sign_in_at_the_identity_provider_and_come_back(stack, browser):
+    """PKCE as the SDK does it: the page asks the API where to sign in, the issuer's page, the code
+    exchanged from the browser, and the page the sign-in started on calls the API with the token."""
+    run = unique_name("ui")
+    create_run(stack, run)
+    granted = stack.auth.issuer.granted[BROWSER_CLIENT]
+    browser.errors()
+    with stack.authentication():
+        browser.open(RUNS_PAGE)
+        assert "unauthenticated" in browser.text(".error-box")
+        browser.click(".error-box [data-sign-in]")  # offered: the API names an authorization endpoint
+        browser.find("#approve")
+        assert browser.driver.current_url.startswith(stack.auth.issuer.authorization_endpoint + "?")
+        browser.click("#approve")
+        browser.find(f'tr[data-run="{run}"]')  # ListRuns, with the token
+        assert browser.driver.current_url == stack.endpoint + RUNS_PAGE  # back where it started
+        assert browser.text("#token-button") == "Token ✓"
+        assert browser.driver.execute_script("return sessionStorage.getItem('flyte-console.sign-in')") is None
+    assert stack.auth.issuer.granted[BROWSER_CLIENT] == granted + 1
+    browser.driver.execute_script("sessionStorage.clear()")
+    failed = [entry["message"] for entry in browser.errors()]
+    assert all(re.search(r"status of 401", message) for message in failed), failed  # only before signing in
+
+
+def test_a_declined_or_foreign_sign_in_is_shown_as_an_error(stack, browser):
+    browser.errors()
+    with stack.authentication():
+        browser.open(RUNS_PAGE)
+        browser.click("#sign-in:not([hidden])")  # the top bar's
+        browser.click("#deny")
+        assert "access_denied" in browser.text(".error-box")
+        assert "declined" in browser.text(".error-box .message")
+        browser.open(f"{CALLBACK_PATH}?code=someone-elses&state=not-this-tabs")
+        assert "state_mismatch" in browser.text(".error-box")
+    assert not browser.driver.execute_script("return sessionStorage.getItem('flyte-console.token')")
+    failed = [entry["message"] for entry in browser.errors()]
+    assert all(re.search(r"status of 401", message) for message in failed), failed
 
 
 def test_tasks_their_versions_and_triggers(stack, console):

@@ -20,7 +20,7 @@ from functions.create_run.handler import router as create_run_router
 from functions.read_runs.handler import router as read_runs_router
 from functions.update_action.handler import router as update_action_router
 from local_stack.template import TEMPLATE_PATH, http_api_authorizers, http_routes, load_template, table_definition
-from runplane.records import RUN_INDEX_NAME, RUN_INDEX_PROJECTION
+from runplane.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME, RUN_INDEX_PROJECTION
 
 MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -28,6 +28,15 @@ MANAGED_POLICIES = {
     "AWSLambdaDynamoDBExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
     "AWSLambdaSQSQueueExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
 }
+
+# What RunsByCreatedAt, the run index of earlier versions, projects.
+PREVIOUS_RUN_INDEX_PROJECTION = [
+    "project", "domain", "run_name", "name", "phase", "action_type", "run_source", "origin", "attempts",
+    "cache_status", "task_project", "task_domain", "task_name", "task_version", "task_type", "task_short_name",
+    "function_name", "environment_name", "error_kind", "error_message", "abort_reason", "trigger_name",
+    "trigger_task_name", "trigger_revision", "abort_requested_at",
+    "created_at", "start_time", "updated_at", "ended_at", "version",
+]  # fmt: skip
 
 
 class _PolicyLoader:
@@ -88,9 +97,18 @@ def test_table_keys_and_stream(cloudformation):
     table = resources_of(cloudformation, "AWS::DynamoDB::Table")["ActionsTable"]["Properties"]
     assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
-    (index,) = table["GlobalSecondaryIndexes"]
+    index, previous = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == RUN_INDEX_NAME
     assert index["Projection"]["NonKeyAttributes"] == list(RUN_INDEX_PROJECTION)
+    # The previous run index, only while a stack moves off it, exactly as earlier versions created
+    # it: CloudFormation cannot change an index, so any difference would fail that deploy.
+    condition, kept, otherwise = previous["Fn::If"]
+    assert condition == "WithPreviousRunIndex" and otherwise == {"Ref": "AWS::NoValue"}
+    assert kept["IndexName"] == PREVIOUS_RUN_INDEX_NAME
+    assert kept["KeySchema"] == index["KeySchema"]
+    assert kept["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": PREVIOUS_RUN_INDEX_PROJECTION}
+    variables = cloudformation["Resources"]["ReadRunsFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["RUN_INDEX_NAME"] == {"Fn::If": ["WithPreviousRunIndex", PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME]}
 
 
 def test_stream_mapping_reports_partial_failures_and_has_a_destination(cloudformation):

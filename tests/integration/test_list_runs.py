@@ -122,11 +122,22 @@ def test_created_at_range_and_run_source(listing):
     assert listed == list(reversed(names[10:15]))
 
 
-def test_an_empty_time_window_is_an_empty_page_not_an_error(listing):
+def count_queries(monkeypatch, store, calls):
+    """Append to ``calls`` at each Query the store sends."""
+    send = store.client.query
+
+    def counted(**params):
+        calls.append(1)
+        return send(**params)
+
+    monkeypatch.setattr(store.client, "query", counted)
+
+
+def test_an_empty_time_window_is_an_empty_page_not_an_error(listing, monkeypatch):
     """DynamoDB rejects a BETWEEN with reversed bounds (moto does not), so no Query may be sent."""
     reader, store, project, _ = listing
     calls = []
-    store.client.meta.events.register("before-call.dynamodb.Query", lambda **kwargs: calls.append(1))
+    count_queries(monkeypatch, store, calls)
     window = [
         {
             "function": "GREATER_THAN_OR_EQUAL",
@@ -139,10 +150,10 @@ def test_an_empty_time_window_is_an_empty_page_not_an_error(listing):
     assert calls == []
 
 
-def test_a_page_is_one_query_per_shard(listing):
+def test_a_page_is_one_query_per_shard(listing, monkeypatch):
     reader, store, project, _ = listing
     calls = []
-    store.client.meta.events.register("before-call.dynamodb.Query", lambda **kwargs: calls.append(1))
+    count_queries(monkeypatch, store, calls)
     reader.list_runs(
         runs.ListRunsRequest(
             request=list_pb2.ListRequest(limit=10), project_id=ProjectIdentifier(name=project, domain=DOMAIN)

@@ -183,22 +183,28 @@ def test_watch_of_an_ended_action_is_one_frame(reader, lifecycle, run):
     assert [f.details.action.status.phase for f in frames] == [phases.SUCCEEDED]
 
 
-def test_watch_runs_lists_then_reports_the_change(reader, lifecycle, run):
-    import threading
+def test_watch_runs_lists_then_reports_the_change(store, lifecycle, run):
+    """The change lands while the watch waits between two listings (its ``sleep``): on moto a
+    listing of the shared table takes longer than any fixed delay would be sure to."""
+    import time
 
     from flyteidl2.common.identifier_pb2 import ProjectIdentifier
 
-    timer = threading.Timer(
-        0.5,
+    changes = [
         lambda: lifecycle.update_action_status(
             internal.UpdateActionStatusRequest(
                 action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.RUNNING, attempts=1)
             )
-        ),
-    )
-    timer.start()
+        )
+    ]
+
+    def sleep(seconds: float) -> None:
+        while changes:
+            changes.pop()()
+        time.sleep(seconds)
+
+    reader = RunReader(store=store, tokens=PageTokens(secret=b"test"), watch_window_seconds=1.0, sleep=sleep)
     frames = reader.watch_runs(runs.WatchRunsRequest(project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN)))
-    timer.join()
     assert run in [r.action.id.run.name for r in frames[0].runs]
     assert [(r.action.id.run.name, r.action.status.phase) for r in frames[1].runs] == [(run, phases.RUNNING)]
 

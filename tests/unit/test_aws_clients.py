@@ -17,9 +17,9 @@ def test_every_service_the_control_plane_calls_is_one_botocore_ships():
 def test_clients_share_one_session_configured_from_the_environment(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setattr(aws_clients, "_sessions", [])
-    dynamodb = aws_clients.client("dynamodb")
-    s3 = aws_clients.client("s3", region_name="us-east-2")
-    assert dynamodb.meta.region_name == "eu-west-1" and s3.meta.region_name == "us-east-2"
+    scheduler = aws_clients.client("scheduler")
+    logs = aws_clients.client("logs", region_name="us-east-2")
+    assert scheduler.meta.region_name == "eu-west-1" and logs.meta.region_name == "us-east-2"
     assert len(aws_clients._sessions) == 1
     assert aws_clients.session().get_component("data_loader").list_available_services("service-2") == sorted(
         aws_clients.SERVICES
@@ -29,3 +29,5 @@ def test_clients_share_one_session_configured_from_the_environment(monkeypatch):
 def test_a_service_it_does_not_call_is_refused():
     with pytest.raises(ValueError, match="ec2"):
         aws_clients.client("ec2")
+    with pytest.raises(ValueError, match="dynamodb"):  # runplane.aws_http's
+        aws_clients.client("dynamodb")

@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 
 from functions.console.handler import handler
-from functions.console.site import IMMUTABLE, NO_CACHE, ConsoleSite
+from functions.console.site import CALLBACK_PATH, IMMUTABLE, NO_CACHE, ConsoleSite, identity_provider_origin
 
-REPO_PATHS = ["/", "/v2", "/v2/domain/development/project/flytesnacks/runs/r1", "/v2/domain/d/project/p/tasks"]
+REPO_PATHS = [
+    "/",
+    "/v2",
+    "/v2/domain/development/project/flytesnacks/runs/r1",
+    "/v2/domain/d/project/p/tasks",
+    CALLBACK_PATH + "?code=c&state=s",
+]
 
 
 def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -69,6 +75,18 @@ def test_gzip_when_asked_and_a_304_for_a_known_etag():
     assert b"WatchActions" in gzip.decompress(body)
     status, headers, _ = get("/v2", {"If-None-Match": headers["etag"]})
     assert status == 304 and headers["cache-control"] == NO_CACHE
+
+
+def test_the_pages_may_call_the_token_endpoints_origin_and_no_other(monkeypatch):
+    monkeypatch.setenv("AUTH_ISSUER", "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_pool")
+    monkeypatch.delenv("AUTH_TOKEN_ORIGIN", raising=False)
+    _, headers, _ = get(CALLBACK_PATH)
+    assert "connect-src 'self' https://cognito-idp.eu-west-1.amazonaws.com;" in headers["content-security-policy"]
+    monkeypatch.setenv("AUTH_TOKEN_ORIGIN", "https://pool.auth.eu-west-1.amazoncognito.com")  # Cognito's domain
+    _, headers, _ = get("/v2")
+    assert "connect-src 'self' https://pool.auth.eu-west-1.amazoncognito.com;" in headers["content-security-policy"]
+    for issuer in ("", "not a url", "https://idp.example; script-src *", "javascript://x"):
+        assert identity_provider_origin(token_origin="", issuer=issuer) == "", issuer
 
 
 def test_the_cold_start_imports_neither_protobuf_nor_the_aws_sdk():

@@ -1,8 +1,17 @@
 import base64
 from datetime import UTC, datetime, timedelta
 
+from runplane import phases
 from runplane.identifiers import ActionKey
-from runplane.records import RUN_INDEX_SHARDS, ActionRecord, format_time, parse_time
+from runplane.records import (
+    ACTION_LISTING_ATTRIBUTES,
+    END_PHASE,
+    RUN_INDEX_PROJECTION,
+    RUN_INDEX_SHARDS,
+    ActionRecord,
+    format_time,
+    parse_time,
+)
 
 KEY = ActionKey(project="p", domain="d", run="r1", name="a0")
 
@@ -56,6 +65,24 @@ def test_only_roots_are_in_the_sharded_run_index():
     assert root["run_index_sk"]["S"].endswith("#r1")
     child = record(parent="a0").with_changes(key=ActionKey(project="p", domain="d", run="r1", name="c1")).to_item()
     assert "run_index_pk" not in child and "run_index_sk" not in child
+
+
+def test_an_ended_root_carries_its_phase_for_the_run_index_which_reads_back_from_it():
+    ended = record(phase=phases.SUCCEEDED, ended_at=datetime(2026, 1, 2, 4, tzinfo=UTC))
+    item = ended.to_item()
+    assert item[END_PHASE] == {"N": str(phases.SUCCEEDED)}
+    assert END_PHASE not in record(phase=phases.RUNNING).to_item()
+    child = ended.with_changes(key=ActionKey(project="p", domain="d", run="r1", name="c1"), parent="a0")
+    assert END_PHASE not in child.to_item()
+    assert ActionRecord.from_item(item) == ended.with_changes(updated_at=ended.created_at)
+    entry = {name: value for name, value in item.items() if name in RUN_INDEX_PROJECTION}  # no phase
+    assert "phase" not in entry and ActionRecord.from_item(entry).phase == phases.SUCCEEDED
+
+
+def test_the_run_index_projects_nothing_a_status_change_alone_writes():
+    for changing in ("phase", "updated_at", "version", "error_kind", "error_message", "abort_requested_at"):
+        assert changing not in RUN_INDEX_PROJECTION
+    assert set(RUN_INDEX_PROJECTION) <= set(ACTION_LISTING_ATTRIBUTES) | {END_PHASE}
 
 
 def test_time_format_sorts_as_time_and_round_trips():

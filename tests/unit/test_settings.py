@@ -1,5 +1,6 @@
 import pytest
 
+from runplane.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME
 from runplane.settings import ApiSettings, ReadSettings, ReconcileSettings, SettingsError
 
 
@@ -24,6 +25,14 @@ def test_the_page_token_key_is_required_and_never_a_public_default():
     assert short not in str(refused.value)  # a secret is never echoed into a log line
     secret = "k" * 48
     assert ReadSettings.from_env({"ACTIONS_TABLE": "t-1", "PAGE_TOKEN_SECRET": secret}).page_token_secret == secret
+
+
+def test_read_settings_list_runs_from_the_current_run_index_unless_told_the_previous_one():
+    env = {"ACTIONS_TABLE": "t-1", "PAGE_TOKEN_SECRET": "k" * 48}
+    assert ReadSettings.from_env(env).run_index == RUN_INDEX_NAME
+    assert ReadSettings.from_env({**env, "RUN_INDEX_NAME": PREVIOUS_RUN_INDEX_NAME}).run_index == "RunsByCreatedAt"
+    with pytest.raises(SettingsError, match="RUN_INDEX_NAME"):
+        ReadSettings.from_env({**env, "RUN_INDEX_NAME": "SomeIndex"})
 
 
 def test_reconcile_needs_exactly_one_way_to_the_cluster():

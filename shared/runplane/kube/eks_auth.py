@@ -8,49 +8,44 @@ mints). EKS accepts a token for about 15 minutes; we mint a new one after ``TOKE
 from __future__ import annotations
 
 import base64
-import os
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, Configuration
 
+    from runplane.aws_http.sigv4 import Credentials
+
 TOKEN_PREFIX = "k8s-aws-v1."
 TOKEN_LIFETIME_SECONDS = 10 * 60  # refresh well before EKS's ~15 minute acceptance window
 PRESIGN_EXPIRES_SECONDS = 60  # what aws-iam-authenticator and `aws eks get-token` use
-STS_SERVICE_ID = "STS"  # STS's serviceId in botocore's model: what the signer's events are named by
+CLUSTER_ID_HEADER = "x-k8s-aws-id"  # binds the token to one cluster: EKS checks it is signed
+GET_CALLER_IDENTITY = {"Action": "GetCallerIdentity", "Version": "2011-06-15"}
 
 
-def mint_token(*, cluster_name: str, region: str, session: Any = None) -> str:
-    from botocore.model import ServiceId
-    from botocore.signers import RequestSigner
+def mint_token(*, cluster_name: str, region: str, credentials: Credentials | None = None) -> str:
+    """The bearer token ``aws eks get-token`` prints, signed with the function's role (or
+    ``credentials``): no STS client, no call, one presigned URL."""
+    from runplane import aws_http
+    from runplane.aws_http.sigv4 import payload_hash, presign
 
-    from runplane.aws_clients import session as shared_session
-
-    session = session or shared_session()
-    # Only the signer is needed, not an STS client: building one loads STS's model and endpoint
-    # rules, tens of milliseconds of reconcile's and the mirror's first call.
-    signer = RequestSigner(
-        ServiceId(STS_SERVICE_ID),
-        region,
-        "sts",
-        "v4",
-        session.get_credentials(),
-        session.get_component("event_emitter"),
-    )
-    url = signer.generate_presigned_url(
-        {
-            "method": "GET",
-            "url": f"https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15",
-            "body": {},
-            "headers": {"x-k8s-aws-id": cluster_name},
-            "context": {},
-        },
-        region_name=region,
+    host = f"sts.{region}.amazonaws.com"
+    url = presign(
+        method="GET",
+        base_url=f"https://{host}",
+        host=host,
+        path="/",
+        query=GET_CALLER_IDENTITY,
+        headers={CLUSTER_ID_HEADER: cluster_name},
+        credentials=credentials or aws_http.credentials(),
+        region=region,
+        service="sts",
+        now=datetime.now(UTC),
         expires_in=PRESIGN_EXPIRES_SECONDS,
-        operation_name="",
+        body_hash=payload_hash(b""),  # STS signs the empty body's hash, not UNSIGNED-PAYLOAD as S3
     )
     return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
@@ -75,10 +70,10 @@ def eks_api_client(cluster_name: str) -> ApiClient:
     """A kubernetes ApiClient for an EKS cluster, its token refreshed before every expiry."""
     from kubernetes import client
 
-    from runplane.aws_clients import client as aws_client
+    from runplane import aws_http
 
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    cluster = aws_client("eks", region_name=region).describe_cluster(name=cluster_name)["cluster"]
+    region = aws_http.region()
+    cluster = aws_http.describe_eks_cluster(cluster_name)
     ca_file = tempfile.NamedTemporaryFile(prefix=f"eks-{cluster_name}-", suffix=".crt", delete=False)  # noqa: SIM115
     with ca_file:
         ca_file.write(base64.b64decode(cluster["certificateAuthority"]["data"]))

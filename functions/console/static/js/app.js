@@ -1,10 +1,12 @@
-// The console's shell: the top bar (project, domain, sections, token) and the router, which maps
-// the URLs the flyte CLI prints (/v2/domain/<domain>/project/<project>/runs/<run>) to views.
+// The console's shell: the top bar (project, domain, sections, sign-in, token) and the router, which
+// maps the URLs the flyte CLI prints (/v2/domain/<domain>/project/<project>/runs/<run>) to views,
+// and the identity provider's return to CALLBACK_PATH to the end of a sign-in (login.js).
 // Each view mounts into the page and returns a function that stops its timers and requests.
 
 import { call, PROJECTS } from './api.js';
 import { bearerToken, setBearerToken } from './auth.js';
-import { ask, h, link, replace, toast } from './dom.js';
+import { ask, errorBox, h, link, replace, spinner, startSignIn, toast } from './dom.js';
+import { CALLBACK_PATH, canSignIn, completeSignIn } from './login.js';
 import { notFoundView } from './notfound.js';
 import { taskView, tasksView, triggersView } from './registry.js';
 import { runView } from './run.js';
@@ -99,12 +101,34 @@ function topBar(scope, section) {
       render();
     }
   });
+  const signInButton = h('button', { class: 'button small primary', id: 'sign-in', type: 'button', hidden: true }, 'Sign in');
+  signInButton.addEventListener('click', () => startSignIn(signInButton));
+  if (!bearerToken()) canSignIn().then((available) => { signInButton.hidden = !available; });
   return h('header', { class: 'topbar' },
     h('a', { href: scopePath(scope), 'data-link': true, class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'F'), 'Flyte', h('span', { class: 'brand-sub' }, 'console')),
     h('nav', { class: 'tabs', 'aria-label': 'Sections' }, tab('runs', 'Runs'), tab('tasks', 'Tasks'), tab('triggers', 'Triggers')),
     h('div', { class: 'scope' }, h('label', {}, 'Project', projectPicker), h('label', {}, 'Domain', domainPicker)),
     h('div', { class: 'spacer' }),
+    signInButton,
     tokenButton);
+}
+
+/** Back from the identity provider: the code exchanged, then the page the sign-in started on. */
+function callbackView(app) {
+  const scope = lastScope() || { project: DEFAULT_PROJECT, domain: DEFAULT_DOMAIN };
+  const main = h('main', { class: 'view' }, spinner('Signing in…'));
+  replace(app, main);
+  let stopped = false;
+  completeSignIn(new URLSearchParams(location.search)).then((back) => {
+    projects = null; // asked again, with the token
+    if (!stopped) navigate(back, { replace: true });
+  }, (error) => {
+    if (stopped) return;
+    history.replaceState(null, '', CALLBACK_PATH); // the answer's parameters are spent
+    replace(app, topBar(scope, ''), main);
+    replace(main, h('section', { 'data-view': 'sign-in' }, errorBox(error, 'Sign-in'), h('p', {}, link(scopePath(scope), 'Back to the runs'))));
+  });
+  return () => { stopped = true; };
 }
 
 export function navigate(path, { replace: replaceState = false } = {}) {
@@ -118,6 +142,10 @@ async function render() {
   unmount = () => {};
   const app = document.getElementById('app');
   const path = location.pathname;
+  if (path === CALLBACK_PATH) {
+    unmount = callbackView(app);
+    return;
+  }
   if (/^\/(v2\/?)?$/.test(path) || new RegExp(`${SECTION}/?$`).test(path)) {
     const found = path.match(new RegExp(`${SECTION}/?$`));
     const scope = found ? { domain: decodeURIComponent(found[1]), project: decodeURIComponent(found[2]) } : await defaultScope();

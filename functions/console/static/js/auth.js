@@ -1,6 +1,6 @@
 // Who the console's API calls are made as. The API front may require a bearer token (API
-// Gateway's JWT authorizer); the console has no login of its own yet, so a token can be pasted
-// (scripts/stack prints one) and is kept for this browser tab only (sessionStorage).
+// Gateway's JWT authorizer): the one signing in gave (login.js), or one pasted (scripts/stack
+// prints one), kept for this browser tab only (sessionStorage).
 
 const TOKEN_KEY = 'flyte-console.token';
 

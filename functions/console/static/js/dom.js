@@ -1,5 +1,7 @@
 // A few DOM helpers: elements from tags, properties and children, without a framework.
 
+import { canSignIn, signIn } from './login.js';
+
 const PROPERTIES = new Set(['value', 'checked', 'disabled', 'selected', 'open']);
 
 /** h('a', {href: '/x', class: 'link', onclick: fn}, 'text', child, [more, children]) */
@@ -43,9 +45,29 @@ export function errorBox(error, what = '') {
     h('strong', {}, what ? `${what} failed` : 'Request failed'),
     h('span', { class: 'code' }, code),
     h('div', { class: 'message' }, message),
-    code === 'unauthenticated'
-      ? h('div', { class: 'hint' }, 'The API wants a token: use “Token” at the top right to paste one.')
-      : null);
+    code === 'unauthenticated' ? unauthenticatedHint() : null);
+}
+
+/** What to do about `unauthenticated`: sign in, once the API is seen to name an identity provider;
+ * else paste a token. */
+function unauthenticatedHint() {
+  const hint = h('div', { class: 'hint' }, 'The API wants a token: use “Token” at the top right to paste one.');
+  canSignIn().then((available) => {
+    if (!available) return;
+    const button = h('button', { class: 'button small primary', type: 'button', 'data-sign-in': true }, 'Sign in');
+    button.addEventListener('click', () => startSignIn(button));
+    replace(hint, 'The API wants you signed in: ', button, ' (or paste a token with “Token” at the top right).');
+  });
+  return hint;
+}
+
+/** signIn() from a button: it leaves the page, or says why it cannot. */
+export function startSignIn(button) {
+  button.disabled = true;
+  signIn().catch((error) => {
+    button.disabled = false;
+    toast(`Cannot sign in: ${error.message}`, 'bad');
+  });
 }
 
 export function spinner(text = 'Loading…') {
