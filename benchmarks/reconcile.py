@@ -11,11 +11,15 @@ them. Against it, on the same API server and moto:
 - the same number of TaskActions created serially, one raw ``create_namespaced_custom_object``
   after another (the figure this benchmark has always reported);
 - the raw floor: the same calls at the same concurrency, nothing else. Per stream batch, the
-  BatchGetItems of the items reconcile decides on (10 keys, then 30 each, 4 in flight), a GET of each
-  parent created in an earlier batch, and the creates, ``--concurrency`` in flight, each after
-  its parent's create and its own read;
-- the API server's ceiling (the creates alone, ``--concurrency`` in flight), and moto's
-  BatchGetItem time per 100 keys: the stand-ins' own costs.
+  BatchGetItems of the items reconcile decides on (10 keys, then 30 each, 4 in flight, in the
+  order reconcile reads them, ``functions.reconcile.batch.handling_order`` where the code has it;
+  projecting what reconcile projects, ``runplane.store.ACTION_STATE_PROJECTION``, or whole items
+  for code without it), a GET of each parent created in an earlier batch, and the creates,
+  ``--concurrency`` in flight, each after its parent's create and its own read, made with the
+  code's own ``TaskActionClient`` (as reconcile makes them: since the hot calls bypass the
+  generated client, that is not the same as ``create_namespaced_custom_object``);
+- the API server's ceiling (the creates alone, ``--concurrency`` in flight, with the code's
+  ``TaskActionClient``), and moto's BatchGetItem time per 100 keys: the stand-ins' own costs.
 
 Abort: a run of ``--abort-actions`` actions (a0, 10 children, 100 grandchildren, the rest great-
 grandchildren) is materialised, then AbortRun is requested; timed until the last descendant's
@@ -159,7 +163,9 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
     from kubernetes import client as k8s
     from kubernetes import config
 
+    import runplane.store as store_module
     from functions.create_run.service import CreateRunService
+    from functions.reconcile import batch as batch_module
     from functions.reconcile.batch import RunOrderedBatchProcessor
     from functions.reconcile.handler import process_batch
     from functions.reconcile.reconciler import Reconciler
@@ -183,8 +189,13 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
     try:
         os.environ.update(aws_environment(moto.endpoint))
         kube.start()
-        api_client = config.new_client_from_config(config_file=str(kube.endpoints.kubeconfig))
-        api_client.configuration.connection_pool_maxsize = 32
+        configuration = k8s.Configuration()
+        config.load_kube_config(config_file=str(kube.endpoints.kubeconfig), client_configuration=configuration)
+        # Sized before the client is built, which makes its connection pool: a connection kept for
+        # each call in flight, reconcile's and the raw calls' alike (set afterwards, as this once
+        # was, it had no effect: the pool stayed at the default, 10 on 2 cores).
+        configuration.connection_pool_maxsize = concurrency
+        api_client = k8s.ApiClient(configuration)
         cluster = TaskActionClient(api_client=api_client, namespace="flyte")
         table = provision(endpoint=moto.endpoint, table_name="bench-reconcile", bucket="bench-data")
         store = ActionStore(table_name=table.table_name, blobs=BlobStore(), spec_prefix="s3://bench-data")
@@ -193,6 +204,15 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
         reconciler = Reconciler(cluster=cluster, store=store)
         processor = RunOrderedBatchProcessor(concurrency=concurrency)
         dynamodb = boto3.client("dynamodb")
+        # What reconcile's reads project (None: whole items, as the code before it read them).
+        projection: str | None = getattr(store_module, "ACTION_STATE_PROJECTION", None)
+
+        def batch_get(keys: list[dict[str, Any]]) -> Any:
+            request: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+            if projection:
+                request["ProjectionExpression"] = projection
+            return dynamodb.batch_get_item(RequestItems={table.table_name: cast("Any", request)})
+
         raw = k8s.CustomObjectsApi(api_client)
         objects = ("flyte.org", "v1", "flyte", "taskactions")
 
@@ -257,6 +277,11 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
             body = build_taskaction(store.resolve_specs(action), namespace="flyte", parent=parent)
             return body
 
+        def in_reading_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            """The records in the order reconcile reads their items (record order before it had one)."""
+            order = getattr(batch_module, "handling_order", None)
+            return [records[position] for position in order(records)] if order else records
+
         def time_floor() -> float:
             created: dict[str, Future[Any]] = {}
             started = time.perf_counter()
@@ -265,16 +290,13 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
                 ThreadPoolExecutor(max_workers=concurrency) as workers,
             ):
                 for batch in batches:
-                    inserts = [r for r in batch["Records"] if keys_read(r)]
+                    inserts = [r for r in in_reading_order(batch["Records"]) if keys_read(r)]
                     keys = list({json.dumps(k, sort_keys=True): k for r in inserts for k in keys_read(r)}.values())
                     chunks, start = {}, 0
                     while start < len(keys):  # reconcile's reads: 10 keys first, then 30 per call
                         chunk = keys[start : start + (30 if start else 10)]
                         start += len(chunk)
-                        read = readers.submit(
-                            dynamodb.batch_get_item,
-                            RequestItems={table.table_name: {"Keys": chunk, "ConsistentRead": True}},
-                        )
+                        read = readers.submit(batch_get, chunk)
                         for key in chunk:
                             chunks[json.dumps(key, sort_keys=True)] = read
                     tasks: list[tuple[Callable[[], Any], list[Future[Any]], Future[Any]]] = []
@@ -294,12 +316,10 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
                         def create_one(action: ActionRecord = action, parent_name: str | None = parent_name) -> Any:
                             parent_body = None
                             if parent_name and parent_name.startswith("get:"):
-                                parent_body = cast(
-                                    "dict[str, Any]", raw.get_namespaced_custom_object(*objects, parent_name[4:])
-                                )
+                                parent_body = cluster.get(parent_name[4:])
                             elif parent_name:
                                 parent_body = cast("dict[str, Any]", created[parent_name].result())
-                            return raw.create_namespaced_custom_object(*objects, body_of(action, parent_body))
+                            return cluster.create(body_of(action, parent_body))
 
                         created[f"{run}-{name}"] = Future()
                         tasks.append((create_one, waits, created[f"{run}-{name}"]))
@@ -314,17 +334,13 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=4) as readers:
             for batch in batches:
-                keys = list({json.dumps(k, sort_keys=True): k for r in batch["Records"] for k in keys_read(r)}.values())
+                ordered = in_reading_order(batch["Records"])
+                keys = list({json.dumps(k, sort_keys=True): k for r in ordered for k in keys_read(r)}.values())
                 reads, start = [], 0
                 while start < len(keys):
                     chunk = keys[start : start + (30 if start else 10)]
                     start += len(chunk)
-                    reads.append(
-                        readers.submit(
-                            dynamodb.batch_get_item,
-                            RequestItems={table.table_name: {"Keys": chunk, "ConsistentRead": True}},
-                        )
-                    )
+                    reads.append(readers.submit(batch_get, chunk))
                 for read in reads:
                     read.result()
         reads_seconds = time.perf_counter() - started
@@ -347,7 +363,7 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
         def time_concurrent() -> float:
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=concurrency) as pool:  # the API server's own ceiling here
-                list(pool.map(lambda body: raw.create_namespaced_custom_object(*objects, body), bodies))
+                list(pool.map(cluster.create, bodies))
             return time.perf_counter() - started
 
         # Rounds taking turns, so a change of the machine's load touches every figure alike;
@@ -366,12 +382,12 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
             statistics.median(timings[name]) for name in ("reconcile", "floor", "serial", "concurrent")
         )
 
-        # moto's BatchGetItem, the reads' own cost here: 100 keys per call, serially
+        # moto's BatchGetItem as reconcile makes it, the reads' own cost here: 100 keys per call, serially
         sample = list(records.values())[:100]
         keys = [{"pk": {"S": f"{PROJECT}#{DOMAIN}#{a.key.run}"}, "sk": {"S": f"A#{a.key.name}"}} for a in sample]
         started = time.perf_counter()
         for _ in range(5):
-            dynamodb.batch_get_item(RequestItems={table.table_name: {"Keys": keys, "ConsistentRead": True}})
+            batch_get(keys)
         batch_get_ms = (time.perf_counter() - started) / 5 * 1000
         materialise = {
             "actions": actions,

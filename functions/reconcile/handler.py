@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-from functions.reconcile.batch import PartialBatchResponse, RunOrderedBatchProcessor
+from functions.reconcile.batch import PartialBatchResponse, RunOrderedBatchProcessor, handling_order
 from functions.reconcile.reconciler import METRIC_OUTCOMES, RETRIED, ActionChange, BatchState, Outcome, Reconciler
 from runplane.blobs import BlobStore
 from runplane.kube.client import TaskActionClient
@@ -38,7 +38,8 @@ def reconciler() -> Reconciler:
     """The Kubernetes client and its credentials are built once per container."""
     settings = reconcile_settings()
     return Reconciler(
-        cluster=TaskActionClient.from_settings(settings),
+        # as many connections kept open as records are handled at once (see keep_connections)
+        cluster=TaskActionClient.from_settings(settings, connections=settings.concurrency),
         store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()),
         max_attempts=settings.max_attempts,
         mirror_shards=settings.mirror_shards,
@@ -86,8 +87,9 @@ def process_batch(
         return outcome.value
 
     with ThreadPoolExecutor(max_workers=STATE_READERS, thread_name_prefix="reconcile-read") as readers:
-        # BatchGetItem, not one read per record; the first records start while the rest is read.
-        states = reconciler.current_states(changes, pool=readers)
+        # BatchGetItem, not one read per record; the first records start while the rest is read,
+        # read in the order the records can start (every run's root first, then the next level).
+        states = reconciler.current_states([changes[position] for position in handling_order(records)], pool=readers)
         response = processor.process(
             records,
             lambda position: record_handler(changes[position], states),

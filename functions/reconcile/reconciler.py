@@ -3,14 +3,17 @@
 DynamoDB is the system of record; this is the only code that changes TaskActions.
 
 - **A new action** (INSERT) becomes its TaskAction: a root on its own, a child with an owner
-  reference to its parent's resource. What is done is decided from the action's *current* item,
-  not the stream image, so replaying an old record never resurrects an action that has ended.
+  reference to its parent's resource. Whether it is created is decided on the action's *current*
+  phase, read from the table, not the stream image's, so replaying an old record never resurrects
+  an action that has ended; the resource is built from the image (the specs, the parent and the
+  key an INSERT carries never change), so that read is of the phase alone.
 - **A child whose parent's resource is not there yet** (the parent's record failed and is being
   retried) fails its record, and the stream retries it. **A child whose parent was aborted, or
   ended and its resource is gone,** becomes ABORTED and gets no resource.
-- **An abort request** (MODIFY that sets ``abort_requested_at``) deletes the action's resource
-  with background propagation; the garbage collector removes the descendants' resources through
-  their owner references, and every descendant that has not ended becomes ABORTED here. Then the
+- **An abort request** (MODIFY that sets ``abort_requested_at``): every descendant that has not
+  ended becomes ABORTED here, then the action's resource is deleted with background propagation
+  (also when marking the descendants failed: the work stops, and the record is retried); the
+  garbage collector removes the descendants' resources through their owner references. Then the
   request is cleared.
 - **Retries are bounded**: each failed attempt is counted on the item; after ``max_attempts`` the
   action is FAILED (or the abort recorded as failed) with the reason, and the record succeeds, so
@@ -30,6 +33,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -39,7 +43,7 @@ from runplane.identifiers import ActionKey, taskaction_name
 from runplane.kube.client import AlreadyExists, ResourceRejected, TaskActionClient
 from runplane.kube.resources import identity_of
 from runplane.records import ACTION_SORT_PREFIX, ActionRecord
-from runplane.store import ActionNode, ActionStore
+from runplane.store import ActionNode, ActionState, ActionStore
 
 logger = logging.getLogger(__name__)
 
@@ -133,19 +137,21 @@ class Reconciler:
         self.mirror_shards = mirror_shards
 
     def current_states(self, changes: list[ActionChange], *, pool: Executor | None = None) -> BatchState:
-        """The current items a batch's records will need (the actions new or to abort, and the
-        parents of new ones), read with BatchGetItem. With a ``pool`` the reads are issued there
-        in record order, ``FIRST_STATE_READ_CHUNK`` keys first and ``STATE_READ_CHUNK`` after, and
-        this returns at once: each record waits only for the read holding its keys
-        (``BatchState.reads_of``), so the first creates overlap the rest of the reads."""
+        """The current states a batch's records are decided on (the actions new or to abort, and
+        the parents of new ones: phase and pending abort, ``ActionStore.get_action_states``). With
+        a ``pool`` the reads are issued there in the order of ``changes`` (the handler passes them
+        in the order they can start), ``FIRST_STATE_READ_CHUNK`` keys first and
+        ``STATE_READ_CHUNK`` after, and this returns at once: each record waits only for
+        the read holding its keys (``BatchState.reads_of``), so the first creates overlap the rest
+        of the reads."""
         keys = list(dict.fromkeys(key for change in changes for key in _keys_needed(change)))
         if pool is None:
-            return BatchState(fetched=set(keys), records=self._store.get_actions(keys) if keys else {})
+            return BatchState(fetched=set(keys), states=self._store.get_action_states(keys) if keys else {})
         states = BatchState(fetched=set(keys))
         start = 0
         while start < len(keys):
             chunk = keys[start : start + (STATE_READ_CHUNK if start else FIRST_STATE_READ_CHUNK)]
-            read = pool.submit(self._store.get_actions, chunk)
+            read = pool.submit(self._store.get_action_states, chunk)
             for key in chunk:
                 states.reads[key] = read
             start += len(chunk)
@@ -164,30 +170,35 @@ class Reconciler:
     # --- new actions ------------------------------------------------------------------------
 
     def materialize(self, record: ActionRecord, *, states: BatchState | None = None) -> Outcome:
+        """Create the TaskAction of ``record`` (the INSERT's image, or the stored item), unless
+        the action's current phase says it has ended."""
         if not record.needs_taskaction:
             return self._skip_record(record, "traces and recorded actions have no TaskAction to create")
         states = states or BatchState()
-        current = self._current(record.key, states)  # the stream image may be an old one
+        current = self._state(record.key, states)  # the stream image may be an old one
         if current is None or phases.is_terminal(current.phase):
             return self._skip_record(record, "the action has ended")
         return self._bounded(
-            current, MATERIALIZE_ATTEMPTS, lambda: self._materialize(current, states), self._give_up_creating
+            record.key,
+            MATERIALIZE_ATTEMPTS,
+            lambda: self._materialize(record, states),
+            lambda error, attempts: self._give_up_creating(record, error, attempts),
         )
 
     def _materialize(self, record: ActionRecord, states: BatchState) -> Outcome:
         if record.parent is None:
             return self._create(record, parent=None, states=states)
         parent_key = _parent_key(record.key, record.parent)
-        parent_record = self._current(parent_key, states)
-        if parent_record is None:
+        parent_state = self._state(parent_key, states)
+        if parent_state is None:
             self._fail(record, f"parent action {record.parent!r} does not exist")
             return Outcome.REJECTED
-        if parent_record.phase == phases.ABORTED:
+        if parent_state.phase == phases.ABORTED:
             return self._abort_with_parent(record, f"parent action {record.parent!r} was aborted")
         parent_name = taskaction_name(parent_key.run, parent_key.name)
         parent = states.resource(parent_name) or self._cluster.get(parent_name)
         if parent is None or identity_of(parent) != _identity(parent_key):
-            if phases.is_terminal(parent_record.phase):
+            if phases.is_terminal(parent_state.phase):
                 return self._abort_with_parent(
                     record, f"parent action {record.parent!r} ended and its TaskAction is gone"
                 )
@@ -235,72 +246,85 @@ class Reconciler:
 
     def carry_out_abort(self, key: ActionKey, *, states: BatchState | None = None) -> Outcome:
         states = states or BatchState()
-        current = self._current(key, states)
-        if current is None or current.abort_requested_at is None:
+        current = self._state(key, states)
+        requested_at = current.abort_requested_at if current is not None else None
+        if requested_at is None:
             return Outcome.SKIPPED  # already carried out (a replay, or a later record of it)
-        return self._bounded(current, ABORT_ATTEMPTS, lambda: self._abort(current, states), self._give_up_aborting)
+        return self._bounded(
+            key,
+            ABORT_ATTEMPTS,
+            lambda: self._abort(key, requested_at, states),
+            lambda error, attempts: self._give_up_aborting(key, requested_at, error, attempts),
+        )
 
-    def _abort(self, record: ActionRecord, states: BatchState) -> Outcome:
-        name = taskaction_name(record.key.run, record.key.name)
+    def _abort(self, key: ActionKey, requested_at: datetime, states: BatchState) -> Outcome:
+        """The descendants are marked ABORTED before the resources go: once the garbage collector
+        deletes them, the status mirror writes each deleted, unfinished action's ABORTED too, and
+        such a write landing first cancels the cascade's transaction holding that action, which
+        is then sent again (on the local stack, too, the API server's deletions of a large subtree
+        no longer compete with the table's writes for the same cores). The resource is deleted
+        whatever the cascade did, so a failing table never keeps the work running."""
+        name = taskaction_name(key.run, key.name)
         states.forget(name)
-        deleted = self._cluster.delete(name)  # background: the garbage collector takes the subtree
-        aborted = self._abort_descendants(record)
-        assert record.abort_requested_at is not None  # only a requested abort is carried out
-        self._store.finish_abort(record.key, requested_at=record.abort_requested_at)
+        try:
+            aborted = self._abort_descendants(key)
+        finally:
+            deleted = self._cluster.delete(name)  # background: the garbage collector takes the subtree
+        self._store.finish_abort(key, requested_at=requested_at)
         logger.info("abort carried out", extra={"taskaction": name, "deleted": deleted, "descendants_aborted": aborted})
         return Outcome.ABORTED
 
-    def _abort_descendants(self, record: ActionRecord) -> int:
+    def _abort_descendants(self, key: ActionKey) -> int:
         """Every descendant that has not ended becomes ABORTED: the run's tree read with one Query
         projecting each action's name, parent and phase, then transactions of guarded updates."""
         children: dict[str, list[ActionNode]] = defaultdict(list)
-        for node in self._store.list_action_tree(record.key.run_key):
+        for node in self._store.list_action_tree(key.run_key):
             if node.parent:
                 children[node.parent].append(node)
-        open_descendants, queue = [], deque(children[record.key.name])
+        open_descendants, queue = [], deque(children[key.name])
         while queue:
             descendant = queue.popleft()
             queue.extend(children[descendant.name])
             if not phases.is_terminal(descendant.phase):
-                open_descendants.append(_sibling_key(record.key, descendant.name))
-        reason = f"ancestor action {record.key.name!r} was aborted"
+                open_descendants.append(_sibling_key(key, descendant.name))
+        reason = f"ancestor action {key.name!r} was aborted"
         chunks = [open_descendants[i : i + CASCADE_CHUNK] for i in range(0, len(open_descendants), CASCADE_CHUNK)]
         with ThreadPoolExecutor(max_workers=CASCADE_CONCURRENCY) as pool:  # independent transactions
             list(pool.map(lambda keys: self._store.abort_cascaded_many(keys, reason=reason), chunks))
         return len(open_descendants)
 
-    def _give_up_aborting(self, record: ActionRecord, error: Exception, attempts: int) -> Outcome:
+    def _give_up_aborting(self, key: ActionKey, requested_at: datetime, error: Exception, attempts: int) -> Outcome:
         message = f"abort not carried out after {attempts} attempts: {error}"
-        logger.error(message, extra={"action": str(record.key)})
-        assert record.abort_requested_at is not None  # only a requested abort is carried out
-        self._store.finish_abort(record.key, requested_at=record.abort_requested_at, error=message)
+        logger.error(message, extra={"action": str(key)})
+        self._store.finish_abort(key, requested_at=requested_at, error=message)
         return Outcome.GAVE_UP
 
     # --- shared -----------------------------------------------------------------------------
 
-    def _current(self, key: ActionKey, states: BatchState) -> ActionRecord | None:
+    def _state(self, key: ActionKey, states: BatchState) -> ActionState | None:
+        """The action's current phase and pending abort: read ahead with the batch's, or now."""
         if key in states.fetched:
-            return states.record(key)
-        return self._store.get_action(key, resolve_specs=False)
+            return states.state(key)
+        return self._store.get_action_states([key]).get(key)
 
     def _bounded(
         self,
-        record: ActionRecord,
+        key: ActionKey,
         counter: str,
         attempt: Callable[[], Outcome],
-        give_up: Callable[[ActionRecord, Exception, int], Outcome],
+        give_up: Callable[[Exception, int], Outcome],
     ) -> Outcome:
         """Run one attempt; a failure is counted on the item and re-raised (the stream retries the
         record) until the bound, where ``give_up`` records the failure instead."""
         try:
             return attempt()
         except Exception as exc:
-            attempts = self._store.count_attempt(record.key, counter=counter)
+            attempts = self._store.count_attempt(key, counter=counter)
             if attempts >= self._max_attempts:
-                return give_up(record, exc, attempts)
+                return give_up(exc, attempts)
             logger.warning(
                 "reconcile attempt failed; the stream retries it",
-                extra={"action": str(record.key), "attempt": attempts, "error": str(exc)},
+                extra={"action": str(key), "attempt": attempts, "error": str(exc)},
             )
             raise
 
@@ -323,23 +347,23 @@ class Reconciler:
 
 @dataclass
 class BatchState:
-    """What one batch learns once and reuses: the items read ahead of handling it (a key not
-    fetched is read when needed), and the TaskActions it created or read (siblings share a
-    parent, and a parent created earlier in the batch need not be read back)."""
+    """What one batch learns once and reuses: the actions' states read ahead of handling it (a
+    key not fetched is read when needed), and the TaskActions it created or read (siblings share
+    a parent, and a parent created earlier in the batch need not be read back)."""
 
     fetched: set[ActionKey] = field(default_factory=set)
-    records: dict[ActionKey, ActionRecord] = field(default_factory=dict)
+    states: dict[ActionKey, ActionState] = field(default_factory=dict)
     # Reads still in flight (``Reconciler.current_states`` with a pool): the BatchGetItem of each key.
-    reads: dict[ActionKey, Future[dict[ActionKey, ActionRecord]]] = field(default_factory=dict)
+    reads: dict[ActionKey, Future[dict[ActionKey, ActionState]]] = field(default_factory=dict)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, key: ActionKey) -> ActionRecord | None:
-        """A fetched key's current item (None: no such item), waiting for its read if needed."""
+    def state(self, key: ActionKey) -> ActionState | None:
+        """A fetched key's current state (None: no such item), waiting for its read if needed."""
         read = self.reads.get(key)
-        return read.result().get(key) if read is not None else self.records.get(key)
+        return read.result().get(key) if read is not None else self.states.get(key)
 
-    def reads_of(self, change: ActionChange) -> list[Future[dict[ActionKey, ActionRecord]]]:
+    def reads_of(self, change: ActionChange) -> list[Future[dict[ActionKey, ActionState]]]:
         """The reads a record waits for before it is handled."""
         return [self.reads[key] for key in _keys_needed(change) if key in self.reads]
 

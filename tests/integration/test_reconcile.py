@@ -128,3 +128,17 @@ def test_replaying_the_whole_stream_changes_nothing(moto_server, cluster, custom
         StreamPoller(streams_client=streams, stream_arn=table.stream_arn, handler=handler).drain()
     assert snapshot() == first
     assert outcomes[3:] == ["already_present"] * 6
+
+
+def test_the_states_reconcile_decides_on_are_the_phase_and_a_pending_abort(create_run, store):
+    queued, aborted = create_run(unique_name()), create_run(unique_name())
+    store.request_abort(aborted.key, reason="stop")
+    missing = RunKey(PROJECT, DOMAIN, unique_name()).action("a0")
+
+    states = store.get_action_states([queued.key, aborted.key, missing, queued.key])
+
+    assert set(states) == {queued.key, aborted.key}
+    assert states[queued.key].phase == phases.QUEUED and states[queued.key].abort_requested_at is None
+    stored = store.get_action(aborted.key)
+    assert states[aborted.key].phase == phases.ABORTED
+    assert states[aborted.key].abort_requested_at == stored.abort_requested_at is not None

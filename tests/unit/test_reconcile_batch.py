@@ -1,6 +1,6 @@
 """The order a stream batch is reconciled in: a child never before its parent, the rest at once."""
 
-from functions.reconcile.batch import plan_waves
+from functions.reconcile.batch import handling_order, heights, plan_waves
 from functions.reconcile.reconciler import ActionChange
 from runplane.identifiers import ActionKey
 from runplane.records import ActionRecord, utcnow
@@ -65,3 +65,18 @@ def test_a_task_named_like_an_action_key_is_not_an_action():
     }
     change = ActionChange.from_stream_record(record)
     assert change.new is None and change.old is None
+
+
+def test_records_are_read_for_in_the_order_they_can_start():
+    batch = [
+        record("r1", "a0"),
+        record("r1", "b1", parent="a0"),
+        record("r1", "c1", parent="b1"),
+        record("r1", "c2", parent="b1"),
+        record("r2", "c1", parent="b1"),  # its parent is not in this batch: it can start at once
+        record("r3", "a0"),  # a root late in the batch: read with the first
+        record("r3", "b1", parent="a0"),
+    ]
+    assert heights(plan_waves(batch)[1]) == {0: 3, 1: 2, 2: 1, 3: 1, 4: 1, 5: 2, 6: 1}
+    # wave by wave; within a wave, the longest chain waiting on a record first
+    assert handling_order(batch) == [0, 5, 4, 1, 6, 2, 3]

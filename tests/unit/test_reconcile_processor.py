@@ -84,3 +84,18 @@ def test_a_record_starts_only_when_its_reads_are_done_and_others_run_meanwhile()
 
     RunOrderedBatchProcessor(concurrency=4).process(BATCH, handle, prerequisites={0: [read]})
     assert started[3] < started[0] < started[1] < started[2]
+
+
+def test_when_workers_are_scarce_the_longest_chain_goes_first():
+    # r2's root has a child and a grandchild waiting on it; r1's leaves have nothing: with one
+    # worker, r2's root and then its child start first although they come last in the batch.
+    batch = [
+        record("r1", "b1", parent="a0", sequence=0),  # r1's parent is not in the batch: a leaf here
+        record("r1", "b2", parent="a0", sequence=1),
+        record("r2", "a0", sequence=2),
+        record("r2", "b1", parent="a0", sequence=3),
+        record("r2", "c1", parent="b1", sequence=4),
+    ]
+    order: list[int] = []
+    RunOrderedBatchProcessor(concurrency=1).process(batch, order.append)
+    assert order[:2] == [2, 3] and sorted(order[2:]) == [0, 1, 4]
