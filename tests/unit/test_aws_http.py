@@ -367,3 +367,14 @@ def test_eks_describe_cluster_reads_the_cluster_and_names_its_errors(service):
     with pytest.raises(ERRORS.ResourceNotFoundException, match="No cluster found"):
         describe_cluster(endpoint=endpoint, name="gone")
     assert [(m, p) for m, p, _, _ in fake.received] == [("GET", "/clusters/flyte"), ("GET", "/clusters/gone")]
+
+
+def test_a_kept_connection_the_service_closed_is_replaced_at_once_without_a_backoff(service):
+    url, fake = service
+    good = _json(200, {"Attributes": {}})
+    fake.script = [good, "drop", good]
+    sleeps: list[float] = []
+    client = _dynamodb(url, sleeps)
+    client.update_item(TableName="t")  # opens this thread's connection, kept alive
+    client.update_item(TableName="t")  # the service drops it: sent again on a new one
+    assert len(fake.received) == 3 and sleeps == []

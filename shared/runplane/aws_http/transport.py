@@ -3,7 +3,8 @@
 ``Endpoint.exchange`` is what ``runplane.aws_http``'s DynamoDB and S3 clients call: it signs each
 attempt afresh (a retry later than five minutes would fail with a stale date), keeps one
 keep-alive connection per thread (``http.client`` connections are not thread-safe; reconcile
-calls from worker threads), and retries connection failures, 5xx answers, throttling and
+calls from worker threads; one the service closed while the function was idle is replaced at once,
+as urllib3 replaces it), and retries connection failures, 5xx answers, throttling and
 transient error codes, and answers failing the service's CRC32, with capped exponential backoff
 and full jitter. Conditional writes are what make a retried write safe, as they are with
 botocore; nothing else is retried.
@@ -58,6 +59,9 @@ RETRYABLE_CODES = frozenset(
     }
 )
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+# What sending on a kept connection the other end has closed raises (not a timeout: a request
+# that timed out may have been carried out, and waits for the backoff like any other failure).
+STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class ServiceError(Exception):
@@ -187,6 +191,7 @@ class Endpoint:
         self._sleep(random.random() * min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1)))
 
     def _send(self, *, method: str, path: str, host: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        reused = host in (getattr(self._local, "connections", None) or {})
         connection = self._connection(host)
         try:
             connection.request(method, path, body=body, headers={**headers, "Host": host})
@@ -195,6 +200,10 @@ class Endpoint:
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             self._local.connections.pop(host, None)
+            if reused and isinstance(exc, STALE_CONNECTION_ERRORS):
+                # The service closed a connection this thread kept between invocations (an idle
+                # Lambda's): send again on a new one at once, as urllib3 does, not after a backoff.
+                return self._send(method=method, path=path, host=host, headers=headers, body=body)
             raise ConnectionFailure(f"{method} {self.url}: {exc!r}") from exc
         if response.will_close:
             connection.close()
