@@ -44,7 +44,7 @@ from runplane.records import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef, KeysAndAttributesUnionTypeDef
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesUnionTypeDef
 
     from runplane.blobs import BlobStore
 
@@ -215,30 +215,10 @@ class ActionStore:
         resolved; missing actions are absent from the result. With ``attributes``, only those are
         read (what travels and is parsed; DynamoDB bills the whole items all the same); without
         ``consistent``, the reads are eventually consistent (half the read units)."""
-        found: dict[ActionKey, ActionRecord] = {}
-        unique = list(dict.fromkeys(keys))
         names = {f"#a{i}": name for i, name in enumerate(attributes)}  # name, domain: reserved words
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            batch: KeysAndAttributesTypeDef = {
-                "Keys": [item_key(k) for k in unique[start : start + BATCH_GET_LIMIT]],
-                "ConsistentRead": consistent,
-            }
-            if names:
-                batch["ProjectionExpression"] = ", ".join(names)
-                batch["ExpressionAttributeNames"] = names
-            request: Mapping[str, KeysAndAttributesUnionTypeDef] = {self.table_name: batch}
-            for attempt in range(BATCH_GET_ATTEMPTS):
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    record = ActionRecord.from_item(item)
-                    found[record.key] = record
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)  # throttled: back off, as the SDKs advise
-            else:
-                raise RuntimeError(f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts")
-        return found
+        projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names} if names else {}
+        records = (ActionRecord.from_item(item) for item in self._batch_get(keys, consistent=consistent, **projection))
+        return {record.key: record for record in records}
 
     def get_action_states(self, keys: Sequence[ActionKey]) -> dict[ActionKey, ActionState]:
         """The current phase and pending abort request of many actions: strongly consistent
@@ -247,30 +227,32 @@ class ActionStore:
         are absent from the result."""
         wanted = {(k["pk"]["S"], k["sk"]["S"]): key for key in dict.fromkeys(keys) for k in (item_key(key),)}
         found: dict[ActionKey, ActionState] = {}
-        unique = [item_key(key) for key in wanted.values()]
+        for item in self._batch_get(keys, consistent=True, ProjectionExpression=ACTION_STATE_PROJECTION):
+            phase, requested = item.get("phase"), item.get("abort_requested_at")
+            found[wanted[(str(item["pk"]["S"]), str(item["sk"]["S"]))]] = ActionState(
+                phase=int(str(phase["N"])) if phase else 0,  # as ActionRecord.from_item reads it
+                abort_requested_at=parse_time(str(requested["S"])) if requested else None,
+            )
+        return found
+
+    def _batch_get(self, keys: Sequence[ActionKey], *, consistent: bool, **projection: Any) -> Iterator[StoredItem]:
+        """The stored items of ``keys`` (each once; missing ones skipped), 100 keys a BatchGetItem,
+        unprocessed keys asked again with backoff; ``projection``: ProjectionExpression and its names."""
+        unique = [item_key(key) for key in dict.fromkeys(keys)]
         for start in range(0, len(unique), BATCH_GET_LIMIT):
+            batch = {"Keys": unique[start : start + BATCH_GET_LIMIT], "ConsistentRead": consistent, **projection}
             request: Mapping[str, KeysAndAttributesUnionTypeDef] = {
-                self.table_name: {
-                    "Keys": unique[start : start + BATCH_GET_LIMIT],
-                    "ProjectionExpression": ACTION_STATE_PROJECTION,
-                    "ConsistentRead": True,
-                }
+                self.table_name: cast("KeysAndAttributesUnionTypeDef", batch)
             }
             for attempt in range(BATCH_GET_ATTEMPTS):
                 response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    phase, requested = item.get("phase"), item.get("abort_requested_at")
-                    found[wanted[(str(item["pk"]["S"]), str(item["sk"]["S"]))]] = ActionState(
-                        phase=int(str(phase["N"])) if phase else 0,  # as ActionRecord.from_item reads it
-                        abort_requested_at=parse_time(str(requested["S"])) if requested else None,
-                    )
+                yield from cast("list[StoredItem]", response.get("Responses", {}).get(self.table_name, []))
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
                 time.sleep(0.05 * 2**attempt)  # throttled: back off, as the SDKs advise
             else:
                 raise RuntimeError(f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts")
-        return found
 
     def resolve_specs(self, record: ActionRecord) -> ActionRecord:
         """Load offloaded specs back into the record."""
