@@ -65,14 +65,14 @@ COLD_START_PROBES = {
     "mirror_status": ("functions.mirror_status.handler", "c = m.components(); c[3].client; c[2]._store.client"),
     # What an API function pays before any code of its own: protobuf with RunService's messages,
     # Powertools' Logger, and what its table client stands on (http.client and ssl, since
-    # runplane.aws_http replaced botocore on the functions' hot paths). The floor the code sits on.
+    # runplane.aws.http replaced botocore on the functions' hot paths). The floor the code sits on.
     "libraries alone": (
         "flyteidl2.workflow.run_service_pb2",
         "import http.client, ssl; ssl.create_default_context()\n"
         "from aws_lambda_powertools import Logger; Logger(service='probe')",
     ),
     # What the functions' table client cost while it was botocore's (its loader told the service,
-    # as runplane.aws_clients does): what runplane.aws_http takes off every API cold start.
+    # as runplane.aws.clients does): what runplane.aws.http takes off every API cold start.
     "botocore DynamoDB client alone": (
         "botocore.session",
         "import botocore.loaders\n"
@@ -148,12 +148,12 @@ def warm_create_run(resources: Any, calls: int) -> dict[str, Any]:
     """The SDK's CreateRun (inputs offloaded: one conditional PutItem is all it needs) and one with
     inline inputs (one S3 PutObject before it), each against exactly those raw calls, with an item
     and an object of the same size as the handler's, sent by the same clients the handler uses
-    (``runplane.aws_http``: the cheapest way this process has to make those calls)."""
+    (``runplane.aws.http``: the cheapest way this process has to make those calls)."""
     from functions.create_run import handler as create_run
     from local_stack.lambda_runtime import LambdaContext
-    from runplane import aws_http
-    from runplane.identifiers import ActionKey
-    from runplane.store import ActionStore
+    from runplane.aws import http as aws_http
+    from runplane.flyte.identifiers import ActionKey
+    from runplane.table.actions import ActionStore
     from tests.builders import DOMAIN, PROJECT, create_run_request
 
     context = LambdaContext(function_name="CreateRunFunction")
@@ -215,16 +215,17 @@ def warm_create_run(resources: Any, calls: int) -> dict[str, Any]:
 def warm_update_action_status(resources: Any, calls: int) -> dict[str, Any]:
     """The handler against the very guarded UpdateItem it sends (captured from it), issued raw,
     and against the simpler conditional UpdateItem this benchmark used before (continuity), both
-    sent by the handler's own client (``runplane.aws_http``)."""
+    sent by the handler's own client (``runplane.aws.http``)."""
     from flyteidl2.workflow import internal_run_service_pb2 as internal
     from flyteidl2.workflow import run_definition_pb2 as wf
 
     from functions.create_run.handler import create_run_service
     from functions.update_action import handler as update_action
     from local_stack.lambda_runtime import LambdaContext
-    from runplane import aws_http, phases
-    from runplane.identifiers import ActionKey
-    from runplane.records import item_key
+    from runplane.aws import http as aws_http
+    from runplane.flyte import phases
+    from runplane.flyte.identifiers import ActionKey
+    from runplane.table.records import item_key
     from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
 
     context = LambdaContext(function_name="UpdateActionFunction")

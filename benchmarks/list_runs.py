@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     from functions.create_run.service import CreateRunService
     from functions.read_runs.service import RunReader
     from local_stack.aws import aws_environment, provision
-    from runplane.blobs import BlobStore
-    from runplane.identifiers import ActionKey
-    from runplane.pages import PageTokens
-    from runplane.records import RUN_INDEX_NAME
-    from runplane.store import ActionStore
+    from runplane.aws.blobs import BlobStore
+    from runplane.connect.pages import PageTokens
+    from runplane.flyte.identifiers import ActionKey
+    from runplane.table.actions import ActionStore
+    from runplane.table.records import RUN_INDEX_NAME
     from tests.builders import DOMAIN, create_run_request
 
     moto = OutOfProcessMoto()
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from concurrent.futures import ThreadPoolExecutor
 
-        from runplane.records import RUN_INDEX_SHARDS
+        from runplane.table.records import RUN_INDEX_SHARDS
 
         def raw_shard_queries() -> None:
             """The same 16 Queries a page needs, issued the same way, with nothing around them."""

@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     from functions.reconcile.reconciler import Reconciler
     from local_stack.aws import aws_environment, provision
     from local_stack.kube import KubeControlPlane
-    from runplane import phases
-    from runplane.blobs import BlobStore
-    from runplane.identifiers import ActionKey
+    from runplane.aws.blobs import BlobStore
+    from runplane.flyte import phases
+    from runplane.flyte.identifiers import ActionKey
     from runplane.kube.client import TaskActionClient
-    from runplane.mirror_leases import Checkpoint, MirrorLeases
-    from runplane.records import ActionRecord, format_time, item_key, utcnow
-    from runplane.store import ActionStore
+    from runplane.table.actions import ActionStore
+    from runplane.table.leases import Checkpoint, MirrorLeases
+    from runplane.table.records import ActionRecord, format_time, item_key, utcnow
     from tests.builders import DOMAIN, PROJECT, create_run_request
 
     state = Path(tempfile.mkdtemp(prefix="bench-mirror-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))

@@ -13,7 +13,7 @@ them. Against it, on the same API server and moto:
 - the raw floor: the same calls at the same concurrency, nothing else. Per stream batch, the
   BatchGetItems of the items reconcile decides on (10 keys, then 30 each, 4 in flight, in the
   order reconcile reads them, ``functions.reconcile.batch.handling_order`` where the code has it;
-  projecting what reconcile projects, ``runplane.store.ACTION_STATE_PROJECTION``, or whole items
+  projecting what reconcile projects, ``runplane.table.actions.ACTION_STATE_PROJECTION``, or whole items
   for code without it), a GET of each parent created in an earlier batch, and the creates,
   ``--concurrency`` in flight, each after its parent's create and its own read, made with the
   code's own ``TaskActionClient`` (as reconcile makes them: since the hot calls bypass the
@@ -88,7 +88,7 @@ def enqueue_all(store: Any, requests: list[Any]) -> None:
     with BatchWriteItem: the same items and stream records as one transaction each, without
     moto copying the whole table for every transaction (minutes for a 1,000-action run)."""
     from functions.update_action.service import ActionLifecycleService
-    from runplane.store import ChildOutcome
+    from runplane.table.actions import ChildOutcome
 
     records = []
 
@@ -163,7 +163,7 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
     from kubernetes import client as k8s
     from kubernetes import config
 
-    import runplane.store as store_module
+    import runplane.table.actions as store_module
     from functions.create_run.service import CreateRunService
     from functions.reconcile import batch as batch_module
     from functions.reconcile.batch import RunOrderedBatchProcessor
@@ -175,12 +175,12 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
     from local_stack.kube import KubeControlPlane
     from local_stack.lambda_runtime import LambdaContext
     from local_stack.stream_poller import StreamPoller
-    from runplane import phases
-    from runplane.blobs import BlobStore
-    from runplane.identifiers import ActionKey
+    from runplane.aws.blobs import BlobStore
+    from runplane.flyte import phases
+    from runplane.flyte.identifiers import ActionKey
     from runplane.kube.client import TaskActionClient
-    from runplane.records import ActionRecord
-    from runplane.store import ActionStore
+    from runplane.table.actions import ActionStore
+    from runplane.table.records import ActionRecord
     from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
 
     state = Path(tempfile.mkdtemp(prefix="bench-kube-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))

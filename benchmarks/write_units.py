@@ -44,7 +44,7 @@ INDEX_KEYS = ("pk", "sk", "run_index_pk", "run_index_sk")
 
 
 def units_of(item: Mapping[str, Any] | None) -> int:
-    from runplane.store import write_units
+    from runplane.table.actions import write_units
 
     return write_units(item) if item else 0
 
@@ -72,7 +72,7 @@ class CountingClient:
         return dict(item) if item else None
 
     def _bill(self, key: Mapping[str, Any], write: Callable[[], Any], *, factor: int = 1) -> Any:
-        from runplane.records import RUN_INDEX_PROJECTION
+        from runplane.table.records import RUN_INDEX_PROJECTION
 
         before = self._item(key)
         try:
@@ -181,7 +181,7 @@ def executor_events(resource: dict[str, Any], *, start: datetime) -> list[Any]:
     from flyteidl2.workflow import run_definition_pb2 as wf
 
     from local_stack.executor import AttemptPaths
-    from runplane import phases
+    from runplane.flyte import phases
 
     spec = resource["spec"]
     paths = AttemptPaths.of(namespace="flyte", spec=spec, attempt=1)
@@ -222,10 +222,10 @@ def lives(table: str, bucket: str) -> dict[str, dict[str, int]]:
     from functions.mirror_status.mirror import StatusMirror
     from functions.reconcile.taskaction import build_taskaction
     from functions.update_action.service import ActionLifecycleService
-    from runplane import phases
-    from runplane.blobs import BlobStore
-    from runplane.identifiers import ActionKey
-    from runplane.store import ActionStore
+    from runplane.aws.blobs import BlobStore
+    from runplane.flyte import phases
+    from runplane.flyte.identifiers import ActionKey
+    from runplane.table.actions import ActionStore
     from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 
     client = CountingClient(boto3.client("dynamodb"), table=table)
@@ -313,7 +313,7 @@ def lives(table: str, bucket: str) -> dict[str, dict[str, int]]:
     item = store.client.get_item(
         TableName=table, Key={"pk": {"S": f"{PROJECT}#{DOMAIN}#{run}"}, "sk": {"S": "A#a0"}}, ConsistentRead=True
     )["Item"]
-    from runplane.store import item_size
+    from runplane.table.actions import item_size
 
     return {
         "root": root,

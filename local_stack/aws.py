@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 REGION = "us-east-1"
 SCHEDULE_GROUP = "flyte-triggers"
 # The task pods' log group, as template.yaml's TaskLogGroup defaults to for the cluster "flyte":
-# Container Insights' application group (runplane.log_store).
+# Container Insights' application group (runplane.aws.log_store).
 TASK_LOG_GROUP = "/aws/containerinsights/flyte/application"
 ACCOUNT = "123456789012"  # moto's
 # Stand-ins for the template's ARNs: moto records them, the local scheduler calls create_run itself.

@@ -74,10 +74,10 @@ from flyteidl2.workflow import events_proxy_service_pb2, run_definition_pb2
 from google.protobuf.message import DecodeError
 
 from local_stack.task_logs import LogSink, pod_log_context
-from runplane.identifiers import taskaction_name
+from runplane.aws.log_store import Container
+from runplane.flyte.identifiers import taskaction_name
+from runplane.flyte.output_paths import action_output_path
 from runplane.kube.resources import GROUP, LABEL_COMPLETED_TIME, LABEL_TERMINATION_STATUS, PLURAL, VERSION
-from runplane.log_store import Container
-from runplane.output_paths import action_output_path
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ executor reports for a pod.
 On EKS, Fluent Bit tails each container's log file and writes its lines to the group
 ``/aws/containerinsights/<cluster>/application``, one stream per container named
 ``<node>-application.var.log.containers.<pod>_<namespace>_<container>-<container id>.log``, each
-event Fluent Bit's JSON record with the pod's Kubernetes metadata (``runplane.log_store``). Here
+event Fluent Bit's JSON record with the pod's Kubernetes metadata (``runplane.aws.log_store``). Here
 a ``LogShipper`` tails the file the executor captures a process's output in, and writes the lines
 to the same group and stream names (node ``local``), a batch every ``SHIP_SECONDS`` (Fluent Bit's
 Container Insights configuration flushes every 5 s) and the rest when the process ends. So
@@ -26,7 +26,7 @@ from typing import Any
 
 from flyteidl2.core import execution_pb2
 
-from runplane.log_store import Container, container_insights_stream, fluent_bit_record
+from runplane.aws.log_store import Container, container_insights_stream, fluent_bit_record
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from flyteidl2.auth import auth_service_pb2 as auth
 from functions.auth_metadata.service import AuthMetadata, AuthMetadataSettings
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter, Procedures
-from runplane.logs import function_logger
-from runplane.metrics import function_metrics
+from runplane.ops.logs import function_logger
+from runplane.ops.metrics import function_metrics
 
 logger = function_logger("auth_metadata")
 metrics = function_metrics("auth_metadata")  # EMF lines, written as each invocation ends

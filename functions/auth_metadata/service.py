@@ -30,7 +30,7 @@ from flyteidl2.auth import auth_service_pb2 as auth
 from google.protobuf import json_format
 
 from runplane.connect.errors import Code, ConnectError
-from runplane.settings import SettingsError
+from runplane.ops.settings import SettingsError
 
 logger = logging.getLogger(__name__)
 

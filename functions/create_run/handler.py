@@ -14,15 +14,15 @@ from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunRespon
 
 from functions.create_run.schedule import MalformedTick, is_tick, tick_from_event
 from functions.create_run.service import CreateRunService, TriggerFields
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
-from runplane.logs import bind_request, function_logger
-from runplane.metrics import function_metrics
-from runplane.projects import ProjectStore
-from runplane.settings import api_settings, project_settings
-from runplane.store import ActionStore
-from runplane.tasks import TaskStore
+from runplane.ops.logs import bind_request, function_logger
+from runplane.ops.metrics import function_metrics
+from runplane.ops.settings import api_settings, project_settings
+from runplane.table.actions import ActionStore
+from runplane.table.projects import ProjectStore
+from runplane.table.tasks import TaskStore
 
 logger = function_logger("create_run")
 metrics = function_metrics("create_run")  # EMF lines, written as each invocation ends

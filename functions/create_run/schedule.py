@@ -30,7 +30,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow.run_service_pb2 import CreateRunRequest
 from google.protobuf import json_format
 
-from runplane.identifiers import scheduled_run_name
+from runplane.flyte.identifiers import scheduled_run_name
 
 TRIGGER_KEY = "flyteTrigger"
 

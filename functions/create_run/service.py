@@ -38,21 +38,22 @@ from flyteidl2.task.task_definition_pb2 import TaskIdentifier, TaskSpec
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow.run_service_pb2 import CreateRunRequest, CreateRunResponse
 
-from runplane import metrics, phases
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import already_exists, invalid_argument, not_found
-from runplane.identifiers import (
+from runplane.connect.transformers import action_identifier, run_message
+from runplane.flyte import phases
+from runplane.flyte.identifiers import (
     ROOT_ACTION_NAME,
     RunKey,
     generate_run_name,
     validate_run_name,
     validate_scope_name,
 )
-from runplane.projects import ProjectStore
-from runplane.records import ActionRecord, utcnow
-from runplane.store import ActionStore, RecordTooLarge
-from runplane.tasks import TaskStore, task_key
-from runplane.transformers import action_identifier, run_message
+from runplane.ops import metrics
+from runplane.table.actions import ActionStore, RecordTooLarge
+from runplane.table.projects import ProjectStore
+from runplane.table.records import ActionRecord, utcnow
+from runplane.table.tasks import TaskStore, task_key
 
 INPUTS_FILE = "inputs.pb"
 # SDKs from this version on understand run_start_time (Flyte's meetsRunStartTimeSDKVersion).

@@ -15,14 +15,14 @@ from flyteidl2.dataproxy import dataproxy_service_pb2 as proxy
 
 from functions.data_proxy.service import DataProxy
 from functions.data_proxy.task_logs import LogTail
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
+from runplane.aws.log_store import ContainerLogs
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter, Procedures
-from runplane.log_store import ContainerLogs
-from runplane.logs import function_logger
-from runplane.metrics import function_metrics
-from runplane.settings import api_settings, task_log_settings
-from runplane.store import ActionStore
+from runplane.ops.logs import function_logger
+from runplane.ops.metrics import function_metrics
+from runplane.ops.settings import api_settings, task_log_settings
+from runplane.table.actions import ActionStore
 
 logger = function_logger("data_proxy")
 metrics = function_metrics("data_proxy")  # EMF lines, written as each invocation ends

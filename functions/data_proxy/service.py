@@ -20,12 +20,12 @@ from flyteidl2.common.run_pb2 import OffloadedInputData
 from flyteidl2.dataproxy import dataproxy_service_pb2 as proxy
 from flyteidl2.task import common_pb2
 
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import invalid_argument, not_found
-from runplane.identifiers import validate_scope_name
-from runplane.output_paths import OUTPUTS_FILE, action_output_path
-from runplane.store import ActionStore
-from runplane.validation import action_key
+from runplane.flyte.identifiers import validate_scope_name
+from runplane.flyte.output_paths import OUTPUTS_FILE, action_output_path
+from runplane.flyte.validation import action_key
+from runplane.table.actions import ActionStore
 
 DEFAULT_UPLOAD_EXPIRY = timedelta(hours=1)
 MAX_UPLOAD_EXPIRY = timedelta(days=7)  # S3's limit for SigV4 presigned URLs

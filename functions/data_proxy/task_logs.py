@@ -3,9 +3,9 @@
 
 Flyte's TailLogs asks the runs service for the attempt's log context and streams the primary
 container's log from the Kubernetes API. Here the log context comes from the attempt's recorded
-events (``runplane.attempt_logs``: an attempt that never ran is ``not_found``), and the output
+events (``runplane.table.attempt_logs``: an attempt that never ran is ``not_found``), and the output
 from the log group EKS's Container Insights ships the task pods' output to
-(``runplane.log_store``), read within the container's time window.
+(``runplane.aws.log_store``), read within the container's time window.
 
 The stream is buffered and bounded, as the watches are (``runplane.connect.streams``): the lines
 there are, then, while the attempt has not ended, the lines that arrive until the follow window
@@ -23,10 +23,10 @@ from flyteidl2.dataproxy import dataproxy_service_pb2 as proxy
 from flyteidl2.logs.dataplane import payload_pb2 as logs
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runplane.attempt_logs import attempt_logs, primary_container
-from runplane.log_store import Container, ContainerLogs, LogEvent
-from runplane.store import ActionStore
-from runplane.validation import action_key
+from runplane.aws.log_store import Container, ContainerLogs, LogEvent
+from runplane.flyte.validation import action_key
+from runplane.table.actions import ActionStore
+from runplane.table.attempt_logs import attempt_logs, primary_container
 
 # Node clocks (Fluent Bit's timestamps) and the executor's (the container's start and end) differ
 # by seconds; a margin this wide never loses a line and adds little to read.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runplane import phases
+from runplane.flyte import phases
 
 PROGRESSING = "Progressing"
 SUCCEEDED = "Succeeded"

@@ -23,13 +23,13 @@ from typing import Any
 
 from functions.mirror_status.mirror import StatusMirror
 from functions.mirror_status.watcher import ShardWatcher
+from runplane.aws.wake import MirrorWaker
 from runplane.kube.client import TaskActionClient
-from runplane.logs import function_logger
-from runplane.metrics import function_metrics
-from runplane.mirror_leases import MirrorLeases
-from runplane.mirror_wake import MirrorWaker
-from runplane.settings import MirrorSettings, mirror_settings
-from runplane.store import ActionStore
+from runplane.ops.logs import function_logger
+from runplane.ops.metrics import function_metrics
+from runplane.ops.settings import MirrorSettings, mirror_settings
+from runplane.table.actions import ActionStore
+from runplane.table.leases import MirrorLeases
 
 logger = function_logger("mirror_status")
 metrics = function_metrics("mirror_status")  # EMF lines, written as each invocation ends

@@ -33,12 +33,13 @@ from enum import StrEnum
 from typing import Any
 
 from functions.mirror_status.conditions import Sighting, sighting_of
-from runplane import metrics, phases
-from runplane.identifiers import ActionKey
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import LABEL_MANAGED_BY, LABEL_TERMINAL_RECORDED, MANAGED_BY, identity_of
-from runplane.logs import bind
-from runplane.store import ActionStore, StatusUpdate
+from runplane.ops import metrics
+from runplane.ops.logs import bind
+from runplane.table.actions import ActionStore, StatusUpdate
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from runplane.kube.resources import (
     LABEL_TERMINAL_RECORDED,
     MANAGED_BY,
 )
-from runplane.mirror_leases import Checkpoint, MirrorLeases
+from runplane.table.leases import Checkpoint, MirrorLeases
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 Flyte's orders (docs/flyte-compat.md#list-actions).
 
 A run's actions are one partition, read with one Query (``list_action_listings``: no specs);
-``runplane.listing`` applies the request's filters, sort and page token to them. Every field of
+``runplane.connect.listing`` applies the request's filters, sort and page token to them. Every field of
 Flyte's allowlist can be filtered and sorted on, with Flyte's functions; ``trigger_type`` is
 allowlisted by Flyte but is no column (docs/flyte-compat.md#q3-trigger-type-filter) and is refused,
 naming it. Columns Flyte keeps NULL when unset (the task and trigger columns, ``ended_at``,
@@ -18,8 +18,8 @@ from flyteidl2.common.phase_pb2 import ActionPhase
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from runplane.connect.errors import invalid_argument
-from runplane.listing import Column, Kind, ListSchema, SortKey
-from runplane.records import ActionRecord
+from runplane.connect.listing import Column, Kind, ListSchema, SortKey
+from runplane.table.records import ActionRecord
 
 
 def _enum_number(enum: Any, *, prefix: str, field: str) -> Any:

@@ -10,8 +10,8 @@ from flyteidl2.common import list_pb2
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from runplane.connect.errors import invalid_argument
-from runplane.records import ActionRecord
-from runplane.transformers import action_message
+from runplane.connect.transformers import action_message
+from runplane.table.records import ActionRecord
 
 Function = list_pb2.Filter.Function
 

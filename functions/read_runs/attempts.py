@@ -16,7 +16,7 @@ from flyteidl2.core.execution_pb2 import TaskLog
 from flyteidl2.workflow import run_definition_pb2 as wf
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runplane import phases
+from runplane.flyte import phases
 
 
 def attempts_from_events(events: list[wf.ActionEvent]) -> list[wf.ActionAttempt]:

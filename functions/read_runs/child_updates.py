@@ -20,10 +20,10 @@ from flyteidl2.common.phase_pb2 import ActionPhase
 from flyteidl2.core.execution_pb2 import ExecutionError
 from flyteidl2.workflow.state_service_pb2 import ActionUpdate
 
-from runplane import phases
-from runplane.output_paths import action_output_path
-from runplane.records import ACTION_TYPE_TRACE, ActionRecord
-from runplane.transformers import action_identifier
+from runplane.connect.transformers import action_identifier
+from runplane.flyte import phases
+from runplane.flyte.output_paths import action_output_path
+from runplane.table.records import ACTION_TYPE_TRACE, ActionRecord
 
 _ERROR_KINDS = {"USER": ExecutionError.USER, "SYSTEM": ExecutionError.SYSTEM}
 

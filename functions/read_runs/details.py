@@ -6,9 +6,9 @@ from flyteidl2.task.run_pb2 import RunSpec
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from functions.read_runs.attempts import attempts_from_events
-from runplane import phases
-from runplane.records import ActionRecord, EventRecord
-from runplane.transformers import action_identifier, action_metadata, action_status, enum_value
+from runplane.connect.transformers import action_identifier, action_metadata, action_status, enum_value
+from runplane.flyte import phases
+from runplane.table.records import ActionRecord, EventRecord
 
 
 def action_details(record: ActionRecord, events: list[EventRecord]) -> wf.ActionDetails:

@@ -14,14 +14,14 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from flyteidl2.workflow import state_service_pb2 as state
 
 from functions.read_runs.service import RunReader
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
+from runplane.connect.pages import PageTokens
 from runplane.connect.router import ConnectRouter, Procedures
-from runplane.logs import function_logger
-from runplane.metrics import function_metrics
-from runplane.pages import PageTokens
-from runplane.settings import read_settings
-from runplane.store import ActionStore
+from runplane.ops.logs import function_logger
+from runplane.ops.metrics import function_metrics
+from runplane.ops.settings import read_settings
+from runplane.table.actions import ActionStore
 
 logger = function_logger("read_runs")
 metrics = function_metrics("read_runs")  # EMF lines, written as each invocation ends

@@ -8,7 +8,7 @@ follow is known exactly. Filters run in DynamoDB (a FilterExpression), creation-
 the key condition; the allowlists name every field they refuse.
 
 The index holds what does not change once a run is created, and the state of a run that has
-ended (``runplane.records.RUN_INDEX_PROJECTION``), so a status change does not rewrite it. A run
+ended (``runplane.table.records.RUN_INDEX_PROJECTION``), so a status change does not rewrite it. A run
 that has not ended is listed with its current state, read from its item (one BatchGetItem for
 the page's such runs), and that is what the filters on phase and update time are checked
 against (``Check``): DynamoDB's filter lets those runs through, and a run a check then refuses
@@ -30,10 +30,10 @@ from flyteidl2.common.phase_pb2 import ActionPhase
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 
-from runplane import phases
 from runplane.connect.errors import invalid_argument
-from runplane.identifiers import ActionKey, validate_scope_name
-from runplane.records import (
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey, validate_scope_name
+from runplane.table.records import (
     ACTION_LISTING_ATTRIBUTES,
     END_PHASE,
     RUN_INDEX_NAME,

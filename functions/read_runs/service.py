@@ -24,16 +24,16 @@ from functions.read_runs.action_tree import ActionFilter, enriched_actions
 from functions.read_runs.child_updates import family_updates
 from functions.read_runs.details import action_details, run_details
 from functions.read_runs.run_listing import read_page, run_query
-from runplane import phases
-from runplane.attempt_logs import attempt_logs
 from runplane.connect.errors import invalid_argument, not_found
-from runplane.identifiers import ActionKey
-from runplane.listing import list_page
-from runplane.pages import PageTokens, page_limit
-from runplane.records import RUN_INDEX_NAME, ActionRecord
-from runplane.store import ActionStore
-from runplane.transformers import action_message, run_message
-from runplane.validation import action_key, run_key
+from runplane.connect.listing import list_page
+from runplane.connect.pages import PageTokens, page_limit
+from runplane.connect.transformers import action_message, run_message
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.validation import action_key, run_key
+from runplane.table.actions import ActionStore
+from runplane.table.attempt_logs import attempt_logs
+from runplane.table.records import RUN_INDEX_NAME, ActionRecord
 
 WATCH_POLL_SECONDS = 0.5  # one GetItem per poll; the SDK itself re-polls every 0.5 s
 # A child watch's window: the SDK's informer waits 5 s for the sentinel when it starts, and a
@@ -57,7 +57,7 @@ class RunReader:
     ) -> None:
         self._store = store
         self._tokens = tokens
-        self._run_index = run_index  # the run index ListRuns reads (runplane.settings.ReadSettings)
+        self._run_index = run_index  # the run index ListRuns reads (runplane.ops.settings.ReadSettings)
         self._window = watch_window_seconds
         self._namespace = namespace
         self._sleep = sleep
@@ -87,7 +87,7 @@ class RunReader:
         return runs.ListActionsResponse(actions=[action_message(r) for r in page.rows], token=page.token)
 
     def get_action_log_context(self, request: runs.GetActionLogContextRequest) -> runs.GetActionLogContextResponse:
-        """Where an attempt's output is (``runplane.attempt_logs``); ``not_found`` for an attempt
+        """Where an attempt's output is (``runplane.table.attempt_logs``); ``not_found`` for an attempt
         that never ran."""
         found = attempt_logs(self._store, action_key(request.action_id), request.attempt)
         return runs.GetActionLogContextResponse(log_context=found.log_context, cluster=found.cluster)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypedDict
 
-from runplane.records import ACTION_SORT_PREFIX
+from runplane.table.records import ACTION_SORT_PREFIX
 
 logger = logging.getLogger(__name__)
 

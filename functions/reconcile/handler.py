@@ -15,15 +15,15 @@ from typing import Any
 
 from functions.reconcile.batch import PartialBatchResponse, RunOrderedBatchProcessor, handling_order
 from functions.reconcile.reconciler import METRIC_OUTCOMES, RETRIED, ActionChange, BatchState, Outcome, Reconciler
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
+from runplane.aws.wake import MirrorWaker
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import mirror_shard
-from runplane.logs import bind, function_logger
-from runplane.metrics import ACTIONS_MATERIALISED, RECONCILE_OUTCOMES, function_metrics
-from runplane.mirror_leases import MirrorLeases
-from runplane.mirror_wake import MirrorWaker
-from runplane.settings import reconcile_settings
-from runplane.store import ActionStore
+from runplane.ops.logs import bind, function_logger
+from runplane.ops.metrics import ACTIONS_MATERIALISED, RECONCILE_OUTCOMES, function_metrics
+from runplane.ops.settings import reconcile_settings
+from runplane.table.actions import ActionStore
+from runplane.table.leases import MirrorLeases
 
 logger = function_logger("reconcile")
 metrics = function_metrics("reconcile")  # EMF lines, written as each invocation ends
@@ -102,7 +102,7 @@ def process_batch(
 
 
 def _count(outcomes: list[Outcome], *, retried: int) -> None:
-    """The batch's ReconcileOutcomes and ActionsMaterialised (runplane.metrics)."""
+    """The batch's ReconcileOutcomes and ActionsMaterialised (runplane.ops.metrics)."""
     for outcome in outcomes:
         if outcome in METRIC_OUTCOMES:
             metrics.count(RECONCILE_OUTCOMES, Outcome=METRIC_OUTCOMES[outcome])

@@ -38,12 +38,12 @@ from enum import StrEnum
 from typing import Any
 
 from functions.reconcile.taskaction import build_taskaction
-from runplane import phases
-from runplane.identifiers import ActionKey, taskaction_name
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey, taskaction_name
 from runplane.kube.client import AlreadyExists, ResourceRejected, TaskActionClient
 from runplane.kube.resources import identity_of
-from runplane.records import ACTION_SORT_PREFIX, ActionRecord
-from runplane.store import ActionNode, ActionState, ActionStore
+from runplane.table.actions import ActionNode, ActionState, ActionStore
+from runplane.table.records import ACTION_SORT_PREFIX, ActionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
 
 
-# The ReconcileOutcomes metric's values (runplane.metrics): what an operator tells apart. A record
+# The ReconcileOutcomes metric's values (runplane.ops.metrics): what an operator tells apart. A record
 # that raised is "retried" (counted by the handler from the partial batch response); skipped
 # records (status updates, replays) are not counted.
 METRIC_OUTCOMES = {

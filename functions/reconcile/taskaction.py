@@ -23,7 +23,7 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 from flyteidl2.task.run_pb2 import RunSpec
 from flyteidl2.workflow.run_definition_pb2 import ActionSpec
 
-from runplane.identifiers import taskaction_name
+from runplane.flyte.identifiers import taskaction_name
 from runplane.kube.resources import (
     API_VERSION,
     KIND,
@@ -39,7 +39,7 @@ from runplane.kube.resources import (
     STATE_LABELS,
     mirror_shard,
 )
-from runplane.records import ActionRecord
+from runplane.table.records import ActionRecord
 
 RUN_START_TIME_PLACEHOLDER = "{{.runStartTime}}"
 INPUTS_FILE_SUFFIX = "/inputs.pb"

@@ -17,16 +17,16 @@ from functions.task_registry.projects import ProjectService
 from functions.task_registry.service import TaskRegistry
 from functions.task_registry.trigger_service import TriggerService
 from functions.task_registry.triggers import Schedules, ScheduleTarget, TriggerStore
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
+from runplane.connect.pages import PageTokens
 from runplane.connect.router import ConnectRouter, Procedures
-from runplane.logs import function_logger
-from runplane.metrics import function_metrics
-from runplane.pages import PageTokens
-from runplane.projects import ProjectStore
-from runplane.settings import api_settings, page_token_secret, project_settings, scheduler_settings
-from runplane.store import ActionStore
-from runplane.tasks import TaskStore
+from runplane.ops.logs import function_logger
+from runplane.ops.metrics import function_metrics
+from runplane.ops.settings import api_settings, page_token_secret, project_settings, scheduler_settings
+from runplane.table.actions import ActionStore
+from runplane.table.projects import ProjectStore
+from runplane.table.tasks import TaskStore
 
 logger = function_logger("task_registry")
 metrics = function_metrics("task_registry")  # EMF lines, written as each invocation ends

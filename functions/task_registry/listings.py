@@ -2,7 +2,7 @@
 ``TaskColumns`` and ``TriggerColumns`` name them, and Flyte's orders (docs/flyte-compat.md#registry-lists).
 
 A project's tasks (and its triggers) are one partition each, read with one Query; the request's
-filters, sort and page token are applied by ``runplane.listing``.
+filters, sort and page token are applied by ``runplane.connect.listing``.
 
 - Tasks: a row is the latest version of each task name among the versions that pass the filters
   (Flyte's ``ROW_NUMBER() ... ORDER BY created_at DESC``), newest first by default. The trigger
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from flyteidl2.task import common_pb2
 
 from functions.task_registry.triggers import TriggerRecord
-from runplane.listing import Column, Kind, ListSchema, SortKey
-from runplane.tasks import TaskRecord
+from runplane.connect.listing import Column, Kind, ListSchema, SortKey
+from runplane.table.tasks import TaskRecord
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """ProjectService: create, update, get and list projects, with Flyte's semantics
-(docs/flyte-compat.md#project-service); the items are in ``runplane.projects``.
+(docs/flyte-compat.md#project-service); the items are in ``runplane.table.projects``.
 
 - CreateProject: ``project.id`` is required; an existing id is ``already_exists``. The id must be
   a valid project name (at most 63 letters, digits, '-', '_' or '.'): it becomes a label value
@@ -11,7 +11,7 @@
 - ListProjects: Flyte's string filters (``eq(state,0)+contains(name,x)``) on Flyte's
   ``ProjectColumns`` and one sort key; without filters, archived projects are left out. A limit of
   0 lists every project, as in Flyte. Pages: signed keyset tokens, empty exactly when no page
-  follows (``runplane.listing``).
+  follows (``runplane.connect.listing``).
 
 The ``org`` fields are ignored, as everywhere here.
 """
@@ -22,10 +22,10 @@ from flyteidl2.project import project_service_pb2 as pj
 from flyteidl2.task import run_pb2
 
 from runplane.connect.errors import already_exists, invalid_argument, not_found
-from runplane.identifiers import validate_scope_name
-from runplane.listing import Column, Kind, ListSchema, SortKey, cursor, query_of
-from runplane.pages import PageTokens
-from runplane.projects import STATE_ARCHIVED, ProjectRecord, ProjectStore
+from runplane.connect.listing import Column, Kind, ListSchema, SortKey, cursor, query_of
+from runplane.connect.pages import PageTokens
+from runplane.flyte.identifiers import validate_scope_name
+from runplane.table.projects import STATE_ARCHIVED, ProjectRecord, ProjectStore
 
 # Flyte's projects.description is VARCHAR(300): a longer one fails there (as an internal error).
 MAX_DESCRIPTION_LENGTH = 300

@@ -21,10 +21,10 @@ from flyteidl2.trigger import trigger_service_pb2 as tr
 
 from functions.task_registry.listings import TASKS, TaskRow
 from runplane.connect.errors import Code, ConnectError, already_exists, invalid_argument, not_found
-from runplane.identifiers import validate_scope_name
-from runplane.listing import list_page
-from runplane.pages import PageTokens
-from runplane.tasks import TaskRecord, TaskStore, task_key
+from runplane.connect.listing import list_page
+from runplane.connect.pages import PageTokens
+from runplane.flyte.identifiers import validate_scope_name
+from runplane.table.tasks import TaskRecord, TaskStore, task_key
 
 if TYPE_CHECKING:
     from functions.task_registry.trigger_service import TriggerService

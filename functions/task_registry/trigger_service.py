@@ -13,9 +13,9 @@ from functions.task_registry.listings import TRIGGERS
 from functions.task_registry.schedules import schedule_expression
 from functions.task_registry.triggers import Schedules, StaleRevision, TriggerRecord, TriggerStore
 from runplane.connect.errors import Code, ConnectError, invalid_argument, not_found
-from runplane.identifiers import validate_registry_name, validate_scope_name
-from runplane.listing import list_page
-from runplane.pages import PageTokens
+from runplane.connect.listing import list_page
+from runplane.connect.pages import PageTokens
+from runplane.flyte.identifiers import validate_registry_name, validate_scope_name
 
 
 def trigger_key(name: TriggerName, *, field: str = "name") -> tuple[str, str, str, str]:

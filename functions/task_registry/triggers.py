@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runplane.records import _AttributeReader, format_time, parse_time, utcnow
-from runplane.registry_store import RegistryItems
-from runplane.store import ActionStore
+from runplane.table.actions import ActionStore
+from runplane.table.records import _AttributeReader, format_time, parse_time, utcnow
+from runplane.table.registry import RegistryItems
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"  # Scheduler fills it in per tick
 
@@ -88,7 +88,7 @@ class StaleRevision(Exception):
 
 
 class TriggerStore:
-    """Trigger items; every DynamoDB call goes through the data-access layer (``runplane.registry_store``)."""
+    """Trigger items; every DynamoDB call goes through the data-access layer (``runplane.table.registry``)."""
 
     def __init__(self, store: ActionStore) -> None:
         self._items = RegistryItems(store)
@@ -162,7 +162,7 @@ class Schedules:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from runplane.aws_clients import client
+            from runplane.aws.clients import client
 
             self._client = client("scheduler")
         return self._client

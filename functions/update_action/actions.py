@@ -16,11 +16,11 @@ from flyteidl2.core.types_pb2 import SimpleType
 from flyteidl2.task.run_pb2 import RunSpec
 from flyteidl2.workflow import run_definition_pb2 as wf
 
-from runplane import phases
 from runplane.connect.errors import invalid_argument
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord
-from runplane.transformers import action_identifier
+from runplane.connect.transformers import action_identifier
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.records import ActionRecord
 
 SIGNALLABLE_TYPES = frozenset({SimpleType.BOOLEAN, SimpleType.INTEGER, SimpleType.FLOAT, SimpleType.STRING})
 INPUTS_FILE = "inputs.pb"

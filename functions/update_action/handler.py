@@ -15,13 +15,13 @@ from flyteidl2.workflow import queue_service_pb2 as queue
 from flyteidl2.workflow import run_service_pb2 as runs
 
 from functions.update_action.service import ActionLifecycleService
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter, Procedures
-from runplane.logs import function_logger
-from runplane.metrics import function_metrics
-from runplane.settings import api_settings
-from runplane.store import ActionStore
+from runplane.ops.logs import function_logger
+from runplane.ops.metrics import function_metrics
+from runplane.ops.settings import api_settings
+from runplane.table.actions import ActionStore
 
 logger = function_logger("update_action")
 metrics = function_metrics("update_action")  # EMF lines, written as each invocation ends

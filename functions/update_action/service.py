@@ -24,12 +24,30 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from google.rpc.status_pb2 import Status
 
 from functions.update_action.actions import ChildRequest, child_record
-from runplane import metrics, phases
-from runplane.connect.errors import Code, ConnectError, already_exists, failed_precondition, invalid_argument, not_found
-from runplane.identifiers import ActionKey
-from runplane.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, EventRecord, utcnow
-from runplane.store import MAX_ITEM_BYTES, ActionStore, ChildRefusal, EndResult, RecordTooLarge, StatusUpdate, item_size
-from runplane.validation import action_key, known_phase, new_child_key, run_key
+from runplane.connect.errors import (
+    Code,
+    ConnectError,
+    already_exists,
+    as_connect_error,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+)
+from runplane.errors import DomainError
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.validation import action_key, known_phase, new_child_key, run_key
+from runplane.ops import metrics
+from runplane.table.actions import (
+    MAX_ITEM_BYTES,
+    ActionStore,
+    ChildRefusal,
+    EndResult,
+    RecordTooLarge,
+    StatusUpdate,
+    item_size,
+)
+from runplane.table.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, EventRecord, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +103,8 @@ class ActionLifecycleService:
         same child again is OK whichever of the two procedures sent it."""
         try:
             self.enqueue(_as_enqueue(request))
-        except ConnectError as error:  # name the fields as this request has them
+        except (ConnectError, DomainError) as refusal:  # name the fields as this request has them
+            error = as_connect_error(refusal)
             if "action.action_id" not in error.message:
                 raise
             raise ConnectError(error.code, error.message.replace("action.action_id", "action_id")) from None
@@ -210,7 +229,7 @@ class ActionLifecycleService:
 
 
 def _count_status_update(*, applied: bool) -> None:
-    """StatusUpdatesApplied / StatusUpdatesRejected (the phase guard refused it; runplane.metrics)."""
+    """StatusUpdatesApplied / StatusUpdatesRejected (the phase guard refused it; runplane.ops.metrics)."""
     metrics.count(metrics.STATUS_UPDATES_APPLIED if applied else metrics.STATUS_UPDATES_REJECTED)
 
 
@@ -280,7 +299,8 @@ def _in_band(operation: Callable[[], None]) -> Status:
     """Run an internal RPC's operation; its failure travels in the response, as in Flyte."""
     try:
         operation()
-    except ConnectError as error:
+    except (ConnectError, DomainError) as refusal:
+        error = as_connect_error(refusal)
         if error.code is Code.INVALID_ARGUMENT:
             raise  # malformed input is the caller's bug: a Connect error, never a quiet 200
         return Status(code=error.code.rpc_number, message=error.message)

@@ -1,17 +1,20 @@
-"""runplane: the shared core of the serverless Flyte 2 run control plane.
+"""runplane: the shared core of the serverless Flyte 2 run control plane, deployed as the layer.
 
-Every Lambda function imports this package from the shared layer. It holds what more than one
-function needs and nothing that only one of them does:
+Every Lambda function imports it; it holds what more than one function needs and nothing only one
+of them does. Its packages are layers: each imports only those below it (an import-linter
+``layers`` contract in pyproject.toml keeps it so).
 
-- ``identifiers``  run/action names, their validation and generation, TaskAction names
-- ``phases``       Flyte's ActionPhase helpers (the enums themselves come from ``flyteidl2``)
-- ``records``      the Action record and its DynamoDB item mapping (one table, one run per partition)
-- ``store``        the DynamoDB data-access layer (conditional writes only, never a scan)
-- ``blobs``        the S3 data bucket (run inputs)
-- ``aws_http``     the table's and the bucket's clients: signed HTTP in botocore's calling convention,
-                   without botocore's cold-start cost
-- ``aws_clients``  botocore's low-level clients for the other services, one session per process
-- ``transformers`` records -> flyteidl2 messages returned on the wire
-- ``connect``      the Connect protocol (unary) over API Gateway HTTP API payload-v2 events
-- ``settings``     configuration from environment variables, validated once per container
+- ``connect``  the wire: the Connect protocol over API Gateway's payload-v2 events (router, codecs,
+               server-stream envelopes, the ``projects`` claim), Flyte's list semantics (filters,
+               sorts, keyset page tokens) and the transformers from records to flyteidl2 messages
+- ``ops``      logs (the run and action on every line), EMF metrics, settings from the environment
+- ``table``    the DynamoDB data access: the Action record and its item mapping, the actions'
+               conditional writes and reads, the task/trigger/project registry, the mirror's leases,
+               an attempt's log context from its recorded events
+- ``kube``     the TaskAction client (the Kubernetes client, imported lazily) and EKS's token
+- ``aws``      the AWS clients: signed HTTP for the table, the bucket and EKS (``aws.http``), botocore
+               for the rest (``aws.clients``), the data bucket, CloudWatch Logs, waking the mirror
+- ``flyte``    Flyte's vocabulary, no I/O: identifiers and names, phases and the phase guard, request
+               validation, the executor's output layout
+- ``errors``   the domain's refusals, which only ``connect`` turns into Connect codes
 """

@@ -25,8 +25,8 @@ from google.protobuf.message import Message
 
 from local_stack.aws import TASK_LOG_GROUP
 from local_stack.task_logs import LOCAL_NODE, pod_log_context
-from runplane import phases
-from runplane.log_store import Container, container_insights_stream, fluent_bit_record
+from runplane.aws.log_store import Container, container_insights_stream, fluent_bit_record
+from runplane.flyte import phases
 from tests.builders import action_id, child_task_action, create_run_request, integer_inputs, task_spec
 
 RUNS = "/flyteidl2.workflow.RunService"

@@ -10,9 +10,9 @@ import pytest
 from flyteidl2.common.identifier_pb2 import RunIdentifier
 from flyteidl2.workflow import run_service_pb2 as runs
 
-from runplane import phases
-from runplane.identifiers import ActionKey
-from runplane.store import ActionStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 from tests.conftest import unique_name, wait_for
 from tests.e2e.test_create_run_http import post_json, post_proto_gzip

@@ -29,9 +29,9 @@ from google.protobuf import json_format
 
 from local_stack.auth import BROWSER_CLIENT, TASK_CLIENT, USER_CLIENT
 from local_stack.issuer import LocalIssuer
-from runplane import phases
-from runplane.identifiers import RunKey
-from runplane.store import ActionStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import RunKey
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
 from tests.conftest import unique_name
 from tests.e2e.test_create_run_http import post, post_proto_gzip

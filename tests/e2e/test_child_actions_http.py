@@ -21,10 +21,10 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from flyteidl2.workflow import state_service_pb2 as state
 from google.protobuf import json_format
 
-from runplane import phases
-from runplane.identifiers import ActionKey
-from runplane.output_paths import action_output_path
-from runplane.store import ActionStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.output_paths import action_output_path
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 from tests.conftest import NAMESPACE, unique_name, wait_for
 from tests.e2e.test_create_run_http import post, post_json, post_proto_gzip

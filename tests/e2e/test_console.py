@@ -33,7 +33,7 @@ from selenium.webdriver.common.by import By
 
 from functions.console.site import CALLBACK_PATH
 from local_stack.auth import BROWSER_CLIENT
-from runplane import phases
+from runplane.flyte import phases
 from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request, task_spec
 from tests.conftest import unique_name, wait_for
 from tests.e2e.console_demo import post, seed_demo_run, set_status

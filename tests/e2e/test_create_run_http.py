@@ -15,8 +15,8 @@ from flyteidl2.task import run_pb2
 from flyteidl2.workflow.run_service_pb2 import CreateRunResponse
 from google.protobuf import json_format
 
-from runplane.identifiers import RunKey
-from runplane.store import ActionStore
+from runplane.flyte.identifiers import RunKey
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, create_run_request
 from tests.conftest import unique_name, wait_for
 

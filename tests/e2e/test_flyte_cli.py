@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from runplane import phases
-from runplane.identifiers import RunKey
-from runplane.store import ActionStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import RunKey
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, child_task_action
 from tests.conftest import unique_name, wait_for
 from tests.e2e.test_create_run_http import post_json, post_proto_gzip

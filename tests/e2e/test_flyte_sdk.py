@@ -17,7 +17,7 @@ from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from local_stack.auth import USER_CLIENT
-from runplane import phases
+from runplane.flyte import phases
 from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
 from tests.conftest import unique_name
 from tests.e2e.test_create_run_http import post_proto_gzip
@@ -83,8 +83,8 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
     from flyteidl2.core import literals_pb2
     from flyteidl2.task import common_pb2
 
-    from runplane.blobs import BlobStore
-    from runplane.output_paths import action_output_path
+    from runplane.aws.blobs import BlobStore
+    from runplane.flyte.output_paths import action_output_path
     from tests.conftest import wait_for
     from tests.e2e.sdk_tasks.hello import double
 

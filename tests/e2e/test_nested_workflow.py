@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from runplane import phases
-from runplane.identifiers import RunKey
-from runplane.store import ActionStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import RunKey
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT
 from tests.conftest import wait_for
 

@@ -18,8 +18,8 @@ from functions.create_run.schedule import MalformedTick
 from functions.read_runs.handler import reader
 from functions.task_registry.handler import registry
 from local_stack.lambda_runtime import LambdaContext
-from runplane.identifiers import ActionKey
-from runplane.store import ActionStore
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, task_spec
 from tests.conftest import unique_name, wait_for
 

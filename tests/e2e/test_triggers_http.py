@@ -14,7 +14,7 @@ from flyteidl2.task import task_service_pb2 as ts
 from flyteidl2.trigger import trigger_definition_pb2 as trd
 from flyteidl2.trigger import trigger_service_pb2 as tr
 
-from runplane.identifiers import scheduled_run_name
+from runplane.flyte.identifiers import scheduled_run_name
 from tests.builders import DOMAIN, PROJECT, task_spec
 from tests.conftest import unique_name, wait_for
 from tests.e2e.test_create_run_http import post_json, post_proto_gzip

@@ -20,7 +20,7 @@ from functions.create_run.handler import router as create_run_router
 from functions.read_runs.handler import router as read_runs_router
 from functions.update_action.handler import router as update_action_router
 from local_stack.template import TEMPLATE_PATH, http_api_authorizers, http_routes, load_template, table_definition
-from runplane.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME, RUN_INDEX_PROJECTION
+from runplane.table.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME, RUN_INDEX_PROJECTION
 
 MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -289,7 +289,7 @@ def test_every_function_and_queue_has_its_alarms_and_they_notify_the_topic(cloud
 
 
 def test_the_dashboard_shows_the_api_the_functions_the_stream_the_queues_and_the_custom_metrics(cloudformation):
-    from runplane import metrics
+    from runplane.ops import metrics
 
     (dashboard,) = resources_of(cloudformation, "AWS::CloudWatch::Dashboard").values()
     body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]

@@ -17,15 +17,16 @@ from flyteidl2.workflow import run_service_pb2 as runs
 
 from functions.create_run.service import CreateRunService
 from functions.update_action.service import ActionLifecycleService
-from runplane import phases
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code, ConnectError
-from runplane.identifiers import ActionKey
-from runplane.records import item_key
-from runplane.store import ActionStore
-from runplane.transformers import enum_value
+from runplane.connect.transformers import enum_value
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore
+from runplane.table.records import item_key
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, as_refusal
 from tests.unit.test_phase_guard import SAME_ATTEMPT
 
 pytestmark = pytest.mark.integration
@@ -77,9 +78,9 @@ def status_request(
 
 
 def rejected(call, *args) -> ConnectError:
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         call(*args)
-    return info.value
+    return as_refusal(info.value)
 
 
 # --- children ----------------------------------------------------------------------------------

@@ -23,18 +23,19 @@ from google.protobuf.wrappers_pb2 import StringValue
 from functions.create_run.service import CreateRunService
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
-from runplane import phases
-from runplane.blobs import BlobStore
+from runplane.aws.blobs import BlobStore
 from runplane.connect.codec import HttpRequest
 from runplane.connect.errors import Code, ConnectError
+from runplane.connect.pages import PageTokens
 from runplane.connect.router import ConnectRouter
-from runplane.identifiers import ActionKey
-from runplane.output_paths import action_output_path
-from runplane.pages import PageTokens
-from runplane.records import ACTION_STATE_ATTRIBUTES
-from runplane.store import ActionStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.output_paths import action_output_path
+from runplane.table.actions import ActionStore
+from runplane.table.records import ACTION_STATE_ATTRIBUTES
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, as_refusal
 
 pytestmark = pytest.mark.integration
 
@@ -117,9 +118,9 @@ def sdk_enqueue_action(run: str, name: str = SDK_CHILD_NAME, *, group: str | Non
 
 
 def rejected(call, *args) -> ConnectError:
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         call(*args)
-    return info.value
+    return as_refusal(info.value)
 
 
 def updates_of(frames) -> list[tuple[str, int] | str]:

@@ -15,11 +15,11 @@ import pytest
 from functions.create_run.service import CreateRunService
 from functions.reconcile.reconciler import Outcome, Reconciler
 from functions.update_action.service import ActionLifecycleService
-from runplane.blobs import BlobStore
-from runplane.identifiers import RunKey
+from runplane.aws.blobs import BlobStore
+from runplane.flyte.identifiers import RunKey
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import GROUP, LABEL_MIRROR_SHARD, LABEL_RUN, LABEL_TERMINAL_RECORDED, PLURAL, VERSION
-from runplane.store import ActionStore
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
 from tests.conftest import NAMESPACE, unique_name
 

@@ -9,12 +9,13 @@ from flyteidl2.task import common_pb2, run_pb2
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from functions.create_run.service import CreateRunService
-from runplane.blobs import BlobStore
-from runplane.connect.errors import Code, ConnectError
-from runplane.identifiers import RunKey
-from runplane.store import ActionStore
+from runplane.aws.blobs import BlobStore
+from runplane.connect.errors import Code
+from runplane.flyte.identifiers import RunKey
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, create_run_request, integer_inputs
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +83,9 @@ def test_same_request_again_returns_the_run_and_writes_nothing(service, store, b
 def test_different_request_for_an_existing_name_is_already_exists(service, blobs, aws):
     name = unique_name()
     service.create_run(create_run_request(name))
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         service.create_run(create_run_request(name, inputs=integer_inputs(x=99)))
-    assert info.value.code is Code.ALREADY_EXISTS
+    assert code_of(info.value) is Code.ALREADY_EXISTS
     # the live run's inputs are untouched (Flyte quirk Q5 rewrote them)
     assert len(objects_under(blobs, aws.bucket, f"{PROJECT}/{DOMAIN}/{name}/")) == 1
 
@@ -147,8 +148,8 @@ def test_a_run_too_large_for_an_item_is_invalid_argument_and_leaves_nothing(serv
     spec = task_spec()
     spec.task_template.container.args.append("x" * 420_000)  # large specs are offloaded in a later issue
     name = unique_name()
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         service.create_run(create_run_request(name, spec=spec))
-    assert info.value.code is Code.INVALID_ARGUMENT
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
     assert store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0")) is None
     assert objects_under(blobs, aws.bucket, f"{PROJECT}/{DOMAIN}/{name}/") == []

@@ -17,13 +17,14 @@ from google.protobuf.duration_pb2 import Duration
 from functions.create_run.service import CreateRunService
 from functions.data_proxy.service import MAX_UPLOAD_BYTES, DataProxy
 from functions.task_registry.service import TaskRegistry
-from runplane.blobs import BlobStore
-from runplane.connect.errors import Code, ConnectError
-from runplane.pages import PageTokens
-from runplane.store import ActionStore
-from runplane.tasks import TaskStore
+from runplane.aws.blobs import BlobStore
+from runplane.connect.errors import Code
+from runplane.connect.pages import PageTokens
+from runplane.table.actions import ActionStore
+from runplane.table.tasks import TaskStore
 from tests.builders import DOMAIN, PROJECT, action_id, create_run_request, integer_inputs, task_spec
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -81,9 +82,9 @@ def test_bad_upload_requests_are_invalid_argument(data_proxy, fields):
             request.expires_in.CopyFrom(value)
         else:
             setattr(request, name, value)
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         data_proxy.create_upload_location(request)
-    assert info.value.code is Code.INVALID_ARGUMENT
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
 
 
 def test_uploaded_inputs_become_a_run_and_are_read_back(data_proxy, store, aws):
@@ -108,9 +109,9 @@ def test_uploaded_inputs_become_a_run_and_are_read_back(data_proxy, store, aws):
 
 
 def test_action_data_of_a_missing_action_is_not_found(data_proxy):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         data_proxy.get_action_data(proxy.GetActionDataRequest(action_id=action_id(unique_name(), "a0")))
-    assert info.value.code is Code.NOT_FOUND
+    assert code_of(info.value) is Code.NOT_FOUND
 
 
 def deploy(registry, name, version, spec=None):
@@ -123,9 +124,9 @@ def test_deploys_are_idempotent_per_version_and_immutable(registry):
     name = f"{unique_name()}.task"
     task_id = deploy(registry, name, "v1")
     deploy(registry, name, "v1")
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         deploy(registry, name, "v1", spec=task_spec(name=name, args=("other",)))
-    assert info.value.code is Code.ALREADY_EXISTS
+    assert code_of(info.value) is Code.ALREADY_EXISTS
     details = registry.get_task_details(ts.GetTaskDetailsRequest(task_id=task_id)).details
     assert details.spec == task_spec(name=name) and details.task_id.version == "v1"
 
@@ -161,6 +162,6 @@ def test_runs_of_a_deployed_task_and_of_an_unknown_one(registry, store, aws):
 
     request = create_run_request(unique_name())
     request.task_id.CopyFrom(td.TaskIdentifier(project=PROJECT, domain=DOMAIN, name=name, version="nope"))
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         creator.create_run(request)
-    assert info.value.code is Code.NOT_FOUND
+    assert code_of(info.value) is Code.NOT_FOUND

@@ -10,15 +10,16 @@ import boto3
 import pytest
 
 from functions.create_run.service import CreateRunService
-from runplane import phases
-from runplane.blobs import BlobStore
-from runplane.connect.errors import Code, ConnectError
-from runplane.identifiers import ActionKey, RunKey
-from runplane.projects import ProjectRecord, ProjectStore
-from runplane.records import ActionRecord, item_key
-from runplane.store import TRANSACTION_LIMIT, ActionStore, StatusUpdate
+from runplane.aws.blobs import BlobStore
+from runplane.connect.errors import Code
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey, RunKey
+from runplane.table.actions import TRANSACTION_LIMIT, ActionStore, StatusUpdate
+from runplane.table.projects import ProjectRecord, ProjectStore
+from runplane.table.records import ActionRecord, item_key
 from tests.builders import DOMAIN, PROJECT, create_run_request, integer_inputs
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -92,9 +93,9 @@ def test_a_duplicate_is_told_by_the_failed_condition_and_changes_nothing(service
     assert store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0")) == stored
 
     inline = create_run_request(name, inputs=integer_inputs(x=7))  # another request for the name
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         service.create_run(inline)
-    assert info.value.code is Code.ALREADY_EXISTS
+    assert code_of(info.value) is Code.ALREADY_EXISTS
     assert s3.calls["put_object"] == 1 and s3.calls["delete_object"] == 1  # its own inputs, removed again
     assert store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0")) == stored
 

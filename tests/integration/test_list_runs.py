@@ -17,14 +17,15 @@ from functions.create_run.service import CreateRunService
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from local_stack.aws import provision
-from runplane import phases
-from runplane.blobs import BlobStore
-from runplane.connect.errors import Code, ConnectError
-from runplane.pages import PageTokens
-from runplane.records import RUN_INDEX_SHARDS
-from runplane.store import ActionStore
+from runplane.aws.blobs import BlobStore
+from runplane.connect.errors import Code
+from runplane.connect.pages import PageTokens
+from runplane.flyte import phases
+from runplane.table.actions import ActionStore
+from runplane.table.records import RUN_INDEX_SHARDS
 from tests.builders import DOMAIN, action_id, create_run_request
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -177,11 +178,11 @@ def test_a_page_is_one_query_per_shard(listing, monkeypatch):
 def test_bad_requests_name_the_field(listing, request_fields, names_the):
     reader, _, project, _ = listing
     request = json_format.ParseDict(request_fields, list_pb2.ListRequest())
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         reader.list_runs(
             runs.ListRunsRequest(request=request, project_id=ProjectIdentifier(name=project, domain=DOMAIN))
         )
-    assert info.value.code is Code.INVALID_ARGUMENT and names_the in info.value.message
+    assert code_of(info.value) is Code.INVALID_ARGUMENT and names_the in info.value.message
 
 
 def test_a_token_from_another_query_is_refused(listing):
@@ -191,11 +192,11 @@ def test_a_token_from_another_query_is_refused(listing):
     other = list_pb2.ListRequest(
         limit=5, token=token, sort_by_fields=[list_pb2.Sort(key="created_at", direction=list_pb2.Sort.ASCENDING)]
     )
-    with pytest.raises(ConnectError, match="different query"):
+    with pytest.raises(REFUSED, match="different query"):
         reader.list_runs(runs.ListRunsRequest(request=other, project_id=scope))
 
 
 def test_org_scope_is_refused_not_silently_global(listing):
     reader, *_ = listing
-    with pytest.raises(ConnectError, match="org"):
+    with pytest.raises(REFUSED, match="org"):
         reader.list_runs(runs.ListRunsRequest(org="o"))

@@ -27,7 +27,7 @@ from flyteidl2.core import tasks_pb2
 from flyteidl2.workflow import events_proxy_service_pb2, run_definition_pb2
 
 from local_stack.executor import FINALIZER, RECORD_PATH, LocalExecutor
-from runplane.output_paths import action_output_path
+from runplane.flyte.output_paths import action_output_path
 from tests.conftest import unique_name, wait_for
 
 pytestmark = pytest.mark.integration

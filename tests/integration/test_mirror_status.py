@@ -18,12 +18,12 @@ import pytest
 from functions.mirror_status.mirror import StatusMirror
 from functions.mirror_status.watcher import Result, ShardWatcher
 from functions.reconcile.reconciler import Reconciler
-from runplane import phases
-from runplane.identifiers import ActionKey
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import mirror_shard
-from runplane.mirror_leases import Checkpoint, MirrorLeases
-from runplane.store import ActionStore
+from runplane.table.actions import ActionStore
+from runplane.table.leases import Checkpoint, MirrorLeases
 from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
 from tests.conftest import NAMESPACE, unique_name, wait_for
 
@@ -67,7 +67,7 @@ def run_in(shard, aws, store, cluster):
     the real reconciler."""
     from functions.create_run.service import CreateRunService
     from functions.update_action.service import ActionLifecycleService
-    from runplane.blobs import BlobStore
+    from runplane.aws.blobs import BlobStore
 
     reconciler = Reconciler(cluster=cluster, store=store, mirror_shards=SHARDS)
     creator = CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}")
@@ -202,7 +202,7 @@ def test_a_failure_carries_the_executors_error_and_retries_are_new_attempts(run_
 
 
 def test_the_first_sight_of_a_child_promotes_its_parent_without_touching_its_attempts(run_in, watch, store):
-    from runplane.store import StatusUpdate
+    from runplane.table.actions import StatusUpdate
 
     run = run_in(children=("c1",))
     store.update_status(key(run, "a0"), StatusUpdate(phase=phases.QUEUED, attempts=3))

@@ -11,13 +11,14 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from functions.create_run.service import CreateRunService
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
-from runplane import phases
-from runplane.blobs import BlobStore
-from runplane.connect.errors import Code, ConnectError
-from runplane.pages import PageTokens
-from runplane.store import ActionStore
+from runplane.aws.blobs import BlobStore
+from runplane.connect.errors import Code
+from runplane.connect.pages import PageTokens
+from runplane.flyte import phases
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -73,12 +74,12 @@ def test_run_details_carry_the_task_spec_run_spec_and_attempts(reader, lifecycle
 
 
 def test_missing_runs_and_actions_are_not_found(reader, run):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         reader.get_run_details(runs.GetRunDetailsRequest(run_id=run_id(unique_name())))
-    assert info.value.code is Code.NOT_FOUND
-    with pytest.raises(ConnectError) as info:
+    assert code_of(info.value) is Code.NOT_FOUND
+    with pytest.raises(REFUSED) as info:
         reader.get_action_details(runs.GetActionDetailsRequest(action_id=action_id(run, "nope")))
-    assert info.value.code is Code.NOT_FOUND
+    assert code_of(info.value) is Code.NOT_FOUND
 
 
 def test_aborted_actions_show_the_reason(reader, lifecycle, run):
@@ -151,9 +152,9 @@ def test_list_actions_takes_every_sort_and_filter_flyte_takes(reader, lifecycle,
     ],
 )
 def test_bad_list_requests_name_the_field(reader, run, request_fields, message):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         list_actions(reader, run, **request_fields)
-    assert info.value.code is Code.INVALID_ARGUMENT and message in info.value.message
+    assert code_of(info.value) is Code.INVALID_ARGUMENT and message in info.value.message
 
 
 def test_watch_sends_the_state_then_the_next_change(reader, lifecycle, run):
@@ -232,6 +233,6 @@ def test_watch_actions_sends_the_tree_then_the_change(reader, lifecycle, run):
 
 
 def test_watch_of_a_missing_run_is_not_found(reader):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         reader.watch_actions(runs.WatchActionsRequest(run_id=run_id(unique_name())))
-    assert info.value.code is Code.NOT_FOUND
+    assert code_of(info.value) is Code.NOT_FOUND

@@ -11,11 +11,11 @@ from functions.create_run.service import CreateRunService
 from functions.reconcile.reconciler import ActionChange, Outcome, Reconciler
 from local_stack.aws import provision
 from local_stack.stream_poller import StreamPoller
-from runplane import phases
-from runplane.blobs import BlobStore
-from runplane.identifiers import RunKey
+from runplane.aws.blobs import BlobStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import RunKey
 from runplane.kube.client import TaskActionClient
-from runplane.store import ActionStore
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, create_run_request
 from tests.conftest import NAMESPACE, unique_name
 

@@ -21,11 +21,11 @@ from functions.reconcile.reconciler import Outcome, ParentNotMaterialized, Recon
 from functions.update_action.service import ActionLifecycleService
 from local_stack.aws import provision
 from local_stack.stream_poller import StreamPoller
-from runplane import phases
-from runplane.blobs import BlobStore
-from runplane.identifiers import ActionKey
+from runplane.aws.blobs import BlobStore
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
 from runplane.kube.client import TaskActionClient
-from runplane.store import ActionStore
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
 from tests.conftest import NAMESPACE, unique_name, wait_for
 from tests.faults import FaultPlan, FaultyApiServerProxy

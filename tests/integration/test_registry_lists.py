@@ -20,15 +20,16 @@ from functions.task_registry.service import TaskRegistry
 from functions.task_registry.trigger_service import TriggerService
 from functions.task_registry.triggers import Schedules, ScheduleTarget, TriggerStore
 from local_stack.aws import CREATE_RUN_ARN, SCHEDULE_GROUP, SCHEDULER_DEAD_LETTER_ARN, SCHEDULER_ROLE_ARN
-from runplane.blobs import BlobStore
-from runplane.connect.errors import Code, ConnectError
-from runplane.identifiers import RunKey
-from runplane.pages import PageTokens
-from runplane.projects import ProjectStore
-from runplane.store import ActionStore
-from runplane.tasks import TaskStore
+from runplane.aws.blobs import BlobStore
+from runplane.connect.errors import Code
+from runplane.connect.pages import PageTokens
+from runplane.flyte.identifiers import RunKey
+from runplane.table.actions import ActionStore
+from runplane.table.projects import ProjectStore
+from runplane.table.tasks import TaskStore
 from tests.builders import DOMAIN, create_run_request, task_spec
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -149,9 +150,9 @@ def test_task_pages_follow_each_other_with_signed_tokens(registry, project):
             break
     assert seen == [f"env.t{i}" for i in reversed(range(5))]
     first = list_tasks(registry, project, limit=2)
-    with pytest.raises(ConnectError) as info:  # a token of another project's list
+    with pytest.raises(REFUSED) as info:  # a token of another project's list
         list_tasks(registry, unique_name("p"), limit=2, token=first.token)
-    assert info.value.code is Code.INVALID_ARGUMENT and "token" in info.value.message
+    assert code_of(info.value) is Code.INVALID_ARGUMENT and "token" in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -164,15 +165,15 @@ def test_task_pages_follow_each_other_with_signed_tokens(registry, project):
     ],
 )
 def test_bad_task_lists_name_the_field(registry, project, fields, named):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         list_tasks(registry, project, **fields)
-    assert info.value.code is Code.INVALID_ARGUMENT and named in info.value.message
+    assert code_of(info.value) is Code.INVALID_ARGUMENT and named in info.value.message
 
 
 def test_list_tasks_needs_a_project(registry):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         registry.list_tasks(ts.ListTasksRequest(org="o"))
-    assert info.value.code is Code.INVALID_ARGUMENT and "project_id" in info.value.message
+    assert code_of(info.value) is Code.INVALID_ARGUMENT and "project_id" in info.value.message
 
 
 def test_list_triggers_without_and_with_each_scope_and_filter(registry, triggers, project):
@@ -210,15 +211,15 @@ def test_list_triggers_without_and_with_each_scope_and_filter(registry, triggers
     assert [t.id.name.name for t in [*first.triggers, *rest.triggers]] == ["four", "three", "one", "two"]
     assert not rest.token and first.triggers[0].status.HasField("deployed_at")
     for bad in ({"filters": [{"field": "spec", "values": ["x"]}]}, {"filters": [{"field": "active", "values": ["?"]}]}):
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             names(project_id=project_id, request=bad)
-        assert info.value.code is Code.INVALID_ARGUMENT
+        assert code_of(info.value) is Code.INVALID_ARGUMENT
 
 
 def test_list_triggers_needs_a_scope(triggers):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         triggers.list_triggers(tr.ListTriggersRequest(org="o"))
-    assert info.value.code is Code.INVALID_ARGUMENT
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
 
 
 # --- projects ----------------------------------------------------------------------------------
@@ -234,9 +235,9 @@ def projects(store):
 def test_a_project_is_created_updated_archived_and_found_as_in_flyte(projects, project):
     labels = run_pb2.Labels(values={"team": "ml"})
     projects.create_project(pj.CreateProjectRequest(project=pj.Project(id=project, name="Mine", labels=labels)))
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         projects.create_project(pj.CreateProjectRequest(project=pj.Project(id=project, name="Again")))
-    assert info.value.code is Code.ALREADY_EXISTS
+    assert code_of(info.value) is Code.ALREADY_EXISTS
 
     got = projects.get_project(pj.GetProjectRequest(id=project)).project
     assert got.name == "Mine" and got.labels.values["team"] == "ml"
@@ -259,9 +260,9 @@ def test_a_project_is_created_updated_archived_and_found_as_in_flyte(projects, p
     assert project not in listed(f"eq(state, {pj.PROJECT_STATE_ACTIVE})")
     assert listed(f"eq(identifier,{project})") == [project]
 
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         projects.update_project(pj.UpdateProjectRequest(project=pj.Project(id=unique_name("p"), name="x")))
-    assert info.value.code is Code.NOT_FOUND
+    assert code_of(info.value) is Code.NOT_FOUND
 
 
 def test_projects_page_and_refuse_bad_input(projects):
@@ -281,9 +282,9 @@ def test_projects_page_and_refuse_bad_input(projects):
         pj.CreateProjectRequest(project=pj.Project(id=unique_name("p"), description="x" * 301)),
     ]
     for request in bad:
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             projects.create_project(request)
-        assert info.value.code is Code.INVALID_ARGUMENT
+        assert code_of(info.value) is Code.INVALID_ARGUMENT
     for request in (
         pj.ListProjectsRequest(filters="eq(nope,1)"),
         pj.ListProjectsRequest(filters="gt(state,1)"),
@@ -291,12 +292,12 @@ def test_projects_page_and_refuse_bad_input(projects):
         pj.ListProjectsRequest(token="forged.token"),
         pj.ListProjectsRequest(filters="eq(labels,x)"),
     ):
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             projects.list_projects(request)
-        assert info.value.code is Code.INVALID_ARGUMENT
-    with pytest.raises(ConnectError) as info:
+        assert code_of(info.value) is Code.INVALID_ARGUMENT
+    with pytest.raises(REFUSED) as info:
         projects.get_project(pj.GetProjectRequest(id=unique_name("p")))
-    assert info.value.code is Code.NOT_FOUND
+    assert code_of(info.value) is Code.NOT_FOUND
 
 
 def test_create_run_needs_the_project_to_exist_as_in_flyte(store, aws, projects, project):
@@ -307,9 +308,9 @@ def test_create_run_needs_the_project_to_exist_as_in_flyte(store, aws, projects,
         projects=ProjectStore(store, seeds=("flytesnacks",)),
     )
     run = unique_name()
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         creator.create_run(create_run_request(run, project=project))
-    assert info.value.code is Code.NOT_FOUND and project in info.value.message
+    assert code_of(info.value) is Code.NOT_FOUND and project in info.value.message
     assert store.get_action(_root(project, run)) is None  # nothing written
 
     projects.create_project(pj.CreateProjectRequest(project=pj.Project(id=project, name=project)))

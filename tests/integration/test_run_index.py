@@ -24,11 +24,13 @@ from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from local_stack.aws import provision
 from local_stack.template import load_template, table_definition
-from runplane import phases
-from runplane.blobs import BlobStore
-from runplane.identifiers import ActionKey
-from runplane.pages import PageTokens
-from runplane.records import (
+from runplane.aws.blobs import BlobStore
+from runplane.connect.pages import PageTokens
+from runplane.connect.transformers import run_message
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore
+from runplane.table.records import (
     END_PHASE,
     PREVIOUS_RUN_INDEX_NAME,
     RUN_INDEX_NAME,
@@ -36,8 +38,6 @@ from runplane.records import (
     item_key,
     utcnow,
 )
-from runplane.store import ActionStore
-from runplane.transformers import run_message
 from tests.builders import DOMAIN, action_id, create_run_request
 from tests.conftest import unique_name
 
@@ -180,7 +180,7 @@ def test_only_a_start_an_end_or_a_retry_changes_an_entry(world):
 
     created = projected()
     key = ActionKey(project=project, domain=DOMAIN, run=name, name="a0")
-    from runplane.store import StatusUpdate
+    from runplane.table.actions import StatusUpdate
 
     world.store.update_status(key, StatusUpdate(phase=phases.QUEUED, attempts=1, start_time=START))
     started = projected()

@@ -2,10 +2,10 @@
 
 import pytest
 
-from runplane import phases
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord
-from runplane.store import ActionStore, RecordTooLarge
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore, RecordTooLarge
+from runplane.table.records import ActionRecord
 from tests.conftest import unique_name
 
 pytestmark = pytest.mark.integration

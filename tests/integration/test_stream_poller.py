@@ -10,9 +10,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 
 from local_stack.aws import provision
 from local_stack.stream_poller import StreamPoller
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord
-from runplane.store import ActionStore
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore
+from runplane.table.records import ActionRecord
 from tests.conftest import unique_name
 
 pytestmark = pytest.mark.integration

@@ -23,14 +23,15 @@ from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from local_stack.aws import TASK_LOG_GROUP
 from local_stack.task_logs import LogSink, pod_log_context
-from runplane import phases
-from runplane.blobs import BlobStore
-from runplane.connect.errors import Code, ConnectError
-from runplane.log_store import Container, ContainerLogs
-from runplane.pages import PageTokens
-from runplane.store import ActionStore
+from runplane.aws.blobs import BlobStore
+from runplane.aws.log_store import Container, ContainerLogs
+from runplane.connect.errors import Code
+from runplane.connect.pages import PageTokens
+from runplane.flyte import phases
+from runplane.table.actions import ActionStore
 from tests.builders import action_id, create_run_request
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -98,17 +99,17 @@ def test_an_attempt_that_never_ran_has_no_logs(store, run, tail):
     reader = RunReader(store=store, tokens=PageTokens(secret=b"t"))
     record(store, run, attempt=1, phase=phases.QUEUED, version=0)  # queued, never started: no log context
     for attempt in (1, 2):  # 2: no events at all
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             tail.tail_logs(proxy.TailLogsRequest(action_id=action_id(run, "a0"), attempt=attempt))
-        assert info.value.code is Code.NOT_FOUND and "attempt" in info.value.message
-        with pytest.raises(ConnectError) as info:
+        assert code_of(info.value) is Code.NOT_FOUND and "attempt" in info.value.message
+        with pytest.raises(REFUSED) as info:
             reader.get_action_log_context(
                 runs.GetActionLogContextRequest(action_id=action_id(run, "a0"), attempt=attempt)
             )
-        assert info.value.code is Code.NOT_FOUND and "attempt" in info.value.message
-    with pytest.raises(ConnectError) as info:  # a malformed action id is refused before anything is read
+        assert code_of(info.value) is Code.NOT_FOUND and "attempt" in info.value.message
+    with pytest.raises(REFUSED) as info:  # a malformed action id is refused before anything is read
         tail.tail_logs(proxy.TailLogsRequest(action_id=action_id(run, "a0", project=""), attempt=1))
-    assert info.value.code is Code.INVALID_ARGUMENT
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
 
 
 def test_a_running_attempt_is_followed_until_the_window_ends(tmp_path, store, run):

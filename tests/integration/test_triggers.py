@@ -19,11 +19,12 @@ from functions.task_registry.trigger_service import TriggerService
 from functions.task_registry.triggers import Schedules, ScheduleTarget, TriggerStore
 from local_stack.aws import CREATE_RUN_ARN, SCHEDULE_GROUP, SCHEDULER_DEAD_LETTER_ARN, SCHEDULER_ROLE_ARN
 from local_stack.scheduler import LocalScheduler, ticks
-from runplane.connect.errors import Code, ConnectError
-from runplane.pages import PageTokens
-from runplane.store import ActionStore
+from runplane.connect.errors import Code
+from runplane.connect.pages import PageTokens
+from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT
 from tests.conftest import unique_name
+from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
 
@@ -90,9 +91,9 @@ def test_updates_lock_optimistically(service):
     name = trigger_name()
     deploy(service, name)
     assert deploy(service, name, revision=1, cron="0 3 * * *").id.revision == 2
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         deploy(service, name, revision=1, cron="0 4 * * *")  # stale
-    assert info.value.code is Code.ABORTED
+    assert code_of(info.value) is Code.ABORTED
     details = service.get_trigger_details(ts.GetTriggerDetailsRequest(name=name)).trigger
     assert details.automation_spec.schedule.cron.expression == "0 3 * * *"
 
@@ -100,12 +101,12 @@ def test_updates_lock_optimistically(service):
 @pytest.mark.parametrize("cron", ["not a cron", "0 2 * *", "0 2 1 * 1", "@sometimes"])
 def test_an_invalid_schedule_is_invalid_argument_and_writes_nothing(service, cron):
     name = trigger_name()
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         deploy(service, name, cron=cron)
-    assert info.value.code is Code.INVALID_ARGUMENT
-    with pytest.raises(ConnectError) as info:
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
+    with pytest.raises(REFUSED) as info:
         service.get_trigger_details(ts.GetTriggerDetailsRequest(name=name))
-    assert info.value.code is Code.NOT_FOUND
+    assert code_of(info.value) is Code.NOT_FOUND
 
 
 def test_deactivate_activate_and_delete(service):
@@ -125,7 +126,7 @@ def test_deactivate_activate_and_delete(service):
     service.delete_triggers(ts.DeleteTriggersRequest(names=[name]))
     with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
         scheduler.get_schedule(Name=schedule_name, GroupName=SCHEDULE_GROUP)
-    with pytest.raises(ConnectError):
+    with pytest.raises(REFUSED):
         service.get_trigger_details(ts.GetTriggerDetailsRequest(name=name))
 
 

@@ -4,10 +4,10 @@ import pytest
 from flyteidl2.common import list_pb2
 
 from functions.read_runs.action_tree import ActionFilter, enriched_actions
-from runplane import phases
-from runplane.connect.errors import ConnectError
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.records import ActionRecord
+from tests.refusals import REFUSED
 
 F = list_pb2.Filter
 
@@ -48,5 +48,5 @@ def test_an_ancestor_of_a_match_stays_visible():
     "bad", [F(field="TASK", function=F.EQUAL, values=["x"]), F(field="PHASE", function=F.VALUE_IN, values=["RUNNING"])]
 )
 def test_unsupported_filters_are_refused(bad):
-    with pytest.raises(ConnectError):
+    with pytest.raises(REFUSED):
         ActionFilter([bad])

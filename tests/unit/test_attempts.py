@@ -4,7 +4,7 @@ from flyteidl2.core.execution_pb2 import TaskLog
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from functions.read_runs.attempts import attempts_from_events, merge_events
-from runplane import phases
+from runplane.flyte import phases
 
 
 def event(phase, second, *, attempt=1, reported=None, **fields):

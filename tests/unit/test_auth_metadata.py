@@ -13,8 +13,9 @@ from functions.auth_metadata.service import (
     AuthMetadataSettings,
     MetadataFetchError,
 )
-from runplane.connect.errors import Code, ConnectError
-from runplane.settings import SettingsError
+from runplane.connect.errors import Code
+from runplane.ops.settings import SettingsError
+from tests.refusals import REFUSED, code_of
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"
 DOCUMENT = {
@@ -75,9 +76,9 @@ def test_transient_failures_are_retried_then_unavailable():
     flaky = Fetcher(MetadataFetchError("503", retryable=True), DOCUMENT)
     assert service(flaky).get_oauth2_metadata(auth.GetOAuth2MetadataRequest()).issuer == ISSUER
     down = Fetcher(MetadataFetchError("connection refused", retryable=True))
-    with pytest.raises(ConnectError) as error:
+    with pytest.raises(REFUSED) as error:
         service(down).get_oauth2_metadata(auth.GetOAuth2MetadataRequest())
-    assert error.value.code == Code.UNAVAILABLE and len(down.urls) == FETCH_ATTEMPTS
+    assert code_of(error.value) == Code.UNAVAILABLE and len(down.urls) == FETCH_ATTEMPTS
 
 
 @pytest.mark.parametrize(
@@ -85,9 +86,9 @@ def test_transient_failures_are_retried_then_unavailable():
 )
 def test_a_misconfigured_issuer_is_internal_at_once(answer):
     fetcher = Fetcher(answer)
-    with pytest.raises(ConnectError) as error:
+    with pytest.raises(REFUSED) as error:
         service(fetcher).get_oauth2_metadata(auth.GetOAuth2MetadataRequest())
-    assert error.value.code == Code.INTERNAL and len(fetcher.urls) == 1
+    assert code_of(error.value) == Code.INTERNAL and len(fetcher.urls) == 1
 
 
 def test_the_public_client_config_is_the_templates():

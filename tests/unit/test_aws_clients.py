@@ -6,7 +6,7 @@ from __future__ import annotations
 import botocore.session
 import pytest
 
-from runplane import aws_clients
+from runplane.aws import clients as aws_clients
 
 
 def test_every_service_the_control_plane_calls_is_one_botocore_ships():
@@ -29,5 +29,5 @@ def test_clients_share_one_session_configured_from_the_environment(monkeypatch):
 def test_a_service_it_does_not_call_is_refused():
     with pytest.raises(ValueError, match="ec2"):
         aws_clients.client("ec2")
-    with pytest.raises(ValueError, match="dynamodb"):  # runplane.aws_http's
+    with pytest.raises(ValueError, match="dynamodb"):  # runplane.aws.http's
         aws_clients.client("dynamodb")

@@ -1,4 +1,4 @@
-"""runplane.aws_http: signatures identical to botocore's, botocore's answers and errors, and
+"""runplane.aws.http: signatures identical to botocore's, botocore's answers and errors, and
 botocore's standard retries, against a loopback HTTP server standing in for the service."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import botocore.session
 import pytest
 from botocore.awsrequest import AWSRequest
 
-from runplane import aws_http
-from runplane.aws_http import sigv4
-from runplane.aws_http.dynamodb import DynamoDBClient
-from runplane.aws_http.s3 import S3Client
-from runplane.aws_http.transport import MAX_ATTEMPTS, ConnectionFailure, Endpoint, ServiceError
+from runplane.aws import http as aws_http
+from runplane.aws.http import sigv4
+from runplane.aws.http.dynamodb import DynamoDBClient
+from runplane.aws.http.s3 import S3Client
+from runplane.aws.http.transport import MAX_ATTEMPTS, ConnectionFailure, Endpoint, ServiceError
 
 CREDENTIALS = sigv4.Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token/+=")
 BOTOCORE_CREDENTIALS = botocore.credentials.Credentials(
@@ -354,7 +354,7 @@ def test_credentials_never_show_their_secret():
 
 
 def test_eks_describe_cluster_reads_the_cluster_and_names_its_errors(service):
-    from runplane.aws_http.eks import ERRORS, describe_cluster
+    from runplane.aws.http.eks import ERRORS, describe_cluster
 
     url, fake = service
     cluster = {"name": "flyte", "endpoint": "https://abc.eks.amazonaws.com", "certificateAuthority": {"data": "Q0E="}}

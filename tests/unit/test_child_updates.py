@@ -6,11 +6,11 @@ import pytest
 from flyteidl2.core.execution_pb2 import ExecutionError
 
 from functions.read_runs.child_updates import action_update, execution_error, family_updates, output_uri
-from runplane import phases
-from runplane.identifiers import ActionKey
-from runplane.output_paths import SHARD_PREFIXES, action_output_path
-from runplane.records import ACTION_TYPE_CONDITION, ACTION_TYPE_TRACE, ActionRecord
-from runplane.settings import ReadSettings
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.output_paths import SHARD_PREFIXES, action_output_path
+from runplane.ops.settings import ReadSettings
+from runplane.table.records import ACTION_TYPE_CONDITION, ACTION_TYPE_TRACE, ActionRecord
 
 BASE = "s3://flyte-data/p/d/r1/"
 

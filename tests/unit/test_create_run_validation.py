@@ -8,6 +8,7 @@ from flyteidl2.workflow.run_service_pb2 import CreateRunRequest
 from functions.create_run.service import CreateRunService, request_digest
 from runplane.connect.errors import Code, ConnectError
 from tests.builders import create_run_request, task_spec
+from tests.refusals import REFUSED, as_refusal
 
 
 class UntouchableStore:
@@ -22,9 +23,9 @@ def service():
 
 
 def rejected(request) -> ConnectError:
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         service().create_run(request)
-    return info.value
+    return as_refusal(info.value)
 
 
 @pytest.mark.parametrize("name", ["My-Run", "run_1", "a" * 31, ""])

@@ -9,7 +9,7 @@ import botocore.session
 from botocore.model import ServiceId
 from botocore.signers import RequestSigner
 
-from runplane.aws_http.sigv4 import Credentials
+from runplane.aws.http.sigv4 import Credentials
 from runplane.kube.eks_auth import TOKEN_PREFIX, RefreshingToken, mint_token
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "secret", "session-token")

@@ -1,13 +1,14 @@
 import pytest
 
-from runplane.connect.errors import Code, ConnectError
-from runplane.identifiers import (
+from runplane.connect.errors import Code
+from runplane.flyte.identifiers import (
     GENERATED_NAME_ALPHABET,
     generate_run_name,
     taskaction_name,
     validate_run_name,
     validate_scope_name,
 )
+from tests.refusals import REFUSED, code_of
 
 
 @pytest.mark.parametrize(
@@ -16,9 +17,9 @@ from runplane.identifiers import (
     ["my.run", "1run", "My-Run", "my_run", "-run", "run-", "a" * 31, "", "rün"],
 )
 def test_invalid_run_names_are_invalid_argument(name):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         validate_run_name(name)
-    assert info.value.code is Code.INVALID_ARGUMENT
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
 
 
 @pytest.mark.parametrize("name", ["a", "my-run", "r" + "a" * 29, "a0b1-c2"])
@@ -37,9 +38,9 @@ def test_generated_names_follow_flyte_and_validate():
 
 @pytest.mark.parametrize("value", ["", "a#b", "a/b", "-x", "x" * 64, "sp ace"])
 def test_scope_names_reject_what_cannot_be_a_label_or_key(value):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         validate_scope_name(value, field="run_id.project")
-    assert info.value.code is Code.INVALID_ARGUMENT
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
     assert "run_id.project" in info.value.message
 
 

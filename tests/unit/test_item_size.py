@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runplane.identifiers import ActionKey
-from runplane.records import ACTION_TYPE_TRACE, ORIGIN_ENQUEUED, ActionRecord, compress_spec, decompress_spec
-from runplane.store import write_units
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import write_units
+from runplane.table.records import ACTION_TYPE_TRACE, ORIGIN_ENQUEUED, ActionRecord, compress_spec, decompress_spec
 
 KEY = ActionKey(project="flytesnacks", domain="development", run="r" * 30, name="a0")
 CREATED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Flyte's list semantics in memory (runplane.listing): typed filters with SQL's NULL rules, the
+"""Flyte's list semantics in memory (runplane.connect.listing): typed filters with SQL's NULL rules, the
 refused functions and fields, orders with NULLs where Postgres puts them, keyset pages."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import pytest
 from flyteidl2.common import list_pb2
 
-from runplane.connect.errors import Code, ConnectError
-from runplane.listing import Column, Kind, ListSchema, SortKey, list_page
-from runplane.pages import PageTokens
+from runplane.connect.errors import Code
+from runplane.connect.listing import Column, Kind, ListSchema, SortKey, list_page
+from runplane.connect.pages import PageTokens
+from tests.refusals import REFUSED, code_of
 
 F = list_pb2.Filter.Function
 
@@ -116,9 +117,9 @@ def test_filters_mean_what_they_mean_in_flytes_sql(filters, expected):
     ],
 )
 def test_what_flyte_refuses_is_invalid_argument_naming_it(filters, sort, named):
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         names(request(*filters, sort=sort))
-    assert info.value.code is Code.INVALID_ARGUMENT and named in info.value.message
+    assert code_of(info.value) is Code.INVALID_ARGUMENT and named in info.value.message
 
 
 def test_pages_resume_after_the_last_row_sent_and_tokens_bind_to_the_query():
@@ -133,13 +134,13 @@ def test_pages_resume_after_the_last_row_sent_and_tokens_bind_to_the_query():
         changed.token = first.token
         changed.limit = 3
         scope = "other" if not changed.filters else "s"
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             list_page(SCHEMA, changed, lambda: ROWS, tokens=TOKENS, scope=scope)
-        assert info.value.code is Code.INVALID_ARGUMENT and "token" in info.value.message
+        assert code_of(info.value) is Code.INVALID_ARGUMENT and "token" in info.value.message
     forged = list_pb2.ListRequest(limit=3, token=first.token[:-2] + "00")
-    with pytest.raises(ConnectError) as info:
+    with pytest.raises(REFUSED) as info:
         list_page(SCHEMA, forged, lambda: ROWS, tokens=TOKENS, scope="s")
-    assert info.value.code is Code.INVALID_ARGUMENT
+    assert code_of(info.value) is Code.INVALID_ARGUMENT
 
 
 def test_limits_are_flytes_and_bad_input_reads_nothing():
@@ -148,9 +149,9 @@ def test_limits_are_flytes_and_bad_input_reads_nothing():
 
     assert len(list_page(SCHEMA, request(), lambda: ROWS * 20, tokens=TOKENS, scope="s").rows) == 50
     for bad in (request(limit=201), request(("nope", F.EQUAL, ["x"])), list_pb2.ListRequest(token="x.y")):
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             list_page(SCHEMA, bad, unread, tokens=TOKENS, scope="s")
-        assert info.value.code is Code.INVALID_ARGUMENT
+        assert code_of(info.value) is Code.INVALID_ARGUMENT
 
 
 def test_string_filters_as_list_projects_takes_them():
@@ -159,6 +160,6 @@ def test_string_filters_as_list_projects_takes_them():
     predicates = SCHEMA.string_predicates("value_in(phase,1;10)")
     assert [r.name for r in ROWS if all(p(r) for p in predicates)] == ["b", "d"]
     for bad, named in (("gt(phase,1)", "'gt'"), ("eq(nope,1)", "'nope'"), ("eq phase", "eq phase")):
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             SCHEMA.string_predicates(bad)
-        assert info.value.code is Code.INVALID_ARGUMENT and named in info.value.message
+        assert code_of(info.value) is Code.INVALID_ARGUMENT and named in info.value.message

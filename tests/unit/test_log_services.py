@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from local_stack.lambda_runtime import LambdaContext
-from runplane import logs
+from runplane.ops import logs
 
-# reconcile last: before runplane.logs, the last handler imported gave its name to every shared line
+# reconcile last: before runplane.ops.logs, the last handler imported gave its name to every shared line
 FUNCTIONS = ("task_registry", "create_run", "reconcile")
 
 
@@ -66,7 +66,7 @@ def test_a_functions_own_modules_log_under_its_service(handlers, lines):
 
 def test_a_shared_line_outside_any_invocation_is_not_given_to_some_function(handlers, lines):
     assert logs.serving_function() is None
-    logging.getLogger("runplane.store").warning("at import time")
+    logging.getLogger("runplane.table.actions").warning("at import time")
 
     assert [(r["message"], r["service"]) for r in records(lines)] == [("at import time", logs.UNATTRIBUTED_SERVICE)]
 

@@ -1,5 +1,5 @@
-"""The control plane's metrics (runplane.metrics: EMF lines through Powertools) and what each log
-line is about (runplane.logs: the request id, the run and the action)."""
+"""The control plane's metrics (runplane.ops.metrics: EMF lines through Powertools) and what each log
+line is about (runplane.ops.logs: the request id, the run and the action)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from flyteidl2.workflow import internal_run_service_pb2 as internal
 
 from local_stack.lambda_runtime import LambdaContext
-from runplane import metrics
 from runplane.connect.codec import HttpRequest
 from runplane.connect.router import ConnectRouter
-from runplane.logs import bind, function_logger
-from runplane.metrics import FunctionMetrics, function_metrics
+from runplane.ops import metrics
+from runplane.ops.logs import bind, function_logger
+from runplane.ops.metrics import FunctionMetrics, function_metrics
 from tests.builders import action_id
 
 

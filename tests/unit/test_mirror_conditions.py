@@ -6,7 +6,7 @@ import pytest
 
 from functions.mirror_status.conditions import phase_of, sighting_of
 from functions.mirror_status.handler import BadInvocation, shard_of
-from runplane import phases
+from runplane.flyte import phases
 
 
 def cond(kind: str, reason: str, status: str = "True", at: str = "2026-11-30T01:02:03Z") -> dict:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from functions.mirror_status.mirror import ADDED, MODIFIED, Outcome, StatusMirror
-from runplane import phases
-from runplane.identifiers import ActionKey
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
 from runplane.kube.resources import LABEL_MANAGED_BY, LABEL_TERMINAL_RECORDED, MANAGED_BY
-from runplane.store import StatusUpdate, UpdateOutcome
+from runplane.table.actions import StatusUpdate, UpdateOutcome
 
 
 class Store:

@@ -6,10 +6,11 @@ import pytest
 from flyteidl2.workflow.run_service_pb2 import WatchActionDetailsRequest, WatchActionDetailsResponse
 
 from runplane.connect.codec import HttpRequest
-from runplane.connect.errors import Code, ConnectError, not_found
+from runplane.connect.errors import Code, not_found
+from runplane.connect.pages import MAX_LIMIT, PageTokens, page_limit
 from runplane.connect.router import ConnectRouter
 from runplane.connect.streams import envelope
-from runplane.pages import MAX_LIMIT, PageTokens, page_limit
+from tests.refusals import REFUSED, code_of
 
 PATH = "/flyteidl2.workflow.RunService/WatchActionDetails"
 
@@ -25,14 +26,14 @@ def test_tokens_round_trip_and_refuse_tampering_and_other_queries():
         (token, "q2"),
         (PageTokens(secret=b"x").issue(query="q1", position={}), "q1"),
     ):
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(REFUSED) as info:
             tokens.read(bad, query=query)
-        assert info.value.code is Code.INVALID_ARGUMENT and "request.token" in info.value.message
+        assert code_of(info.value) is Code.INVALID_ARGUMENT and "request.token" in info.value.message
 
 
 def test_page_limits_follow_flyte():
     assert page_limit(0) == 50 and page_limit(MAX_LIMIT) == MAX_LIMIT
-    with pytest.raises(ConnectError, match=r"request\.limit"):
+    with pytest.raises(REFUSED, match=r"request\.limit"):
         page_limit(MAX_LIMIT + 1)
 
 

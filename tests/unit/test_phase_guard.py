@@ -2,7 +2,7 @@
 
 import pytest
 
-from runplane.phases import (
+from runplane.flyte.phases import (
     ABORTED,
     ACTIVE_PHASES,
     FAILED,

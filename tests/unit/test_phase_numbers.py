@@ -1,9 +1,9 @@
-"""runplane.phases writes flyteidl2's ActionPhase numbers out (its import would load protobuf in the
+"""runplane.flyte.phases writes flyteidl2's ActionPhase numbers out (its import would load protobuf in the
 functions that need nothing else of it): they must be the enum's, name for name."""
 
 from flyteidl2.common.phase_pb2 import ActionPhase
 
-from runplane import phases
+from runplane.flyte import phases
 
 
 def test_every_phase_is_flyteidls_number_and_name():

@@ -13,9 +13,10 @@ from flyteidl2.workflow import run_service_pb2
 
 from runplane.connect.access import allowed_projects, check_project_access, named_projects
 from runplane.connect.codec import HttpRequest
-from runplane.connect.errors import Code, ConnectError
+from runplane.connect.errors import Code
 from runplane.connect.router import ConnectRouter
 from tests.builders import create_run_request
+from tests.refusals import REFUSED, code_of
 
 
 @pytest.mark.parametrize(
@@ -52,12 +53,12 @@ def test_a_request_outside_the_tokens_projects_or_naming_none_is_permission_deni
     claims = {"projects": "[flytesnacks]"}
     check_project_access(create_run_request("r1"), claims)
     other = run_service_pb2.GetRunDetailsRequest(run_id=RunIdentifier(project="secret", domain="d", name="r"))
-    with pytest.raises(ConnectError) as refused:
+    with pytest.raises(REFUSED) as refused:
         check_project_access(other, claims)
-    assert refused.value.code == Code.PERMISSION_DENIED and "secret" in refused.value.message
-    with pytest.raises(ConnectError) as refused:
+    assert code_of(refused.value) == Code.PERMISSION_DENIED and "secret" in refused.value.message
+    with pytest.raises(REFUSED) as refused:
         check_project_access(run_service_pb2.ListRunsRequest(org="o"), claims)
-    assert refused.value.code == Code.PERMISSION_DENIED
+    assert code_of(refused.value) == Code.PERMISSION_DENIED
 
 
 def test_the_router_refuses_before_the_handler_runs():

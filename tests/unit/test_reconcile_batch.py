@@ -2,8 +2,8 @@
 
 from functions.reconcile.batch import handling_order, heights, plan_waves
 from functions.reconcile.reconciler import ActionChange
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord, utcnow
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.records import ActionRecord, utcnow
 
 
 def record(run: str, name: str, parent: str | None = None, event: str = "INSERT", **changes) -> dict:

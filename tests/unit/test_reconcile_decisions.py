@@ -11,10 +11,10 @@ from flyteidl2.task import run_pb2
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from functions.reconcile.reconciler import Outcome, Reconciler
-from runplane import phases
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord, utcnow
-from runplane.store import ActionNode, ActionState
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionNode, ActionState
+from runplane.table.records import ActionRecord, utcnow
 from tests.builders import task_spec
 
 ROOT = ActionKey(project="p", domain="d", run="r1", name="a0")

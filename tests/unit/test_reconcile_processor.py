@@ -10,8 +10,8 @@ from concurrent.futures import Future
 import pytest
 
 from functions.reconcile.batch import BatchFailed, RunOrderedBatchProcessor
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.records import ActionRecord
 
 
 def record(run: str, name: str, parent: str | None = None, sequence: int = 0) -> dict:

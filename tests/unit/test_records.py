@@ -1,9 +1,9 @@
 import base64
 from datetime import UTC, datetime, timedelta
 
-from runplane import phases
-from runplane.identifiers import ActionKey
-from runplane.records import (
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.records import (
     ACTION_LISTING_ATTRIBUTES,
     END_PHASE,
     RUN_INDEX_PROJECTION,

@@ -6,7 +6,7 @@ import pytest
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from functions.create_run.schedule import MalformedTick, is_tick, tick_from_event
-from runplane.identifiers import scheduled_run_name, validate_run_name
+from runplane.flyte.identifiers import scheduled_run_name, validate_run_name
 
 
 def test_flytes_test_vector():

@@ -1,7 +1,7 @@
 import pytest
 
-from runplane.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME
-from runplane.settings import ApiSettings, ReadSettings, ReconcileSettings, SettingsError
+from runplane.ops.settings import ApiSettings, ReadSettings, ReconcileSettings, SettingsError
+from runplane.table.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME
 
 
 def test_api_settings_name_the_missing_variable():

@@ -1,4 +1,4 @@
-"""Reading a container's output as Container Insights ships it (runplane.log_store), the settings of
+"""Reading a container's output as Container Insights ships it (runplane.aws.log_store), the settings of
 projects and task logs, and the message of a procedure that is not served."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from runplane.aws.log_store import Container, ContainerLogs, container_insights_stream, fluent_bit_record
 from runplane.connect.router import unimplemented_message
-from runplane.log_store import Container, ContainerLogs, container_insights_stream, fluent_bit_record
-from runplane.settings import ProjectSettings, SettingsError, TaskLogSettings
+from runplane.ops.settings import ProjectSettings, SettingsError, TaskLogSettings
 
 CONTAINER = Container(pod="r1-a0-0", namespace="flyte", name="r1-a0-0")
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

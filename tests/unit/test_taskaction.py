@@ -9,9 +9,9 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from google.protobuf import wrappers_pb2
 
 from functions.reconcile.taskaction import build_taskaction, input_directory, substitute_run_start_time
-from runplane.identifiers import ActionKey
+from runplane.flyte.identifiers import ActionKey
 from runplane.kube.resources import identity_of
-from runplane.records import ActionRecord
+from runplane.table.records import ActionRecord
 from tests.builders import task_spec
 
 

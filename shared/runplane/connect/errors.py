@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
+from runplane.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
+
 
 class Code(StrEnum):
     CANCELED = "canceled"
@@ -89,3 +91,22 @@ def already_exists(message: str) -> ConnectError:
 
 def failed_precondition(message: str) -> ConnectError:
     return ConnectError(Code.FAILED_PRECONDITION, message)
+
+
+# Each domain refusal's Connect code (runplane.errors).
+_CODE_OF_DOMAIN_ERROR: dict[type[DomainError], Code] = {
+    InvalidArgument: Code.INVALID_ARGUMENT,
+    NotFound: Code.NOT_FOUND,
+    AlreadyExists: Code.ALREADY_EXISTS,
+    FailedPrecondition: Code.FAILED_PRECONDITION,
+}
+
+
+def as_connect_error(error: ConnectError | DomainError) -> ConnectError:
+    """The Connect error a refusal reaches the wire as, whichever layer raised it."""
+    if isinstance(error, ConnectError):
+        return error
+    for kind in type(error).__mro__:
+        if kind in _CODE_OF_DOMAIN_ERROR:
+            return ConnectError(_CODE_OF_DOMAIN_ERROR[kind], error.message)
+    return ConnectError(Code.INVALID_ARGUMENT, error.message)

@@ -24,7 +24,6 @@ from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
 
-from runplane import metrics
 from runplane.connect.access import check_project_access
 from runplane.connect.codec import (
     ACCEPT_POST,
@@ -37,14 +36,16 @@ from runplane.connect.codec import (
     error_response,
     request_payload,
 )
-from runplane.connect.errors import Code, ConnectError
+from runplane.connect.errors import Code, ConnectError, as_connect_error
 from runplane.connect.streams import (
     decode_stream_request,
     stream_codec_of,
     stream_response,
     unsupported_stream_media_type,
 )
-from runplane.logs import bind_request
+from runplane.errors import DomainError
+from runplane.ops import metrics
+from runplane.ops.logs import bind_request
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,8 @@ class ConnectRouter:
             return self._dispatch_stream(procedure, request)
         try:
             return self._dispatch(request)
-        except ConnectError as error:
+        except (ConnectError, DomainError) as refusal:
+            error = as_connect_error(refusal)
             if error.code in (Code.INTERNAL, Code.UNAVAILABLE, Code.DATA_LOSS):
                 logger.error("%s failed: %s", request.path, error.message)
             _count_error(error.code)
@@ -150,7 +152,8 @@ class ConnectRouter:
             bind_request(message)
             check_project_access(message, request.claims)
             messages = list(cast(StreamHandler, procedure.handler)(message))
-        except ConnectError as error:
+        except (ConnectError, DomainError) as refusal:
+            error = as_connect_error(refusal)
             _count_error(error.code)
             return stream_response(messages, codec, error=error)
         except Exception:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, Configuration
 
-    from runplane.aws_http.sigv4 import Credentials
+    from runplane.aws.http.sigv4 import Credentials
 
 TOKEN_PREFIX = "k8s-aws-v1."
 TOKEN_LIFETIME_SECONDS = 10 * 60  # refresh well before EKS's ~15 minute acceptance window
@@ -29,8 +29,8 @@ GET_CALLER_IDENTITY = {"Action": "GetCallerIdentity", "Version": "2011-06-15"}
 def mint_token(*, cluster_name: str, region: str, credentials: Credentials | None = None) -> str:
     """The bearer token ``aws eks get-token`` prints, signed with the function's role (or
     ``credentials``): no STS client, no call, one presigned URL."""
-    from runplane import aws_http
-    from runplane.aws_http.sigv4 import payload_hash, presign
+    from runplane.aws import http as aws_http
+    from runplane.aws.http.sigv4 import payload_hash, presign
 
     host = f"sts.{region}.amazonaws.com"
     url = presign(
@@ -70,7 +70,7 @@ def eks_api_client(cluster_name: str) -> ApiClient:
     """A kubernetes ApiClient for an EKS cluster, its token refreshed before every expiry."""
     from kubernetes import client
 
-    from runplane import aws_http
+    from runplane.aws import http as aws_http
 
     region = aws_http.region()
     cluster = aws_http.describe_eks_cluster(cluster_name)

@@ -9,7 +9,7 @@ are made here (``dynamodb_client``, ``s3_client``: botocore's calling convention
 ``standard`` retries, ``sigv4`` checked against botocore's signer), and so is what reconcile and the
 status mirror need to reach EKS (``describe_eks_cluster``, and ``credentials`` to sign the cluster
 token). The rarely used services (Scheduler, CloudWatch Logs, Lambda) keep botocore's clients, made
-lazily (``runplane.aws_clients``).
+lazily (``runplane.aws.clients``).
 
 Configuration is read as boto3 reads it: credentials from ``AWS_ACCESS_KEY_ID``/
 ``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` (Lambda sets them from the function's role), else
@@ -24,12 +24,12 @@ import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from runplane.aws_http.sigv4 import Credentials
+from runplane.aws.http.sigv4 import Credentials
 
 if TYPE_CHECKING:
-    from runplane.aws_http.dynamodb import DynamoDBClient
-    from runplane.aws_http.s3 import S3Client
-    from runplane.aws_http.transport import Endpoint
+    from runplane.aws.http.dynamodb import DynamoDBClient
+    from runplane.aws.http.s3 import S3Client
+    from runplane.aws.http.transport import Endpoint
 
 # A client is made once per process for each endpoint and region the environment names, on first
 # use (functools.cache: two threads racing at the very first call may each make one, and both
@@ -52,7 +52,7 @@ def s3_client() -> S3Client:
 
 def describe_eks_cluster(name: str) -> dict[str, Any]:
     """EKS DescribeCluster's ``cluster`` (endpoint, certificate authority) of ``name``."""
-    from runplane.aws_http.eks import describe_cluster
+    from runplane.aws.http.eks import describe_cluster
 
     where = region()
     endpoint = _endpoint(
@@ -77,7 +77,7 @@ def region() -> str:
     configured = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if configured:
         return configured
-    from runplane.aws_clients import session
+    from runplane.aws.clients import session
 
     found = session().get_config_variable("region")
     if not found:
@@ -87,20 +87,20 @@ def region() -> str:
 
 @cache
 def _dynamodb_at(url: str, region: str) -> DynamoDBClient:
-    from runplane.aws_http.dynamodb import DynamoDBClient
+    from runplane.aws.http.dynamodb import DynamoDBClient
 
     return DynamoDBClient(endpoint=_endpoint(url=url, service="dynamodb", region=region))
 
 
 @cache
 def _s3_at(url: str, region: str, *, path_style: bool) -> S3Client:
-    from runplane.aws_http.s3 import S3Client
+    from runplane.aws.http.s3 import S3Client
 
     return S3Client(endpoint=_endpoint(url=url, service="s3", region=region), path_style=path_style)
 
 
 def _endpoint(*, url: str, service: str, region: str) -> Endpoint:
-    from runplane.aws_http.transport import Endpoint
+    from runplane.aws.http.transport import Endpoint
 
     return Endpoint(url=url, service=service, region=region, credentials=credentials)
 
@@ -114,7 +114,7 @@ def _configured_endpoint(service_env_name: str) -> str | None:
 @cache
 def _provider_chain() -> Any:
     """botocore's credentials (a RefreshableCredentials for roles), when the environment has none."""
-    from runplane.aws_clients import session
+    from runplane.aws.clients import session
 
     resolved = session().get_credentials()
     if resolved is None:

@@ -30,7 +30,7 @@ class BlobStore:
     def client(self) -> S3Client:
         if self._client is not None:
             return self._client
-        from runplane import aws_http
+        from runplane.aws import http as aws_http
 
         return cast("S3Client", aws_http.s3_client())  # botocore's calling convention, typed by its stubs
 

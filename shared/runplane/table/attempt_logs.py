@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from flyteidl2.core import execution_pb2
 from flyteidl2.workflow import run_definition_pb2 as wf
 
-from runplane import phases
-from runplane.connect.errors import not_found
-from runplane.identifiers import ActionKey
-from runplane.store import ActionStore
+from runplane.errors import NotFound
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,11 @@ def attempt_logs(store: ActionStore, key: ActionKey, attempt: int) -> AttemptLog
         if record.attempt == attempt and record.info
     ]
     if not events:
-        raise not_found(f"attempt {attempt} of action {key} has no events: it has not run, so it has no logs")
+        raise NotFound(f"attempt {attempt} of action {key} has no events: it has not run, so it has no logs")
     newest_first = sorted(events, key=lambda e: (e.phase, e.version), reverse=True)
     reported = next((event for event in newest_first if event.HasField("log_context")), None)
     if reported is None:
-        raise not_found(f"attempt {attempt} of action {key} has no log context: its container never ran")
+        raise NotFound(f"attempt {attempt} of action {key} has no log context: its container never ran")
     return AttemptLogs(
         log_context=reported.log_context,
         cluster=reported.cluster,
@@ -56,11 +56,11 @@ def primary_container(
 ) -> tuple[execution_pb2.PodLogContext, execution_pb2.ContainerContext]:
     """The primary pod and its primary container (Flyte's GetPrimaryPodAndContainer)."""
     if not log_context.primary_pod_name:
-        raise not_found("the log context names no primary pod")
+        raise NotFound("the log context names no primary pod")
     pod = next((p for p in log_context.pods if p.pod_name == log_context.primary_pod_name), None)
     if pod is None:
-        raise not_found(f"primary pod {log_context.primary_pod_name} not found in the log context")
+        raise NotFound(f"primary pod {log_context.primary_pod_name} not found in the log context")
     container = next((c for c in pod.containers if c.container_name == pod.primary_container_name), None)
     if container is None:
-        raise not_found(f"primary container {pod.primary_container_name} not found in pod {pod.pod_name}")
+        raise NotFound(f"primary container {pod.primary_container_name} not found in pod {pod.pod_name}")
     return pod, container

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from runplane.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME
+from runplane.table.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME
 
 # Kubernetes namespaces are DNS-1123 labels.
 _NAMESPACE_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -26,7 +26,7 @@ _BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SMALL_INTEGER = re.compile(r"^[1-9][0-9]?$")
 _SECONDS = re.compile(r"^[0-9]{1,3}(\.[0-9]+)?$")
 _RUN_INDEX_PATTERN = re.compile(f"^({RUN_INDEX_NAME}|{PREVIOUS_RUN_INDEX_NAME})$")
-# Project and domain names become Kubernetes label values (runplane.identifiers).
+# Project and domain names become Kubernetes label values (runplane.flyte.identifiers).
 _LABEL_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE_MAX_LENGTH = 63
 # CloudWatch Logs' log group names: 1-512 of letters, digits, '_', '-', '/', '.', '#'.

@@ -1,6 +1,6 @@
 """AWS clients for the control plane: botocore's low-level clients, made once per container and cheaply.
 
-The table, the bucket and EKS have clients of their own (``runplane.aws_http``: every function
+The table, the bucket and EKS have clients of their own (``runplane.aws.http``: every function
 calls one on its first request, and botocore would be most of its cold start). The other
 services (Lambda, Scheduler, CloudWatch Logs) are called off the hot paths, through botocore's
 low-level clients. ``boto3.client`` builds exactly these, and costs more at every
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from botocore.session import Session
 
 # The services the functions call through botocore (the table, the bucket and EKS go through
-# runplane.aws_http). A client of any other is refused: add it here first (the loader answers only
+# runplane.aws.http). A client of any other is refused: add it here first (the loader answers only
 # for these, so botocore could not load its model anyway).
 SERVICES = frozenset({"lambda", "scheduler", "logs"})
 
@@ -48,7 +48,7 @@ def session() -> Session:
 def client(service: str, *, config: Config | None = None, region_name: str | None = None) -> Any:
     """A low-level client of ``service`` (one of ``SERVICES``), as ``boto3.client`` would make it."""
     if service not in SERVICES:
-        raise ValueError(f"{service!r} is not a service this control plane calls (runplane.aws_clients.SERVICES)")
+        raise ValueError(f"{service!r} is not a service this control plane calls (runplane.aws.clients.SERVICES)")
     shared = session()
     with _lock:
         return shared.create_client(service, config=config, region_name=region_name)

@@ -10,8 +10,8 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from runplane.aws_http.sigv4 import payload_hash
-from runplane.aws_http.transport import Answer, Endpoint, ErrorClasses
+from runplane.aws.http.sigv4 import payload_hash
+from runplane.aws.http.transport import Answer, Endpoint, ErrorClasses
 
 EMPTY_BODY_HASH = payload_hash(b"")
 ERRORS = ErrorClasses()

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from runplane.connect.errors import invalid_argument
+from runplane.errors import InvalidArgument
 
 ROOT_ACTION_NAME = "a0"  # a run is its root action, always named a0
 
@@ -71,11 +71,11 @@ class ActionKey:
 
 def validate_run_name(name: str) -> str:
     if not name:
-        raise invalid_argument("run name must not be empty")
+        raise InvalidArgument("run name must not be empty")
     if len(name) > RUN_NAME_MAX_LENGTH:
-        raise invalid_argument(f"run name {name!r} is longer than {RUN_NAME_MAX_LENGTH} characters")
+        raise InvalidArgument(f"run name {name!r} is longer than {RUN_NAME_MAX_LENGTH} characters")
     if not _DNS_1035_LABEL.match(name):
-        raise invalid_argument(
+        raise InvalidArgument(
             f"run name {name!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
             "starting with a letter and ending with a letter or digit"
         )
@@ -87,11 +87,11 @@ def validate_action_name(name: str, *, field: str = "action name") -> str:
     digit, but it stays within the CRD's 30 characters and keeps ``<run>-<action>`` a valid
     Kubernetes name."""
     if not name:
-        raise invalid_argument(f"{field} must not be empty")
+        raise InvalidArgument(f"{field} must not be empty")
     if len(name) > ACTION_NAME_MAX_LENGTH:
-        raise invalid_argument(f"{field} {name!r} is longer than {ACTION_NAME_MAX_LENGTH} characters")
+        raise InvalidArgument(f"{field} {name!r} is longer than {ACTION_NAME_MAX_LENGTH} characters")
     if not _ACTION_NAME.match(name):
-        raise invalid_argument(
+        raise InvalidArgument(
             f"{field} {name!r} must be lowercase letters, digits and '-', starting and ending with a letter or digit"
         )
     return name
@@ -99,9 +99,9 @@ def validate_action_name(name: str, *, field: str = "action name") -> str:
 
 def validate_scope_name(value: str, *, field: str) -> str:
     if not value:
-        raise invalid_argument(f"{field} must not be empty")
+        raise InvalidArgument(f"{field} must not be empty")
     if len(value) > SCOPE_NAME_MAX_LENGTH or not _LABEL_VALUE.match(value):
-        raise invalid_argument(
+        raise InvalidArgument(
             f"{field} {value!r} must be at most {SCOPE_NAME_MAX_LENGTH} characters of letters, digits, "
             "'-', '_' or '.', starting and ending with a letter or digit"
         )
@@ -114,7 +114,7 @@ REGISTRY_NAME_MAX_LENGTH = 255  # flyteidl2's declared limit for task and trigge
 def validate_registry_name(value: str, *, field: str) -> str:
     """A task name, task version or trigger name: it becomes part of a sort key, so no '#'."""
     if not value or len(value) > REGISTRY_NAME_MAX_LENGTH or "#" in value:
-        raise invalid_argument(f"{field} must be 1-{REGISTRY_NAME_MAX_LENGTH} characters without '#'")
+        raise InvalidArgument(f"{field} must be 1-{REGISTRY_NAME_MAX_LENGTH} characters without '#'")
     return value
 
 

@@ -10,7 +10,7 @@ Seed projects (Flyte's ``seedProjects``, ``flytesnacks`` by default) exist from 
 Flyte creates them when it starts: the first read that misses one writes it (an insert that never
 overwrites), and from then on it is a project like any other.
 
-Every DynamoDB call goes through the registry's data-access module (``runplane.registry_store``).
+Every DynamoDB call goes through the registry's data-access module (``runplane.table.registry``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from runplane.records import _AttributeReader, format_time, parse_time, utcnow
-from runplane.registry_store import RegistryItems
+from runplane.table.records import _AttributeReader, format_time, parse_time, utcnow
+from runplane.table.registry import RegistryItems
 
 if TYPE_CHECKING:
-    from runplane.store import ActionStore
+    from runplane.table.actions import ActionStore
 
 PROJECT_PARTITION = "PROJECTS"
 PROJECT_SORT_PREFIX = "P#"

@@ -17,7 +17,7 @@ request is applied to the rows in memory, with the same meaning:
   values sort last ascending and first descending, as in Postgres; tie-breakers make the order
   total;
 - a page token names the sort key of the last row sent, signed and bound to the query
-  (``runplane.pages``): the next page starts right after that row, even when rows were added or
+  (``runplane.connect.pages``): the next page starts right after that row, even when rows were added or
   removed in between (Flyte's offsets skip or repeat rows then).
 """
 
@@ -34,8 +34,8 @@ from typing import Any, Generic, TypeVar
 from flyteidl2.common import list_pb2
 
 from runplane.connect.errors import invalid_argument
-from runplane.pages import PageTokens, page_limit
-from runplane.records import format_time
+from runplane.connect.pages import PageTokens, page_limit
+from runplane.table.records import format_time
 
 Row = TypeVar("Row")
 Function = list_pb2.Filter.Function

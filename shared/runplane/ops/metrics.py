@@ -5,7 +5,7 @@ A function's handler module makes its metrics with ``function_metrics("<function
 handler with ``@metrics.flush_after`` (outside ``@logger.inject_lambda_context``). Code anywhere in
 the function or the shared layer then counts with ``count("RunsCreated")`` (optionally with
 dimensions, e.g. ``count("ConnectErrors", Code="not_found")``); each count goes to the function
-serving the current invocation (``runplane.logs.serving_function``), or to the process's only
+serving the current invocation (``runplane.ops.logs.serving_function``), or to the process's only
 function (as on Lambda), and is dropped when neither is known (unit tests, tools).
 
 Counts are summed in memory under a lock (reconcile and the local stack count from several
@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from runplane.logs import serving_function
+from runplane.ops.logs import serving_function
 
 logger = logging.getLogger(__name__)
 

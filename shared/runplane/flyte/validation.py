@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flyteidl2.common.identifier_pb2 import ActionIdentifier, RunIdentifier
 
-from runplane import phases
-from runplane.connect.errors import invalid_argument
-from runplane.identifiers import (
+from runplane.errors import InvalidArgument
+from runplane.flyte import phases
+from runplane.flyte.identifiers import (
     ROOT_ACTION_NAME,
     ActionKey,
     RunKey,
@@ -19,7 +19,7 @@ from runplane.identifiers import (
 def run_key(run_id: RunIdentifier, *, field: str = "run_id") -> RunKey:
     """The key of an existing run: present and well-formed (a malformed name cannot exist)."""
     if not run_id.name:
-        raise invalid_argument(f"{field}.name is required")
+        raise InvalidArgument(f"{field}.name is required")
     return RunKey(
         project=validate_scope_name(run_id.project, field=f"{field}.project"),
         domain=validate_scope_name(run_id.domain, field=f"{field}.domain"),
@@ -31,7 +31,7 @@ def action_key(action_id: ActionIdentifier, *, field: str = "action_id") -> Acti
     """The key of an existing action."""
     run = run_key(action_id.run, field=f"{field}.run")
     if not action_id.name:
-        raise invalid_argument(f"{field}.name is required")
+        raise InvalidArgument(f"{field}.name is required")
     return run.action(action_id.name)
 
 
@@ -42,15 +42,15 @@ def new_child_key(action_id: ActionIdentifier, *, parent: str, field: str = "act
     key = action_key(action_id, field=field)
     validate_action_name(key.name, field=f"{field}.name")
     if key.name in (ROOT_ACTION_NAME, key.run):
-        raise invalid_argument(f"{field}.name {key.name!r} is reserved: it names the run's root action")
+        raise InvalidArgument(f"{field}.name {key.name!r} is reserved: it names the run's root action")
     if not parent:
-        raise invalid_argument("parent_action_name is required: runs and their root actions come from CreateRun")
+        raise InvalidArgument("parent_action_name is required: runs and their root actions come from CreateRun")
     if parent == key.name:
-        raise invalid_argument(f"action {key.name!r} cannot be its own parent")
+        raise InvalidArgument(f"action {key.name!r} cannot be its own parent")
     return key
 
 
 def known_phase(value: int, *, field: str) -> int:
     if value not in phases.ALL_PHASES or value == phases.UNSPECIFIED:
-        raise invalid_argument(f"{field} {value} is not an ActionPhase")
+        raise InvalidArgument(f"{field} {value} is not an ActionPhase")
     return value

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from runplane.records import StoredItem, returned_item
+from runplane.table.records import StoredItem, returned_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -66,7 +66,7 @@ class MirrorLeases:
     def client(self) -> DynamoDBClient:
         if self._client is not None:
             return self._client
-        from runplane import aws_http
+        from runplane.aws import http as aws_http
 
         return cast("DynamoDBClient", aws_http.dynamodb_client())
 

@@ -15,9 +15,14 @@ import threading
 import time
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
-from runplane.mirror_leases import MirrorLeases
+
+class ShardLeases(Protocol):
+    """Whether a shard's watcher holds its lease (runplane.table.leases.MirrorLeases)."""
+
+    def active(self, shard: int) -> bool: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +32,7 @@ MIN_WAKE_INTERVAL_SECONDS = 5.0
 
 
 class MirrorWaker:
-    def __init__(self, *, function_name: str, leases: MirrorLeases, client: Any = None) -> None:
+    def __init__(self, *, function_name: str, leases: ShardLeases, client: Any = None) -> None:
         self._function_name = function_name
         self._leases = leases
         self._client = client
@@ -38,7 +43,7 @@ class MirrorWaker:
     def client(self) -> Any:
         if self._client is not None:
             return self._client
-        from runplane.aws_clients import client
+        from runplane.aws.clients import client
 
         return client("lambda")
 

@@ -16,8 +16,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from runplane.aws_http.sigv4 import payload_hash, presign, uri_path
-from runplane.aws_http.transport import Answer, Endpoint, ErrorClasses
+from runplane.aws.http.sigv4 import payload_hash, presign, uri_path
+from runplane.aws.http.transport import Answer, Endpoint, ErrorClasses
 
 # What a presigned URL may make the holder do, by botocore's method name.
 PRESIGNABLE = {"put_object": "PUT", "get_object": "GET"}

@@ -1,11 +1,11 @@
 """The DynamoDB data-access layer: every write is conditional, every read a GetItem or a Query.
 
-The store speaks records (``runplane.records``) and answers with outcomes; the services above it
+The store speaks records (``runplane.table.records``) and answers with outcomes; the services above it
 decide what those mean on the wire. Rules enforced here, by the writes themselves:
 
 - creates never overwrite (``attribute_not_exists``); a duplicate returns the stored record;
 - a child is written only while its parent exists and has not ended (one transaction);
-- status updates pass the phase guard (``runplane.phases``) as a condition expression;
+- status updates pass the phase guard (``runplane.flyte.phases``) as a condition expression;
 - an abort applies only to an action that has not ended;
 - large specs go to the data bucket, so an item never nears DynamoDB's 400 KB limit, and every
   read resolves them again.
@@ -22,9 +22,9 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast
 
-from runplane import phases
-from runplane.identifiers import ActionKey, RunKey
-from runplane.records import (
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey, RunKey
+from runplane.table.records import (
     ACTION_LISTING_ATTRIBUTES,
     ACTION_SORT_PREFIX,
     ACTION_STATE_ATTRIBUTES,
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import KeysAndAttributesUnionTypeDef
 
-    from runplane.blobs import BlobStore
+    from runplane.aws.blobs import BlobStore
 
 # DynamoDB rejects items over 400 KB; stay clear of it so a record near the limit fails with a
 # clear message instead of a ValidationException from the service.
@@ -194,7 +194,7 @@ class ActionStore:
     def client(self) -> DynamoDBClient:
         if self._client is not None:
             return self._client
-        from runplane import aws_http
+        from runplane.aws import http as aws_http
 
         return cast("DynamoDBClient", aws_http.dynamodb_client())  # botocore's calling convention, typed by its stubs
 

@@ -16,7 +16,7 @@ Key design (docs/load-model.md):
 
 The serialized flyteidl2 messages (``ActionSpec``, ``RunSpec``) are stored as binary attributes,
 deflated when that makes them smaller (``compress_spec``), unless they are large: then they live
-in the data bucket and the item holds their URI (``runplane.store`` offloads and resolves them).
+in the data bucket and the item holds their URI (``runplane.table.actions`` offloads and resolves them).
 
 Every write of an item, a status update included, is billed one write unit per started KB of the
 whole item (and a refused conditional write per KB of the item it found), so items are kept
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from runplane import phases
-from runplane.identifiers import ROOT_ACTION_NAME, ActionKey
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ROOT_ACTION_NAME, ActionKey
 
 KEY_SEPARATOR = "#"
 ACTION_SORT_PREFIX = "A#"

@@ -1,6 +1,6 @@
 """One HTTP exchange with an AWS service, retried the way botocore's ``standard`` mode retries it.
 
-``Endpoint.exchange`` is what ``runplane.aws_http``'s DynamoDB and S3 clients call: it signs each
+``Endpoint.exchange`` is what ``runplane.aws.http``'s DynamoDB and S3 clients call: it signs each
 attempt afresh (a retry later than five minutes would fail with a stale date), keeps one
 keep-alive connection per thread (``http.client`` connections are not thread-safe; reconcile
 calls from worker threads; one the service closed while the function was idle is replaced at once,
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from runplane.aws_http.sigv4 import Credentials, sign
+from runplane.aws.http.sigv4 import Credentials, sign
 
 # The same as the botocore Config the functions used: 4 attempts, 3 s to connect, 10 s to answer.
 MAX_ATTEMPTS = 4

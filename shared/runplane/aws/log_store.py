@@ -116,7 +116,7 @@ class ContainerLogs:
         if self._client is None:
             from botocore.config import Config
 
-            from runplane.aws_clients import client
+            from runplane.aws.clients import client
 
             self._client = client(
                 "logs", config=Config(retries={"mode": "standard", "max_attempts": 4}, read_timeout=10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 
-from runplane.identifiers import taskaction_name
+from runplane.flyte.identifiers import taskaction_name
 
 _ALPHABET = string.ascii_lowercase + string.digits
 SHARD_PREFIXES = [a + b for a in _ALPHABET for b in _ALPHABET]  # 36 x 36 = 1,296

@@ -1,4 +1,4 @@
-"""AWS Signature Version 4: how every request of ``runplane.aws_http`` proves who sends it.
+"""AWS Signature Version 4: how every request of ``runplane.aws.http`` proves who sends it.
 
 A signature is a few HMAC-SHA256s over a canonical form of the request
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html): headers for calls made

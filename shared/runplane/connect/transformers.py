@@ -10,8 +10,8 @@ from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
 from flyteidl2.task.task_definition_pb2 import TaskIdentifier
 from flyteidl2.workflow import run_definition_pb2 as wf
 
-from runplane.identifiers import ActionKey
-from runplane.records import ActionRecord
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.records import ActionRecord
 
 _EnumT = TypeVar("_EnumT", bound=int)
 

@@ -18,8 +18,8 @@ import zlib
 from functools import partial
 from typing import Any
 
-from runplane.aws_http.sigv4 import payload_hash
-from runplane.aws_http.transport import Answer, Endpoint, ErrorClasses
+from runplane.aws.http.sigv4 import payload_hash
+from runplane.aws.http.transport import Answer, Endpoint, ErrorClasses
 
 TARGET_PREFIX = "DynamoDB_20120810"
 CONTENT_TYPE = "application/x-amz-json-1.0"

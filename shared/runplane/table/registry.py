@@ -1,8 +1,8 @@
 """The DynamoDB data access of the registry: the items of deployed tasks, triggers and projects.
 
-Part of the data-access layer, beside ``runplane.store`` (the runs and their actions). Tasks
-(``runplane.tasks``), triggers (``functions/task_registry/triggers.py``) and projects
-(``runplane.projects``) build and read their items and go through here for every call; they
+Part of the data-access layer, beside ``runplane.table.actions`` (the runs and their actions). Tasks
+(``runplane.table.tasks``), triggers (``functions/task_registry/triggers.py``) and projects
+(``runplane.table.projects``) build and read their items and go through here for every call; they
 never touch the client.
 
 Registry items live in the actions table, in partitions of their own (``TASKS#…``,
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runplane.store import ActionStore
+    from runplane.table.actions import ActionStore
 
 Item = dict[str, Any]  # a DynamoDB item in the low-level client's attribute-value form
 

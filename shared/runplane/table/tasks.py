@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from runplane.records import _AttributeReader, format_time, parse_time, utcnow
-from runplane.registry_store import RegistryItems
+from runplane.table.records import _AttributeReader, format_time, parse_time, utcnow
+from runplane.table.registry import RegistryItems
 
 if TYPE_CHECKING:
-    from runplane.store import ActionStore
+    from runplane.table.actions import ActionStore
 
 TASK_PARTITION_PREFIX = "TASKS#"
 
 
 def task_key(task_id: Any, *, field: str = "task_id") -> tuple[str, str, str, str]:
     """(project, domain, name, version) of a flyteidl2 TaskIdentifier, validated."""
-    from runplane.identifiers import validate_registry_name, validate_scope_name
+    from runplane.flyte.identifiers import validate_registry_name, validate_scope_name
 
     return (
         validate_scope_name(task_id.project, field=f"{field}.project"),
@@ -101,7 +101,7 @@ class DeployOutcome:
 
 class TaskStore:
     """Tasks on the action store's table and bucket; every DynamoDB call goes through
-    ``runplane.registry_store``."""
+    ``runplane.table.registry``."""
 
     def __init__(self, store: ActionStore) -> None:
         self._store = store
@@ -134,6 +134,6 @@ class TaskStore:
 
 
 def _inline_limit() -> int:
-    from runplane.store import INLINE_SPEC_LIMIT
+    from runplane.table.actions import INLINE_SPEC_LIMIT
 
     return INLINE_SPEC_LIMIT
