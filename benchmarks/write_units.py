@@ -125,8 +125,8 @@ class NoCluster:
 
     namespace = "flyte"
 
-    def label(self, name: str, labels: dict[str, str]) -> None:
-        pass
+    def label(self, name: str, labels: dict[str, str]) -> bool:
+        return True
 
 
 def _time(moment: datetime) -> str:
@@ -232,7 +232,7 @@ def lives(table: str, bucket: str) -> dict[str, dict[str, int]]:
     store = ActionStore(table_name=table, client=cast(Any, client), blobs=BlobStore(), spec_prefix=f"s3://{bucket}")
     create = CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{bucket}")
     lifecycle = ActionLifecycleService(store=store)
-    mirror = StatusMirror(store=store, cluster=NoCluster())  # type: ignore[arg-type]  # the label is all it writes
+    mirror = StatusMirror(store=store, cluster=NoCluster())  # the label is all it writes
     start = datetime.now(UTC).replace(microsecond=0)
 
     def step(results: dict[str, int], name: str) -> None:

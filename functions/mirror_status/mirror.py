@@ -29,17 +29,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from functions.mirror_status.conditions import Sighting, sighting_of
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
-from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import LABEL_MANAGED_BY, LABEL_TERMINAL_RECORDED, MANAGED_BY, identity_of
 from runplane.ops import metrics
 from runplane.ops.logs import bind
-from runplane.table.actions import ActionStore, StatusUpdate
+from runplane.table.actions import StatusUpdate, UpdateOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,19 @@ ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 MEMORY_ENTRIES = 20_000
 # Phases at or beyond RUNNING: a parent in one of them needs no promotion.
 _PROMOTED = frozenset({phases.RUNNING, phases.PAUSED}) | phases.TERMINAL_PHASES
+
+
+class MirrorStore(Protocol):
+    """The table as the mirror writes it (``runplane.table.actions.ActionStore``)."""
+
+    def update_status(self, key: ActionKey, update: StatusUpdate, *, now: datetime | None = None) -> UpdateOutcome: ...
+    def promote_to_running(self, key: ActionKey, *, now: datetime | None = None) -> bool: ...
+
+
+class MirrorCluster(Protocol):
+    """The cluster as the mirror writes it (``runplane.kube.client.TaskActionClient``)."""
+
+    def label(self, name: str, labels: dict[str, str]) -> bool: ...
 
 
 class Outcome(StrEnum):
@@ -74,7 +87,7 @@ def action_key_of(resource: dict[str, Any]) -> ActionKey | None:
 
 
 class StatusMirror:
-    def __init__(self, *, store: ActionStore, cluster: TaskActionClient) -> None:
+    def __init__(self, *, store: MirrorStore, cluster: MirrorCluster) -> None:
         self._store = store
         self._cluster = cluster
         self._lock = threading.Lock()  # a relist mirrors several resources at a time

@@ -35,15 +35,39 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from functions.reconcile.taskaction import build_taskaction
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey, taskaction_name
-from runplane.kube.client import AlreadyExists, ResourceRejected, TaskActionClient
+from runplane.kube.client import AlreadyExists, ResourceRejected
 from runplane.kube.resources import identity_of
-from runplane.table.actions import ActionNode, ActionState, ActionStore
+from runplane.table.actions import ActionNode, ActionState, EndResult
 from runplane.table.records import ACTION_SORT_PREFIX, ActionRecord
+
+
+class ReconcileStore(Protocol):
+    """The table as reconcile uses it (``runplane.table.actions.ActionStore``)."""
+
+    def get_action_states(self, keys: list[ActionKey]) -> dict[ActionKey, ActionState]: ...
+    def resolve_specs(self, record: ActionRecord) -> ActionRecord: ...
+    def list_action_tree(self, run: Any) -> list[ActionNode]: ...
+    def abort_cascaded(self, key: ActionKey, *, reason: str) -> EndResult: ...
+    def abort_cascaded_many(self, keys: list[ActionKey], *, reason: str) -> int: ...
+    def finish_abort(self, key: ActionKey, *, requested_at: datetime, error: str = "") -> bool: ...
+    def count_attempt(self, key: ActionKey, *, counter: str) -> int: ...
+    def fail_action(self, key: ActionKey, *, message: str, kind: str = "KIND_SYSTEM") -> bool: ...
+
+
+class ReconcileCluster(Protocol):
+    """The cluster as reconcile uses it (``runplane.kube.client.TaskActionClient``)."""
+
+    namespace: str
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def get(self, name: str) -> dict[str, Any] | None: ...
+    def delete(self, name: str) -> bool: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +153,7 @@ class ActionChange:
 
 class Reconciler:
     def __init__(
-        self, *, cluster: TaskActionClient, store: ActionStore, max_attempts: int = 5, mirror_shards: int = 1
+        self, *, cluster: ReconcileCluster, store: ReconcileStore, max_attempts: int = 5, mirror_shards: int = 1
     ) -> None:
         self._cluster = cluster
         self._store = store

@@ -14,7 +14,8 @@ from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey, RunKey
-from runplane.table.actions import TRANSACTION_LIMIT, ActionStore, StatusUpdate
+from runplane.table.abort_cascade import TRANSACTION_LIMIT
+from runplane.table.actions import ActionStore, StatusUpdate
 from runplane.table.projects import ProjectRecord, ProjectStore
 from runplane.table.records import ActionRecord, item_key
 from tests.builders import DOMAIN, PROJECT, create_run_request, integer_inputs

@@ -33,8 +33,9 @@ class Cluster:
     def __init__(self) -> None:
         self.labelled: list[str] = []
 
-    def label(self, name: str, labels: dict[str, str]) -> None:
+    def label(self, name: str, labels: dict[str, str]) -> bool:
         self.labelled.append(name)
+        return True
 
 
 def resource(action: str, reason: str | None, *, parent: str | None = None, done: bool = False, **labels: str) -> dict:
@@ -66,7 +67,7 @@ def resource(action: str, reason: str | None, *, parent: str | None = None, done
 
 def mirror() -> tuple[StatusMirror, Store, Cluster]:
     store, cluster = Store(), Cluster()
-    return StatusMirror(store=store, cluster=cluster), store, cluster  # type: ignore[arg-type]
+    return StatusMirror(store=store, cluster=cluster), store, cluster
 
 
 def test_a_sighting_already_applied_is_not_written_again():

@@ -13,7 +13,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from functions.reconcile.reconciler import Outcome, Reconciler
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
-from runplane.table.actions import ActionNode, ActionState
+from runplane.table.actions import ActionNode, ActionState, EndResult
 from runplane.table.records import ActionRecord, utcnow
 from tests.builders import task_spec
 
@@ -48,6 +48,14 @@ class Store:
             raise RuntimeError("throttled")
         return self.tree
 
+    def abort_cascaded(self, key: ActionKey, *, reason: str) -> EndResult:
+        self.calls.append(f"cascade {key.name}")
+        return EndResult.ENDED
+
+    def fail_action(self, key: ActionKey, *, message: str, kind: str = "KIND_SYSTEM") -> bool:
+        self.calls.append("fail")
+        return True
+
     def abort_cascaded_many(self, keys: list[ActionKey], *, reason: str) -> int:
         self.calls.append(f"cascade {sorted(key.name for key in keys)}")
         return len(keys)
@@ -73,6 +81,10 @@ class Cluster:
         self.created.append(body)
         return {**body, "metadata": {**body["metadata"], "uid": "u-1"}}
 
+    def get(self, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"get {name}")
+        return None
+
     def delete(self, name: str) -> bool:
         self.calls.append(f"delete {name}")
         return True
@@ -80,7 +92,7 @@ class Cluster:
 
 def reconciler(store: Store) -> tuple[Reconciler, Cluster]:
     cluster = Cluster(store.calls)
-    return Reconciler(cluster=cluster, store=store, max_attempts=5), cluster  # type: ignore[arg-type]
+    return Reconciler(cluster=cluster, store=store, max_attempts=5), cluster
 
 
 def test_a_new_action_is_created_from_its_image_after_reading_its_phase_alone():

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from runplane.table.records import StoredItem, returned_item
+from runplane.table.dynamo import update_if
+from runplane.table.records import StoredItem
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -75,31 +76,29 @@ class MirrorLeases:
         for ``planned_seconds``; returns the checkpoint to resume from, or who holds it and until
         when they plan to."""
         now = _now_ms()
-        client = self.client
-        try:
-            response = client.update_item(
-                TableName=self.table_name,
-                Key=_key(shard),
-                UpdateExpression="SET holder = :me, expires_at = :until, acquired_at = :now, planned_end = :end",
-                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR holder = :me",
-                ExpressionAttributeValues={
-                    ":me": {"S": holder},
-                    ":until": {"N": str(now + int(seconds * 1000))},
-                    ":now": {"N": str(now)},
-                    ":end": {"N": str(now + int(planned_seconds * 1000))},
-                },
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except client.exceptions.ConditionalCheckFailedException as exc:
-            item = returned_item(exc.response) or {}
+        written = update_if(
+            self.client,
+            TableName=self.table_name,
+            Key=_key(shard),
+            UpdateExpression="SET holder = :me, expires_at = :until, acquired_at = :now, planned_end = :end",
+            ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR holder = :me",
+            ExpressionAttributeValues={
+                ":me": {"S": holder},
+                ":until": {"N": str(now + int(seconds * 1000))},
+                ":now": {"N": str(now)},
+                ":end": {"N": str(now + int(planned_seconds * 1000))},
+            },
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        item = written.item or {}
+        if not written.applied:
             return LeaseState(
                 acquired=False,
                 holder=item.get("holder", {}).get("S", ""),
                 expires_at_ms=int(item.get("expires_at", {}).get("N", "0")),
                 planned_end_ms=int(item.get("planned_end", {}).get("N", "0")),
             )
-        item = response["Attributes"]
         return LeaseState(
             acquired=True, holder=holder, expires_at_ms=int(item["expires_at"]["N"]), checkpoint=_checkpoint(item)
         )
@@ -132,18 +131,14 @@ class MirrorLeases:
         return int(item["expires_at"]["N"]) > _now_ms()
 
     def _conditional(self, shard: int, expression: str, values: dict[str, Any]) -> bool:
-        client = self.client
-        try:
-            client.update_item(
-                TableName=self.table_name,
-                Key=_key(shard),
-                UpdateExpression=expression,
-                ConditionExpression="holder = :me",
-                ExpressionAttributeValues=values,
-            )
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return update_if(
+            self.client,
+            TableName=self.table_name,
+            Key=_key(shard),
+            UpdateExpression=expression,
+            ConditionExpression="holder = :me",
+            ExpressionAttributeValues=values,
+        ).applied
 
 
 def _key(shard: int) -> dict[str, dict[str, str]]:

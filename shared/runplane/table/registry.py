@@ -15,7 +15,9 @@ Query of one partition under a sort-key prefix (or all of it).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from runplane.table.dynamo import put_if, update_if
 
 if TYPE_CHECKING:
     from runplane.table.actions import ActionStore
@@ -31,38 +33,26 @@ class RegistryItems:
 
     def insert(self, item: Mapping[str, Any]) -> Item | None:
         """Put the item unless its key exists: ``None`` when it was written, else the stored item."""
-        client = self._store.client
-        try:
-            client.put_item(
-                TableName=self._store.table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except client.exceptions.ConditionalCheckFailedException as exc:
-            stored: Item = exc.response["Item"]  # type: ignore[typeddict-item]  # ALL_OLD: always there
-            return stored
-        return None
+        written = put_if(
+            self._store.client,
+            TableName=self._store.table_name,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return None if written.applied else dict(written.item or {})
 
     def put_revision(self, item: Mapping[str, Any], *, seen_revision: int | None) -> bool:
         """Write the item if the stored one is still at ``seen_revision`` (``None``: if there is
         none yet). False when another write came first: nothing was written."""
-        client = self._store.client
-        try:
-            if seen_revision is None:
-                client.put_item(
-                    TableName=self._store.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)"
-                )
-            else:
-                client.put_item(
-                    TableName=self._store.table_name,
-                    Item=item,
-                    ConditionExpression="revision = :seen",
-                    ExpressionAttributeValues={":seen": {"N": str(seen_revision)}},
-                )
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        if seen_revision is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "revision = :seen",
+                "ExpressionAttributeValues": {":seen": {"N": str(seen_revision)}},
+            }
+        return put_if(self._store.client, TableName=self._store.table_name, Item=item, **condition).applied
 
     def get(self, key: Mapping[str, Any]) -> Item | None:
         """The item of the key, read consistently, or ``None``."""
@@ -76,8 +66,7 @@ class RegistryItems:
 
     def query(self, partition: str, sort_prefix: str) -> Iterator[Item]:
         """The items of one partition whose sort key starts with the prefix (Query calls, paged)."""
-        items: Iterator[Item] = self._store.query_partition(partition, sort_prefix)
-        return items
+        return cast("Iterator[Item]", self._store.query_partition(partition, sort_prefix))
 
     def update_existing(self, key: Mapping[str, Any], *, set_values: Mapping[str, Any], remove: Sequence[str]) -> bool:
         """Set and remove attributes of the item of the key if it exists (one conditional
@@ -88,16 +77,12 @@ class RegistryItems:
         expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(set_values)))
         if remove:
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
-        client = self._store.client
-        try:
-            client.update_item(
-                TableName=self._store.table_name,
-                Key=key,
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return update_if(
+            self._store.client,
+            TableName=self._store.table_name,
+            Key=key,
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        ).applied

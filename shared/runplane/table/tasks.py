@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from runplane.table.records import _AttributeReader, format_time, parse_time, utcnow
 from runplane.table.registry import RegistryItems
+from runplane.table.specs import INLINE_SPEC_LIMIT
 
 if TYPE_CHECKING:
     from runplane.table.actions import ActionStore
@@ -110,7 +111,7 @@ class TaskStore:
     def deploy(self, record: TaskRecord) -> DeployOutcome:
         store = self._store
         stored = record
-        if len(record.spec) > _inline_limit():
+        if len(record.spec) > INLINE_SPEC_LIMIT:
             uri = store.offload(record.spec)
             stored = TaskRecord(**{**record.__dict__, "spec": b"", "spec_uri": uri})
         existing = self._items.insert(stored.to_item())
@@ -131,9 +132,3 @@ class TaskStore:
         if record.spec_uri and not record.spec:
             return TaskRecord(**{**record.__dict__, "spec": self._store.read_offloaded(record.spec_uri)})
         return record
-
-
-def _inline_limit() -> int:
-    from runplane.table.actions import INLINE_SPEC_LIMIT
-
-    return INLINE_SPEC_LIMIT
