@@ -51,8 +51,8 @@ from local_stack.executor.status import (
 from local_stack.executor.taskactions import TaskActions
 from local_stack.executor.templating import AttemptPaths, command_line, template_values
 from local_stack.task_logs import LogSink, pod_log_context
-from runplane.kube.resources import LABEL_COMPLETED_TIME, LABEL_TERMINATION_STATUS
 from runplane.aws.log_store import Container
+from runplane.kube.resources import LABEL_COMPLETED_TIME, LABEL_TERMINATION_STATUS
 
 logger = logging.getLogger(__name__)
 
