@@ -18,6 +18,15 @@ for done_marker in "$CACHE_ROOT"/k8s-testbins/*-"$PATCH_ID"/.complete; do
   if [ -f "$done_marker" ]; then dirname "$done_marker"; exit 0; fi
 done
 
+# One build at a time per cache: setups running side by side (worktrees, parallel jobs) would
+# otherwise unpack and compile in the same source tree. Whoever waits re-checks the fast path.
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.build.lock"
+flock 9
+for done_marker in "$CACHE_ROOT"/k8s-testbins/*-"$PATCH_ID"/.complete; do
+  if [ -f "$done_marker" ]; then dirname "$done_marker"; exit 0; fi
+done
+
 need_pkgs=()
 for pkg in golang-go etcd-server rsync golang-github-modern-go-reflect2-dev debian-archive-keyring dpkg-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
