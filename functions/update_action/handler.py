@@ -58,9 +58,13 @@ PROCEDURES: Procedures[ActionLifecycleService] = {
     f"{QUEUE}/EnqueueAction": (queue.EnqueueActionRequest, ActionLifecycleService.enqueue_action),
     f"{QUEUE}/AbortQueuedAction": (queue.AbortQueuedActionRequest, ActionLifecycleService.abort_queued_action),
     f"{QUEUE}/AbortQueuedRun": (queue.AbortQueuedRunRequest, ActionLifecycleService.abort_queued_run),
+}
+# Record's batches mix projects: its handler checks each event's project itself (runplane.connect.calls).
+BATCH_PROCEDURES: Procedures[ActionLifecycleService] = {
     f"{EVENTS}/Record": (events_proxy.RecordRequest, ActionLifecycleService.record_events),
 }
 router.mount(PROCEDURES, lifecycle)
+router.mount(BATCH_PROCEDURES, lifecycle, with_call=True)
 
 
 @metrics.flush_after

@@ -24,6 +24,8 @@ from flyteidl2.workflow import run_service_pb2 as runs
 from google.rpc.status_pb2 import Status
 
 from functions.update_action.actions import ChildRequest, child_record
+from functions.update_action.events import REFUSED_HEADER, check_events, check_request_size, refusal_header
+from runplane.connect.calls import Call
 from runplane.connect.errors import (
     Code,
     ConnectError,
@@ -39,20 +41,17 @@ from runplane.flyte.identifiers import ActionKey
 from runplane.flyte.validation import action_key, known_phase, new_child_key, run_key
 from runplane.ops import metrics
 from runplane.table.actions import (
-    MAX_ITEM_BYTES,
     ActionStore,
     ChildRefusal,
     EndResult,
     RecordTooLarge,
     StatusUpdate,
-    item_size,
 )
-from runplane.table.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, EventRecord, utcnow
+from runplane.table.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, utcnow
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ABORT_REASON = "User requested abort"  # Flyte's default
-MAX_EVENTS_PER_REQUEST = 500  # Flyte's events service sends far fewer; bounds one invocation's work
 _CACHE_STATUSES = frozenset(CatalogCacheStatus.values())
 
 
@@ -173,22 +172,45 @@ class ActionLifecycleService:
         return actions.UpdateResponse()
 
     def record_action_events(self, request: internal.RecordActionEventsRequest) -> internal.RecordActionEventsResponse:
-        """InternalRunService/RecordActionEvents: per-attempt history, first write wins."""
-        records = _event_records(request.events, now=self._clock())
+        """InternalRunService/RecordActionEvents: per-attempt history, first write wins; an internal
+        RPC, so all or nothing (a malformed event is the data plane's bug)."""
+        check_request_size(len(request.events), allow_empty=True)
+        batch = check_events(request.events, now=self._clock())
+        if batch.refused:
+            raise invalid_argument(batch.refused[0].message)
 
         def store() -> None:
             try:
-                self._store.put_events(records)
+                self._store.put_events(batch.records)
             except RecordTooLarge as exc:
                 raise invalid_argument(str(exc)) from None
 
         return internal.RecordActionEventsResponse(status=_in_band(store))
 
-    def record_events(self, request: events_proxy.RecordRequest) -> events_proxy.RecordResponse:
-        """EventsProxyService/Record: the same events, stored the same way as RecordActionEvents,
-        but a public RPC: every event is checked before any is written, and a failure is a
-        Connect error, never in-band."""
-        self._store.put_events(_event_records(request.events, now=self._clock()))
+    def record_events(
+        self, request: events_proxy.RecordRequest, call: Call | None = None
+    ) -> events_proxy.RecordResponse:
+        """EventsProxyService/Record, as Flyte's executor batches it (``events``): each event
+        checked on its own, the valid ones written (first write wins, so a redelivery is a
+        no-op), the refused ones named in the ``x-flyte-refused-events`` response header, logged
+        and counted. Only a malformed request as a whole is refused. Without ``call`` (a caller
+        in this process), no token limits the projects."""
+        call = call or Call()
+        check_request_size(len(request.events))
+        batch = check_events(request.events, claims=call.claims, now=self._clock())
+        written = self._store.put_events(batch.records) if batch.records else 0
+        metrics.count(metrics.EVENTS_RECORDED, value=written)
+        if batch.refused:
+            for refusal in batch.refused:
+                metrics.count(metrics.EVENTS_REFUSED, Code=refusal.code)
+            call.response_headers[REFUSED_HEADER] = refusal_header(batch.refused)
+            logger.warning(
+                "events refused",
+                extra={
+                    "refused": [f"{r.index} {r.code}: {r.message}" for r in batch.refused],
+                    "accepted": len(batch.records),
+                },
+            )
         return events_proxy.RecordResponse()
 
     # --- aborts -----------------------------------------------------------------------------
@@ -264,35 +286,6 @@ def _as_enqueue(request: queue.EnqueueActionRequest) -> actions.EnqueueRequest:
     if request.HasField("run_spec"):
         enqueue.run_spec.CopyFrom(request.run_spec)
     return enqueue
-
-
-def _event_records(events, *, now: datetime) -> list[EventRecord]:
-    """Every event checked (identity, attempt, phase, size) before any is written."""
-    if len(events) > MAX_EVENTS_PER_REQUEST:
-        raise invalid_argument(f"at most {MAX_EVENTS_PER_REQUEST} events per request")
-    records = [_event_record(event, index=i, now=now) for i, event in enumerate(events)]
-    for i, record in enumerate(records):
-        if item_size(record.to_item()) > MAX_ITEM_BYTES:
-            raise invalid_argument(f"events[{i}] is over the {MAX_ITEM_BYTES}-byte item limit")
-    return records
-
-
-def _event_record(event: wf.ActionEvent, *, index: int, now: datetime) -> EventRecord:
-    field = f"events[{index}]"
-    key = action_key(event.id, field=f"{field}.id")
-    if event.attempt < 1:
-        raise invalid_argument(f"{field}.attempt must be 1 or more")
-    known_phase(event.phase, field=f"{field}.phase")
-    error_kind = wf.ErrorInfo.Kind.Name(event.error_info.kind) if event.HasField("error_info") else ""
-    return EventRecord(
-        key=key,
-        attempt=event.attempt,
-        phase=event.phase,
-        version=event.version,
-        info=event.SerializeToString(deterministic=True),
-        error_kind=error_kind,
-        created_at=now,
-    )
 
 
 def _in_band(operation: Callable[[], None]) -> Status:

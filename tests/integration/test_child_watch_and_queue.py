@@ -4,6 +4,7 @@ as the flyte SDK calls them from inside a task."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -24,6 +25,7 @@ from functions.create_run.service import CreateRunService
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from runplane.aws.blobs import BlobStore
+from runplane.connect.calls import Call
 from runplane.connect.codec import HttpRequest
 from runplane.connect.errors import Code, ConnectError
 from runplane.connect.pages import PageTokens
@@ -344,7 +346,8 @@ def test_record_stores_events_like_record_action_events(lifecycle, store, run):
         == events_proxy.RecordResponse()
     )
     lifecycle.record_events(events_proxy.RecordRequest(events=[event(run)]))  # a replay: first write wins
-    lifecycle.record_events(events_proxy.RecordRequest())  # nothing to record is fine
+    # nothing to record is malformed, as Flyte's RecordRequest (events: min_items = 1) says
+    assert rejected(lifecycle.record_events, events_proxy.RecordRequest()).code is Code.INVALID_ARGUMENT
     stored = store.list_events(key(run))
     assert [(e.attempt, e.phase, e.error_kind) for e in stored] == [
         (1, phases.RUNNING, ""),
@@ -367,11 +370,23 @@ def test_record_stores_events_like_record_action_events(lifecycle, store, run):
         (lambda e: setattr(e, "phase", phases.UNSPECIFIED), "events[1].phase"),
     ],
 )
-def test_a_malformed_event_is_invalid_argument_and_nothing_is_written(lifecycle, store, run, breaks, field):
+def test_a_malformed_event_is_refused_alone_and_writes_nothing(lifecycle, store, run, breaks, field):
+    """One bad event of a batch never fails the call (tests/integration/test_events_record.py has
+    the batches): it is named in the refusal header and only the good one is written."""
     bad = event(run, phase=phases.SUCCEEDED)
     breaks(bad)
-    error = rejected(lifecycle.record_events, events_proxy.RecordRequest(events=[event(run), bad]))
-    assert error.code is Code.INVALID_ARGUMENT and field in error.message
+    call = Call()
+    lifecycle.record_events(events_proxy.RecordRequest(events=[event(run), bad]), call)
+    [refused] = json.loads(call.response_headers["x-flyte-refused-events"])["refused"]
+    assert refused["index"] == 1 and refused["code"] == "invalid_argument" and field in refused["message"]
+    assert [(e.attempt, e.phase) for e in store.list_events(key(run))] == [(1, phases.RUNNING)]
+
+
+def test_a_malformed_internal_event_is_invalid_argument_and_nothing_is_written(lifecycle, store, run):
+    bad = event(run, phase=phases.SUCCEEDED)
+    bad.phase = 42
+    error = rejected(lifecycle.record_action_events, internal.RecordActionEventsRequest(events=[event(run), bad]))
+    assert error.code is Code.INVALID_ARGUMENT and "events[1].phase" in error.message
     assert store.list_events(key(run)) == []
 
 
@@ -386,6 +401,7 @@ def test_a_storage_failure_is_a_connect_error_not_in_band(aws, run):
             )
         },
         lambda: broken,
+        with_call=True,
     )
     response = router.dispatch(
         HttpRequest(

@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 from google.protobuf.message import Message
 
 from runplane.connect.access import check_project_access
+from runplane.connect.calls import Call
 from runplane.connect.codec import (
     ACCEPT_POST,
     HttpRequest,
@@ -69,6 +70,9 @@ class Procedure:
     request_type: type[Message]
     handler: Handler | StreamHandler
     streaming: bool = False  # a server stream: the handler (a StreamHandler) returns the messages to send
+    # the handler takes (request, Call) and checks the token's projects itself, item by item
+    # (runplane.connect.calls); the router's whole-request check is skipped
+    with_call: bool = False
 
 
 class ConnectRouter:
@@ -80,12 +84,12 @@ class ConnectRouter:
         return sorted(self._procedures)
 
     def unary(
-        self, path: str, request_type: type[_RequestT]
-    ) -> Callable[[Callable[[_RequestT], _ResponseT]], Callable[[_RequestT], _ResponseT]]:
-        def register(handler: Callable[[_RequestT], _ResponseT]) -> Callable[[_RequestT], _ResponseT]:
+        self, path: str, request_type: type[_RequestT], *, with_call: bool = False
+    ) -> Callable[[Callable[..., _ResponseT]], Callable[..., _ResponseT]]:
+        def register(handler: Callable[..., _ResponseT]) -> Callable[..., _ResponseT]:
             if path in self._procedures:
                 raise ValueError(f"procedure {path} registered twice")
-            self._procedures[path] = Procedure(path, request_type, handler)
+            self._procedures[path] = Procedure(path, request_type, handler, with_call=with_call)
             return handler
 
         return register
@@ -96,12 +100,17 @@ class ConnectRouter:
         service: Callable[[], _ServiceT],
         *,
         streaming: bool = False,
+        with_call: bool = False,
     ) -> None:
         """Serve each ``path -> (request type, unbound service method)`` with the service that
-        ``service()`` returns (built lazily: settings and clients on the first request)."""
-        register = self.server_stream if streaming else self.unary
+        ``service()`` returns (built lazily: settings and clients on the first request). With
+        ``with_call``, each method takes ``(request, call)`` (``Procedure.with_call``)."""
         for path, (request_type, method) in procedures.items():
-            register(path, request_type)(_served_by(method, service))
+            handler = _served_by(method, service)
+            if streaming:
+                self.server_stream(path, request_type)(handler)
+            else:
+                self.unary(path, request_type, with_call=with_call)(handler)
 
     def server_stream(
         self, path: str, request_type: type[_RequestT]
@@ -179,6 +188,12 @@ class ConnectRouter:
         codec = codec_of(request)
         message = decode_message(request_payload(request), codec, procedure.request_type)
         bind_request(message)
+        if procedure.with_call:  # the handler checks each item's project itself
+            call = Call(claims=request.claims)
+            response = cast(Callable[[Any, Call], Message], procedure.handler)(message, call)
+            encoded = encode_message(response, codec, accept_encoding=request.headers.get("accept-encoding", ""))
+            encoded.headers.update(call.response_headers)
+            return encoded
         check_project_access(message, request.claims)  # before the handler reads or writes anything
         response = cast(Handler, procedure.handler)(message)  # not a stream: a unary handler
         return encode_message(response, codec, accept_encoding=request.headers.get("accept-encoding", ""))
@@ -188,11 +203,11 @@ def _count_error(code: Code) -> None:
     metrics.count(metrics.CONNECT_ERRORS, Code=code.value)
 
 
-def _served_by(method: Callable[[_ServiceT, Any], Any], service: Callable[[], _ServiceT]) -> Callable[[Any], Any]:
+def _served_by(method: Callable[..., Any], service: Callable[[], _ServiceT]) -> Callable[..., Any]:
     """A handler calling ``method`` of the service ``service()`` returns."""
 
-    def handle(request: Any) -> Any:
-        return method(service(), request)
+    def handle(request: Any, *call: Call) -> Any:
+        return method(service(), request, *call)
 
     return handle
 

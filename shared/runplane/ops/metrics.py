@@ -27,6 +27,8 @@ The metrics (namespace ``POWERTOOLS_METRICS_NAMESPACE``, dimension ``service`` =
 | ``ReconcileOutcomes`` | ``Outcome`` (``created``, ``already_present``, ``retried``, ``failed``, ``aborted``) | reconcile, per record |
 | ``StatusUpdatesApplied`` / ``StatusUpdatesRejected`` | | update_action (UpdateActionStatus, ActionsService/Update) and mirror_status: the guarded update changed the item / the phase guard refused it |
 | ``ConnectErrors`` | ``Code`` | every API function, each Connect error answered (``runplane.connect.router``) |
+| ``EventsRecorded`` | | update_action (EventsProxyService/Record), events new to the table (replays not counted) |
+| ``EventsRefused`` | ``Code`` (``invalid_argument``, ``permission_denied``) | update_action (EventsProxyService/Record), each event of a batch refused on its own |
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ RECONCILE_OUTCOMES = "ReconcileOutcomes"
 STATUS_UPDATES_APPLIED = "StatusUpdatesApplied"
 STATUS_UPDATES_REJECTED = "StatusUpdatesRejected"
 CONNECT_ERRORS = "ConnectErrors"
+EVENTS_RECORDED = "EventsRecorded"
+EVENTS_REFUSED = "EventsRefused"
 
 _Key = tuple[str, tuple[tuple[str, str], ...]]  # (metric, sorted dimensions)
 _HandlerT = TypeVar("_HandlerT", bound=Callable[..., Any])

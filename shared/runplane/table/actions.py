@@ -33,6 +33,7 @@ from runplane.table.dynamo import (
     query_items,
     update_if,
 )
+from runplane.table.events import put_events
 from runplane.table.outcomes import (
     ACTION_STATE_PROJECTION,
     MAX_ITEM_BYTES,
@@ -328,16 +329,8 @@ class ActionStore:
 
     def put_events(self, events: list[EventRecord]) -> int:
         """Store events; the first write of an (action, attempt, phase, version) wins. Returns
-        how many were new."""
-        return sum(
-            put_if(
-                self.client,
-                TableName=self.table_name,
-                Item=checked_item(event),
-                ConditionExpression="attribute_not_exists(sk)",
-            ).applied
-            for event in events
-        )
+        how many were new (``runplane.table.events``)."""
+        return put_events(self.client, table_name=self.table_name, events=events)
 
     # --- updates ----------------------------------------------------------------------------
 
