@@ -12,7 +12,10 @@ this module does (docs/flyte-compat.md#status-mirror):
 - a resource deleted before its phase was terminal was aborted; one deleted after keeps its phase
   (the executor's TTL garbage collection);
 - attempts and cache status come from the status, the start from ``creationTimestamp``, the end
-  from the terminal condition's transition time, and ``errorState`` becomes the action's error.
+  from the terminal condition's transition time, and ``errorState`` becomes the action's error;
+  without one, the ``Failed`` condition's message and reason do (an invalid spec or a missing
+  plugin: the executor sets only that condition, no ``errorState`` and no event,
+  ``taskaction_controller.go``, ``reconcileTask`` after ``validateTaskAction``).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def sighting_of(resource: dict[str, Any], *, deleted: bool = False) -> Sighting:
         phase = phases.ABORTED
     error = status.get("errorState") or {}
     failed = phase in (phases.FAILED, phases.TIMED_OUT)
+    if failed and not error:
+        error = _failed_condition_error(conditions)
     return Sighting(
         phase=phase,
         attempts=_positive_int(status.get("attempts")),
@@ -84,6 +89,15 @@ def sighting_of(resource: dict[str, Any], *, deleted: bool = False) -> Sighting:
         error_code=str(error.get("code") or "") if failed else "",
         error_message=str(error.get("message") or error.get("code") or "") if failed and error else "",
     )
+
+
+def _failed_condition_error(conditions: list[dict[str, Any]]) -> dict[str, str]:
+    """The error a True ``Failed`` condition states (its reason as the code), when it says any."""
+    for condition in conditions:
+        if condition.get("type") == FAILED and condition.get("status") == "True":
+            message = str(condition.get("message") or "")
+            return {"code": str(condition.get("reason") or ""), "message": message} if message else {}
+    return {}
 
 
 def _terminal_time(conditions: list[dict[str, Any]]) -> datetime | None:

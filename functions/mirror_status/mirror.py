@@ -20,6 +20,10 @@ The serverless counterpart of the informer in Flyte's actions service (docs/flyt
    phase, the resource is labelled, and later events about it are skipped. A deletion is never
    labelled (the resource is gone).
 
+A deletion nobody watched (a relist's tombstone, ``unwatched=True``) is first resolved from the
+action's recorded events (``recorded``): a terminal event of the latest attempt is how it ended
+(the executor's TTL collection, not an abort); without one, it was aborted.
+
 There is no RecordAction step, unlike Flyte: every TaskAction is created by reconcile from an
 item that already exists, so the item is there to update.
 """
@@ -34,12 +38,14 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from functions.mirror_status.conditions import Sighting, sighting_of
+from functions.mirror_status.recorded import recorded_end
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
 from runplane.kube.resources import LABEL_MANAGED_BY, LABEL_TERMINAL_RECORDED, MANAGED_BY, identity_of
 from runplane.ops import metrics
 from runplane.ops.logs import bind
 from runplane.table.actions import StatusUpdate, UpdateOutcome
+from runplane.table.records import EventRecord
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ class MirrorStore(Protocol):
 
     def update_status(self, key: ActionKey, update: StatusUpdate, *, now: datetime | None = None) -> UpdateOutcome: ...
     def promote_to_running(self, key: ActionKey, *, now: datetime | None = None) -> bool: ...
+    def list_events(self, key: ActionKey) -> list[EventRecord]: ...
 
 
 class MirrorCluster(Protocol):
@@ -94,7 +101,8 @@ class StatusMirror:
         self._applied: OrderedDict[tuple[str, str], Sighting] = OrderedDict()  # (name, uid) -> last applied
         self._running: OrderedDict[ActionKey, None] = OrderedDict()  # actions this mirror saw RUNNING or beyond
 
-    def apply(self, event_type: str, resource: dict[str, Any]) -> Outcome:
+    def apply(self, event_type: str, resource: dict[str, Any], *, unwatched: bool = False) -> Outcome:
+        """Mirror one sighting; ``unwatched``: a deletion found by a relist, not seen by a watch."""
         name = resource.get("metadata", {}).get("name", "?")
         key = action_key_of(resource)
         if key is None:
@@ -106,7 +114,9 @@ class StatusMirror:
             self._forget(name, resource)
             return Outcome.SKIPPED_RECORDED
         deleted = event_type == DELETED
-        sighting = sighting_of(resource, deleted=deleted)
+        sighting = tombstone = sighting_of(resource, deleted=deleted)
+        if deleted and unwatched and sighting.phase == phases.ABORTED:
+            sighting = self._resolved(key, sighting)
         parent = (resource.get("spec") or {}).get("parentActionName")
         if event_type == ADDED and parent:
             parent_key = ActionKey(project=key.project, domain=key.domain, run=key.run, name=parent)
@@ -120,17 +130,11 @@ class StatusMirror:
             if not phases.is_terminal(sighting.phase):
                 return Outcome.UNCHANGED  # the table already says this
             return self._record_terminal(name, key, sighting.phase)  # applied, not labelled yet
-        update = StatusUpdate(
-            phase=sighting.phase,
-            attempts=sighting.attempts or None,
-            cache_status=sighting.cache_status or None,
-            start_time=sighting.start_time,
-            end_time=sighting.end_time,
-            error_kind=sighting.error_kind,
-            error_code=sighting.error_code,
-            error_message=sighting.error_message,
-        )
-        outcome = self._store.update_status(key, update)
+        outcome = self._store.update_status(key, _update_of(sighting))
+        stale = outcome.phase is not None and not outcome.applied and not phases.is_terminal(outcome.phase)
+        if sighting is not tombstone and stale:  # the events' attempt is older than the table's: aborted
+            sighting = tombstone
+            outcome = self._store.update_status(key, _update_of(sighting))
         if outcome.phase is None:
             logger.warning("TaskAction without an action skipped", extra={"taskaction": name, "action": str(key)})
             return Outcome.FOREIGN
@@ -140,6 +144,26 @@ class StatusMirror:
         if deleted or not (phases.is_terminal(sighting.phase) and phases.is_terminal(outcome.phase)):
             return Outcome.APPLIED if outcome.applied else Outcome.UNCHANGED
         return self._record_terminal(name, key, outcome.phase)
+
+    def _resolved(self, key: ActionKey, tombstone: Sighting) -> Sighting:
+        """A tombstone's sighting as the action's recorded events tell it (``recorded``)."""
+        end = recorded_end(self._store.list_events(key))
+        if end is None:
+            return tombstone
+        logger.info(
+            "unwatched deletion resolved from recorded events",
+            extra={"action": str(key), "phase": phases.phase_name(end.phase), "attempt": end.attempt},
+        )
+        failed = end.phase in (phases.FAILED, phases.TIMED_OUT)
+        return Sighting(
+            phase=end.phase,
+            attempts=end.attempt,
+            cache_status=0,
+            start_time=None,
+            end_time=end.end_time,
+            error_kind=end.error_kind if failed else "",
+            error_message=end.error_message if failed else "",
+        )
 
     def _record_terminal(self, name: str, key: ActionKey, phase: int) -> Outcome:
         """The table holds a terminal phase: label the resource, so it is skipped from now on."""
@@ -188,3 +212,16 @@ class StatusMirror:
             self._applied.move_to_end(identity)
             while len(self._applied) > MEMORY_ENTRIES:
                 self._applied.popitem(last=False)
+
+
+def _update_of(sighting: Sighting) -> StatusUpdate:
+    return StatusUpdate(
+        phase=sighting.phase,
+        attempts=sighting.attempts or None,
+        cache_status=sighting.cache_status or None,
+        start_time=sighting.start_time,
+        end_time=sighting.end_time,
+        error_kind=sighting.error_kind,
+        error_code=sighting.error_code,
+        error_message=sighting.error_message,
+    )

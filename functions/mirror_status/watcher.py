@@ -8,7 +8,8 @@
 3. **Resume or relist.** Resume the watch from the checkpointed resourceVersion (bookmarks on,
    so the version stays fresh on a quiet shard). Without one, or on 410 Gone, list the shard,
    mirror every resource as a first sighting, and treat every resource the checkpoint still had
-   open but the list lacks as deleted while nobody watched (as an informer's relist does).
+   open but the list lacks as deleted while nobody watched (as an informer's relist does); how
+   such a deletion ended is first asked of the action's recorded events (``recorded``).
 4. **Watch** until shortly before the function's timeout, checkpointing the version and the set
    of resources still to mirror as it goes; stop early when that set has been empty for the idle
    grace. Then checkpoint and release: the next invocation resumes where this one stopped.
@@ -169,7 +170,7 @@ class ShardWatcher:
             list(pool.map(lambda resource: self._handle("ADDED", resource), items))
         for name, action in list(self._open.items()):
             if name not in listed:
-                self._handle(DELETED, _tombstone(name, action))
+                self._handle(DELETED, _tombstone(name, action), unwatched=True)
         logger.info("shard relisted", extra={"shard": self.shard, "resources": len(items), "open": len(self._open)})
 
     def _watch(self, deadline: float) -> Result:
@@ -206,10 +207,10 @@ class ShardWatcher:
                 self._sleep(FAILED_WATCH_PAUSE_SECONDS)
         return Result.WATCHED
 
-    def _handle(self, event_type: str, resource: dict[str, Any]) -> None:
+    def _handle(self, event_type: str, resource: dict[str, Any], *, unwatched: bool = False) -> None:
         name = resource.get("metadata", {}).get("name", "")
         try:
-            outcome = self._mirror.apply(event_type, resource)
+            outcome = self._mirror.apply(event_type, resource, unwatched=unwatched)
         except Exception:
             logger.exception("mirroring an event failed", extra={"taskaction": name, "event": event_type})
             outcome = None

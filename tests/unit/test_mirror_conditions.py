@@ -112,3 +112,25 @@ def test_invocation_events(event, expected):
 def test_bad_invocations_are_refused(event):
     with pytest.raises(BadInvocation):
         shard_of(event, shards=3)
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("InvalidSpec", "required spec fields are empty: [inputUri]"),
+        ("PluginNotFound", 'no plugin found for task type "spark"'),
+    ],
+)
+def test_a_failed_condition_without_error_state_gives_its_message_as_the_error(reason, message):
+    """validateTaskAction's failures: conditions only, no errorState, no event."""
+    failed = {**cond("Failed", reason), "message": message}
+    progressing = {**cond("Progressing", reason, "False"), "message": message}
+    sighting = sighting_of(resource([failed, progressing]))
+    assert sighting.phase == phases.FAILED
+    assert (sighting.error_kind, sighting.error_code, sighting.error_message) == ("KIND_UNSPECIFIED", reason, message)
+
+
+def test_error_state_wins_over_the_failed_conditions_message():
+    failed = {**cond("Failed", "PermanentFailure"), "message": "condition text"}
+    sighting = sighting_of(resource([failed], errorState={"code": "E1", "kind": "USER", "message": "the error"}))
+    assert (sighting.error_code, sighting.error_message) == ("E1", "the error")
