@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flyteidl2.common.phase_pb2 import ActionPhase
 from flyteidl2.workflow import run_definition_pb2 as wf
 
 from functions.mirror_status.mirror import ADDED, DELETED, MODIFIED, Outcome, StatusMirror
@@ -129,7 +130,7 @@ def test_a_parent_back_in_the_queue_for_a_new_attempt_is_promoted_again():
 KEY = ActionKey(project="p", domain="d", run="r1", name="a0")
 
 
-def recorded(phase: int, second: int, *, attempt: int = 1, error: wf.ErrorInfo | None = None) -> EventRecord:
+def recorded(phase: ActionPhase, second: int, *, attempt: int = 1, error: wf.ErrorInfo | None = None) -> EventRecord:
     event = wf.ActionEvent(attempt=attempt, phase=phase)
     event.updated_time.FromSeconds(1_700_000_000 + second)
     event.reported_time.FromSeconds(1_700_000_000 + second)
