@@ -343,6 +343,68 @@ def test_an_expired_resource_version_relists_and_finds_deletions_nobody_saw(
     assert phase_of(store, run) == phases.RUNNING
 
 
+def test_a_task_collected_while_nobody_watched_reads_succeeded_after_a_relist(
+    run_in, set_status, watch, store, leases, shard, cluster
+):
+    """The executor garbage-collects terminated TaskActions after a TTL (0 here) without waiting
+    for the mirror's label: a task that succeeds while the mirror is stopped is gone by the next
+    relist. Its events were recorded before its status (updateTaskActionStatus), the ABORTED of
+    its deletion after them (handleAbortAndFinalize): the tombstone reads SUCCEEDED, not ABORTED."""
+    from flyteidl2.workflow import events_proxy_service_pb2 as events_proxy
+    from flyteidl2.workflow import run_definition_pb2 as wf
+
+    from functions.update_action.service import ActionLifecycleService
+    from tests.builders import action_id
+
+    run = run_in()
+    first = watch(seconds=3, idle_grace=30)
+    set_status(f"{run}-a0", condition("Progressing", "Executing"))
+    wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
+    wait_for(lambda: "report" in first, timeout=30, what="the first watcher's end")
+
+    # the mirror is stopped: the executor records the success, writes the status, then its TTL-0
+    # collection deletes the resource and records the ABORTED of the deletion
+    def executor_event(phase, second: int) -> wf.ActionEvent:
+        event = wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=phase, version=0)
+        event.updated_time.FromSeconds(1_800_000_000 + second)
+        event.reported_time.FromSeconds(1_800_000_000 + second)
+        return event
+
+    lifecycle = ActionLifecycleService(store=store)
+    lifecycle.record_events(events_proxy.RecordRequest(events=[executor_event(phases.SUCCEEDED, 30)]))
+    set_status(f"{run}-a0", condition("Succeeded", "Completed"))
+    lifecycle.record_events(events_proxy.RecordRequest(events=[executor_event(phases.ABORTED, 31)]))
+    cluster.delete(f"{run}-a0")
+    wait_for(lambda: cluster.get(f"{run}-a0") is None, what="the collection")
+
+    holder = "aged"  # a stale checkpoint: the API server no longer has its version
+    saved = leases.acquire(shard, holder=holder, seconds=30).checkpoint
+    assert f"{run}-a0" in saved.open
+    assert leases.checkpoint(
+        shard, holder=holder, seconds=30, checkpoint=Checkpoint(resource_version="1", open=saved.open)
+    )
+    assert leases.release(shard, holder=holder)
+    second = watch(seconds=8)
+    wait_for(lambda: "report" in second, timeout=40, what="the second watcher's end")
+    assert second["report"].relists >= 1
+    record = store.get_action(key(run, "a0"))
+    assert record.phase == phases.SUCCEEDED
+    assert record.ended_at is not None and record.ended_at.timestamp() == 1_800_000_030
+
+
+def test_an_invalid_spec_fails_with_the_conditions_message_as_the_error(run_in, set_status, watch, store):
+    """validateTaskAction fails: a Failed and a Progressing condition with the message, no
+    errorState, no event (reconcileTask)."""
+    run = run_in()
+    watch()
+    message = "required spec fields are empty: [inputUri]"
+    failed = {**condition("Failed", "InvalidSpec"), "message": message}
+    progressing = {**condition("Progressing", "InvalidSpec", "False"), "message": message}
+    set_status(f"{run}-a0", failed, progressing, attempts=0)
+    record = wait_for(lambda: (r := store.get_action(key(run, "a0"))).phase == phases.FAILED and r, what="FAILED")
+    assert (record.error_code, record.error_message) == ("InvalidSpec", message)
+
+
 def test_two_watchers_of_a_shard_never_both_watch(run_in, watch):
     run_in()
     first = watch(seconds=6, idle_grace=30)
