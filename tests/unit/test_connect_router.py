@@ -158,3 +158,36 @@ def test_large_responses_are_gzipped_when_accepted():
     response = post(router, body, **{"accept-encoding": "gzip, identity"})
     assert response.headers["content-encoding"] == "gzip"
     assert json.loads(gzip.decompress(response.body))["reason"] == "x" * 5000
+
+
+def test_a_procedure_with_the_call_checks_projects_itself_and_adds_response_headers():
+    """``with_call``: the router's whole-request project check is skipped (the handler checks each
+    item), the handler gets the token's claims, and its response headers are sent."""
+    from runplane.connect.calls import Call
+
+    router = ConnectRouter()
+    seen: list[Call] = []
+
+    @router.unary(PATH, AbortRunRequest, with_call=True)
+    def abort(request: AbortRunRequest, call: Call) -> AbortRunResponse:
+        seen.append(call)
+        call.response_headers["x-note"] = "checked"
+        return AbortRunResponse()
+
+    body = b'{"runId": {"project": "other", "domain": "d", "name": "r1"}}'
+    response = router.dispatch(
+        HttpRequest(
+            method="POST", path=PATH, headers={"content-type": "application/json"}, body=body, claims={"projects": "p"}
+        )
+    )
+    assert response.status == 200 and response.headers["x-note"] == "checked"
+    assert seen[0].claims == {"projects": "p"}
+
+    plain = ConnectRouter()
+    plain.unary(PATH, AbortRunRequest)(lambda request: AbortRunResponse())
+    refused = plain.dispatch(
+        HttpRequest(
+            method="POST", path=PATH, headers={"content-type": "application/json"}, body=body, claims={"projects": "p"}
+        )
+    )
+    assert refused.status == 403 and error_of(refused)["code"] == "permission_denied"
