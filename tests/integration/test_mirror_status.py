@@ -435,10 +435,10 @@ def test_a_watcher_killed_mid_stream_is_resumed_by_the_next_one(
         """A Lambda timeout or an out-of-memory kill: nothing after it runs."""
 
     class DyingMirror(StatusMirror):
-        def apply(self, event_type, resource):
+        def apply(self, event_type, resource, *, unwatched=False):
             if (resource.get("status") or {}).get("conditions"):
                 raise Crash("the invocation was killed")
-            return super().apply(event_type, resource)
+            return super().apply(event_type, resource, unwatched=unwatched)
 
     class NoRelease(MirrorLeases):
         def release(self, shard, *, holder):  # a killed invocation never releases its lease
