@@ -22,6 +22,7 @@ import pytest
 from flyteidl2.auth import auth_service_pb2 as auth
 from flyteidl2.common.identifier_pb2 import ProjectIdentifier
 from flyteidl2.common.phase_pb2 import ActionPhase
+from flyteidl2.workflow import events_proxy_service_pb2 as events_proxy
 from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2
@@ -257,6 +258,30 @@ def test_a_token_for_one_project_cannot_read_or_write_another(authenticated, sto
     listing = run_service_pb2.ListRunsRequest(project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN))
     assert post_proto_gzip(authenticated, listing, LIST_RUNS, headers=bearer(other_project))[0] == 403
     assert post_proto_gzip(authenticated, listing, LIST_RUNS, headers=bearer(this_project))[0] == 200
+
+
+def test_a_record_batch_across_projects_writes_what_the_token_allows_and_names_the_rest(authenticated, store):
+    """A data-plane token limited to one project sends the executor's kind of batch (events of two
+    projects, one malformed) through the front and its JWT authorizer: 200, the allowed event is
+    written, the header names the two others, and neither was written."""
+    token = authenticated.auth.issuer.mint(
+        subject="executor", scopes=[authenticated.auth.data_plane_scope], projects=[PROJECT]
+    )
+    mine, theirs = unique_name(), unique_name()
+    good = wf.ActionEvent(id=action_id(mine, "a0"), attempt=1, phase=phases.RUNNING)
+    foreign = wf.ActionEvent(id=action_id(theirs, "a0"), attempt=1, phase=phases.RUNNING)
+    foreign.id.run.project = "another-project"
+    malformed = wf.ActionEvent(id=action_id(mine, "a1"), attempt=0, phase=phases.RUNNING)
+    batch = events_proxy.RecordRequest(events=[good, foreign, malformed])
+    status, headers, body = post_proto_gzip(authenticated, batch, RECORD_EVENTS, headers=bearer(token))
+    assert status == 200, body
+    refused = json.loads({k.lower(): v for k, v in headers.items()}["x-flyte-refused-events"])
+    assert [(r["index"], r["code"]) for r in refused["refused"]] == [(1, "permission_denied"), (2, "invalid_argument")]
+    assert [e.phase for e in store.list_events(RunKey(project=PROJECT, domain=DOMAIN, name=mine).action("a0"))] == [
+        phases.RUNNING
+    ]
+    assert store.list_events(RunKey(project=PROJECT, domain=DOMAIN, name=mine).action("a1")) == []
+    assert store.list_events(RunKey(project="another-project", domain=DOMAIN, name=theirs).action("a0")) == []
 
 
 # --- the real SDK and real tasks ------------------------------------------------------------
