@@ -71,9 +71,10 @@ def check_events(
     refused: list[Refusal] = []
     for index, event in enumerate(events):
         try:
+            record = event_record(event, index=index, now=now)  # malformed is named as such first
             if claims is not None:
                 check_project_access(event, claims)
-            records.append(event_record(event, index=index, now=now))
+            records.append(record)
         except (ConnectError, DomainError) as refusal:
             error = as_connect_error(refusal)
             message = error.message if error.message.startswith("events[") else f"events[{index}]: {error.message}"

@@ -175,11 +175,14 @@ def test_a_request_malformed_as_a_whole_is_invalid_argument_naming_the_field(rou
 
 
 def test_every_event_refused_still_answers_ok_so_the_executor_goes_on(router, run, store):
-    """Refusing the call would fail every action of the batch; each refusal is the event's alone."""
+    """Refusing the call would fail every action of the batch; each refusal is the event's alone
+    (and a malformed event is named as malformed, whatever the token's projects)."""
     no_id = event(run)
     no_id.ClearField("id")
     zero = event(run, attempt=0)
-    response = record(router, events_proxy.RecordRequest(events=[no_id, zero]).SerializeToString())
+    response = record(
+        router, events_proxy.RecordRequest(events=[no_id, zero]).SerializeToString(), claims={"projects": PROJECT}
+    )
     assert response.status == 200
     refused = refused_of(response)["refused"]
     assert [(r["index"], r["code"]) for r in refused] == [(0, "invalid_argument"), (1, "invalid_argument")]
