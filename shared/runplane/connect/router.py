@@ -9,7 +9,8 @@ A function declares the procedures it serves::
 
 and ``router.dispatch(http_request)`` does the rest: method and protocol-version checks, codec
 selection, bounded decompression, decoding, the token's project limit (``access``: a token with a
-``projects`` claim touches only those projects), and mapping every failure to a Connect error body.
+``projects`` claim touches only those projects; checked item by item by the handler of a procedure
+registered ``with_call``, ``calls``), and mapping every failure to a Connect error body.
 Nothing a client sends can produce a bare 500 or the code ``unknown``: unexpected exceptions are
 logged and answered as ``internal``. Every error answered is counted (the ``ConnectErrors`` metric,
 by code), and the run and action a decoded request names go on the invocation's log lines.
