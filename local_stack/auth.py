@@ -14,9 +14,11 @@ parameters pointed at it. Three clients, as an operator would register them with
   scope only; enqueuing, watching and aborting children is all a task's SDK calls. (A task that
   itself starts runs or reads other runs, with ``flyte.run``/``flyte.remote``, needs a client
   granted the user scope too.)
+- ``local-data-plane``: the events relay (local_stack.relay, deploy/kubernetes/events-relay), which
+  forwards the executor's unauthenticated events to the API: the data-plane scope only. Flyte's
+  executor itself has no credentials, and neither has the local executor.
 
-Flyte's executor itself (the local executor posting events) gets data-plane tokens minted
-directly. All of it starts with every stack (a key and a CA take a fraction of a second), so
+Tests playing the data plane by hand get data-plane tokens minted directly (``data_plane_token``). All of it starts with every stack (a key and a CA take a fraction of a second), so
 enforcement can be switched on at any time; whether the front enforces is the front's switch.
 """
 
@@ -42,6 +44,7 @@ USER_CLIENT = "local-user"
 BROWSER_CLIENT = "local-browser"
 SDK_REDIRECT_URI = "http://localhost:53593/callback"  # the flyte SDK's browser login (its default)
 TASK_CLIENT = "local-task"
+DATA_PLANE_CLIENT = "local-data-plane"  # the events relay's client
 EXECUTOR_SUBJECT = "local-executor"
 # A cached token is replaced this long before it expires, so none expires in flight.
 TOKEN_RENEWAL_MARGIN_SECONDS = 300
@@ -58,6 +61,7 @@ class LocalAuth:
             clients=[
                 Client(USER_CLIENT, secrets.token_hex(16), (self.user_scope,)),
                 Client(TASK_CLIENT, secrets.token_hex(16), (self.data_plane_scope,)),
+                Client(DATA_PLANE_CLIENT, secrets.token_hex(16), (self.data_plane_scope,)),
             ],
             port=issuer_port,
         )
@@ -68,7 +72,7 @@ class LocalAuth:
     def start(self) -> LocalAuth:
         self.tls_files = create_certificates(self.state_dir / "tls")
         self.issuer.start()
-        for client_id in (USER_CLIENT, TASK_CLIENT):  # what a mounted secret is in a pod
+        for client_id in (USER_CLIENT, TASK_CLIENT, DATA_PLANE_CLIENT):  # what a mounted secret is in a pod
             path = self.secret_file(client_id)
             path.touch(mode=0o600)
             path.write_text(self.issuer.client(client_id).secret)
@@ -131,7 +135,8 @@ class LocalAuth:
         return self._cached(client_id, lambda: self.issuer.token_for(client_id))
 
     def data_plane_token(self) -> str:
-        """What Flyte's executor sends its events with: the data-plane scope only."""
+        """A data-plane token for tests that play the data plane by hand (the relay gets its own
+        by client credentials)."""
         return self._cached(
             EXECUTOR_SUBJECT, lambda: self.issuer.mint(subject=EXECUTOR_SUBJECT, scopes=[self.data_plane_scope])
         )

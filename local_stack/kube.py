@@ -77,17 +77,35 @@ class KubeEndpoints:
 
 
 def cluster_resources(directory: Path = CLUSTER_RESOURCES_DIR) -> list[dict[str, Any]]:
-    """The objects ``kubectl apply -k <directory>`` creates, in the kustomization's order (plain
-    ``resources`` only: the project's kustomization uses no transformers)."""
+    """The objects ``kubectl apply -k <directory>`` creates, in the kustomization's order: plain
+    ``resources`` (files, or folders with a kustomization of their own) and ``configMapGenerator``
+    entries (``files`` and ``literals``). No transformers. A generated ConfigMap is named without
+    the content hash kustomize appends (tests/infrastructure compares the names modulo that suffix)."""
     import yaml
 
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unsupported = set(kustomization) - {"apiVersion", "kind", "resources"}
+    unsupported = set(kustomization) - {"apiVersion", "kind", "resources", "configMapGenerator"}
     if unsupported:
-        raise ControlPlaneError(f"the local stack applies plain resources only; found {sorted(unsupported)}")
+        raise ControlPlaneError(
+            f"the local stack applies plain resources and ConfigMaps only; found {sorted(unsupported)}"
+        )
     objects: list[dict[str, Any]] = []
-    for resource in kustomization["resources"]:
-        objects.extend(doc for doc in yaml.safe_load_all((directory / resource).read_text()) if doc)
+    for resource in kustomization.get("resources") or []:
+        path = directory / resource
+        if path.is_dir():
+            objects.extend(cluster_resources(path))
+        else:
+            objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    for generator in kustomization.get("configMapGenerator") or []:
+        data = {Path(name).name: (directory / name).read_text() for name in generator.get("files") or []}
+        data.update(literal.split("=", 1) for literal in generator.get("literals") or [])
+        metadata: dict[str, Any] = {"name": generator["name"]}
+        if generator.get("namespace"):
+            metadata["namespace"] = generator["namespace"]
+        labels = (generator.get("options") or {}).get("labels")
+        if labels:
+            metadata["labels"] = dict(labels)
+        objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
     return objects
 
 
@@ -253,11 +271,24 @@ class KubeControlPlane:
         extensions = client.ApiextensionsV1Api(api_client)
         core = client.CoreV1Api(api_client)
         rbac = client.RbacAuthorizationV1Api(api_client)
+        apps = client.AppsV1Api(api_client)
+        networking = client.NetworkingV1Api(api_client)
+
+        def namespace_of(body: dict[str, Any]) -> str:
+            return str(body["metadata"]["namespace"])
+
+        # The events relay's objects are applied too; with no scheduler or kubelet here, its
+        # Deployment never runs a pod: the local stack runs the same script itself (local_stack.relay).
         create = {
             "CustomResourceDefinition": lambda body: extensions.create_custom_resource_definition(body),
             "Namespace": lambda body: core.create_namespace(body),
-            "Role": lambda body: rbac.create_namespaced_role(body["metadata"]["namespace"], body),
-            "RoleBinding": lambda body: rbac.create_namespaced_role_binding(body["metadata"]["namespace"], body),
+            "Role": lambda body: rbac.create_namespaced_role(namespace_of(body), body),
+            "RoleBinding": lambda body: rbac.create_namespaced_role_binding(namespace_of(body), body),
+            "ConfigMap": lambda body: core.create_namespaced_config_map(namespace_of(body), body),
+            "ServiceAccount": lambda body: core.create_namespaced_service_account(namespace_of(body), body),
+            "Service": lambda body: core.create_namespaced_service(namespace_of(body), body),
+            "Deployment": lambda body: apps.create_namespaced_deployment(namespace_of(body), body),
+            "NetworkPolicy": lambda body: networking.create_namespaced_network_policy(namespace_of(body), body),
         }
         extra_namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in self.namespaces]
         for body in [*resources, *extra_namespaces]:

@@ -14,8 +14,10 @@ play the executor and the informer themselves, and switched on again with ``data
 Authentication (``local_stack.auth``): a local identity provider and TLS for the front start with
 every stack; the front enforces the template's JWT authorizers when ``auth=True`` (what
 ``scripts/stack`` runs) or within ``authentication()``. The data plane started while enforcement
-is on gives task processes client credentials (a flyte config file, https to the front); its
-events always carry a data-plane token.
+is on gives task processes client credentials (a flyte config file, https to the front). The
+executor sends its events without credentials to the events relay (local_stack.relay, the script
+deploy/kubernetes/events-relay runs in the cluster), which forwards them to the front with a token
+of the local issuer's data-plane client, as it does in the cluster.
 Everything binds to loopback. A lock file in the state directory makes a second start fail
 clearly instead of sharing (and corrupting) the first one's state.
 """
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from local_stack.apigateway import ApiGatewayFront
-from local_stack.auth import TASK_CLIENT, USER_CLIENT, LocalAuth
+from local_stack.auth import DATA_PLANE_CLIENT, TASK_CLIENT, USER_CLIENT, LocalAuth
 from local_stack.aws import (
     CREATE_RUN_ARN,
     REGION,
@@ -52,6 +54,7 @@ from local_stack.aws import (
 from local_stack.kube import KubeControlPlane, KubeEndpoints
 from local_stack.lambda_runtime import load_handler
 from local_stack.lambda_service import LocalLambdaService
+from local_stack.relay import LocalRelay
 from local_stack.scheduler import LocalScheduler
 from local_stack.stream_poller import StreamPoller
 from local_stack.template import (
@@ -132,6 +135,7 @@ class LocalStack:
         self.scheduler: LocalScheduler | None = None
         self.lambdas: LocalLambdaService | None = None
         self.executor: LocalExecutor | None = None
+        self.relay: LocalRelay | None = None
         self.aws: AwsResources | None = None
         self.kube: KubeEndpoints | None = None
         self.poller: StreamPoller | None = None
@@ -212,6 +216,12 @@ class LocalStack:
         self.auth.register_console(origins=[self._front.endpoint, self.tls_endpoint])
         self._front.start()
         self._front.authorizing = self.config.auth
+        self.relay = LocalRelay(
+            upstream=self.endpoint,
+            token_url=self.auth.issuer.token_endpoint,
+            client_id=DATA_PLANE_CLIENT,
+            secret_file=self.auth.secret_file(DATA_PLANE_CLIENT),
+        ).start()
 
         import boto3
 
@@ -262,12 +272,11 @@ class LocalStack:
         self.executor = LocalExecutor(
             kubeconfig=str(self.kube.kubeconfig),
             namespace=self.namespace,
-            events_endpoint=self.endpoint,
+            events_endpoint=self.events_endpoint,
             task_environment=self.task_environment(),
             work_dir=self.config.state_dir / "executor",
             ttl_seconds=self.config.executor_ttl_seconds,
             python_bin_dir=str(Path(sys.executable).parent),
-            events_authorization=self.data_plane_authorization,
             log_group=TASK_LOG_GROUP,
         )
         self.executor.start()
@@ -337,6 +346,12 @@ class LocalStack:
         finally:
             self._front.authorizing = previous
 
+    @property
+    def events_endpoint(self) -> str:
+        """Where the executor sends its events: the relay (no credentials needed, as in the cluster)."""
+        assert self.relay is not None, "the stack is not started"
+        return self.relay.endpoint
+
     def data_plane_authorization(self) -> str:
         """An Authorization header value for the data-plane routes (what Flyte's executor sends)."""
         assert self.auth is not None, "the stack is not started"
@@ -375,6 +390,9 @@ class LocalStack:
                 thread.join(timeout=30)
         if self.lambdas is not None:
             self.lambdas.stop()
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
         if self._front is not None:
             self._front.stop()
             self._front = None

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ class LocalExecutor:
         ttl_seconds: float = 3600.0,
         gc_interval_seconds: float = 60.0,
         python_bin_dir: str | os.PathLike[str] | None = None,
-        events_authorization: Callable[[], str] | None = None,
         log_group: str | None = None,
     ) -> None:
         """``log_group``: the CloudWatch Logs group the processes' output is shipped to (none: kept
@@ -52,7 +50,6 @@ class LocalExecutor:
         self.kubeconfig = Path(kubeconfig)
         self.namespace = namespace
         self.events_endpoint = events_endpoint
-        self.events_authorization = events_authorization  # the Authorization header of its events
         self.log_group = log_group
         self.work_dir = Path(work_dir)
         self.task_environment = dict(task_environment or {})
@@ -77,7 +74,7 @@ class LocalExecutor:
         self._api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
         self._context = _Context(
             actions=TaskActions(self._api_client, self.namespace),
-            events=EventSink(self.events_endpoint, authorization=self.events_authorization),
+            events=EventSink(self.events_endpoint),  # no credentials, as Flyte's (the relay adds them)
             s3=boto3.client("s3"),
             work_dir=self.work_dir,
             bin_dir=self.python_bin_dir,
@@ -115,6 +112,8 @@ class LocalExecutor:
         for thread in self._threads:
             thread.join(timeout=1)  # the watch notices within WATCH_TIMEOUT_SECONDS; it is a daemon
         self._threads.clear()
+        if self._context is not None:
+            self._context.events.close()
 
     def __enter__(self) -> LocalExecutor:
         return self.start()
@@ -258,7 +257,4 @@ class LocalExecutor:
                 runner.thread.start()
                 return
         if metadata.get("deletionTimestamp") and not runner.request_deletion():
-            try:
-                runner.finalize_deletion()
-            except Exception:
-                logger.exception("finalizing the deletion of %s failed", runner.name)
+            runner.finalize_deletion_in_background()  # its event may wait: never on the watch thread

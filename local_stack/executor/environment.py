@@ -10,6 +10,10 @@ from flyteidl2.core import tasks_pb2
 
 # Flyte OSS has no organisations; its executor gives every task pod _U_ORG_NAME=local.
 ORG_NAME = "local"
+# What a process needs from the host to start at all, and what a container gets from its image and
+# runtime rather than from Flyte: the search path (the venv's bin first, as an image's PATH has its
+# Python) and a home. Nothing else of the host's environment reaches a task.
+HOST_VARIABLES = ("PATH", "HOME")
 
 
 def task_environment_of(
@@ -24,9 +28,13 @@ def task_environment_of(
     """What a Flyte task pod's container gets, in the order Kubernetes applies it (later wins):
     the template's env, the execution variables (flytek8s GetExecutionEnvVars), the executor's
     (task_exec_metadata.go: ACTION_NAME, RUN_NAME, _U_RUN_BASE, _U_ORG_NAME, then the run's env
-    vars without overriding those), and the platform's defaults (``task_environment``)."""
-    environment = dict(os.environ)
-    environment["PATH"] = os.pathsep.join(filter(None, [str(bin_dir), environment.get("PATH", "")]))
+    vars without overriding those), and the platform's defaults (``task_environment``: what the
+    executor's default pod environment or a pod template gives, here the API endpoint, the bucket's
+    and the credentials' settings). Of the host, only HOST_VARIABLES, and HOSTNAME the pod's name,
+    as Kubernetes sets it."""
+    environment = {name: os.environ[name] for name in HOST_VARIABLES if name in os.environ}
+    environment["PATH"] = os.pathsep.join(filter(None, [str(bin_dir), environment.get("PATH", os.defpath)]))
+    environment["HOSTNAME"] = pod_name
     environment.update({pair.key: pair.value for pair in template.container.env})
     task_id = template.id
     environment.update(

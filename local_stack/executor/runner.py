@@ -1,9 +1,15 @@
 """One TaskAction's lifecycle in the local executor: its runner thread drives the attempts and
 writes every status change and event of the resource (Flyte's TaskActionReconciler.Reconcile for one
-resource)."""
+resource).
+
+As in updateTaskActionStatus, a status is written only once its event is recorded: a Record call
+that fails leaves the status as it was, and the same transition is tried again (Flyte requeues the
+reconcile with a backoff) until the event is accepted, the resource is deleted or the executor stops.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -18,7 +24,7 @@ from flyteidl2.core import execution_pb2, tasks_pb2
 from flyteidl2.workflow import run_definition_pb2
 
 from local_stack.executor.environment import task_environment_of
-from local_stack.executor.events import EventSink
+from local_stack.executor.events import EventNotRecorded, EventSink
 from local_stack.executor.outcome import exit_failure, failure_from_error_document, read_object
 from local_stack.executor.process import TaskProcess, launch
 from local_stack.executor.status import (
@@ -33,7 +39,6 @@ from local_stack.executor.status import (
     MAX_SYSTEM_FAILURES_CODE,
     PERMANENT_FAILURE,
     QUEUED,
-    RETRYABLE_FAILURE,
     SYSTEM_ERROR_CODE,
     TERMINATED,
     Failure,
@@ -58,6 +63,13 @@ logger = logging.getLogger(__name__)
 
 # How often a running attempt looks for a deletion of its resource.
 PROCESS_POLL_SECONDS = 0.1
+# A transition whose event was not recorded is tried again after this long, doubling up to the cap
+# (controller-runtime's per-item backoff starts at 5 ms; capped low here so a recovered control
+# plane gets every status within a second or two).
+EVENT_RETRY_SECONDS = 0.05
+EVENT_RETRY_MAX_SECONDS = 1.0
+# The Queued message of an attempt the executor restarts (Flyte's in-place restart).
+RESTART_MESSAGE = "restarting task"
 LOG_FILE = "task.log"
 SCRATCH_DIR = "work"
 
@@ -101,9 +113,6 @@ class _ActionRunner:
         self._deleted = threading.Event()
         self._finished = False
         self.process: TaskProcess | None = None  # the running attempt's process, if any
-        self._event_attempt = 0
-        self._event_version = 0
-        self._attempt_started = _now()
         # The pod's log context once its process started (Flyte's pod plugin reports it on every
         # event of the attempt from then on), and the attempt it belongs to.
         self._log_context: tuple[int, execution_pb2.LogContext] | None = None
@@ -122,15 +131,32 @@ class _ActionRunner:
             return not self._finished
 
     def finalize_deletion(self) -> None:
-        """Record the abort of an action that had not ended, and let the deletion complete."""
+        """handleAbortAndFinalize: a resource that holds the finalizer (any that passed validation,
+        ended or not) gets an ABORTED event, and loses the finalizer once the event is accepted."""
         resource = self._context.actions.get(self.name, self.uid)
-        holds_finalizer = resource is not None and FINALIZER in (resource["metadata"].get("finalizers") or [])
-        if (self._owned or holds_finalizer) and not is_terminal(self._status) and invalid_spec(self._spec) is None:
-            attempt = int(self._status.get("attempts") or 1)
-            self._record_event(ABORTED, attempt, self._paths(attempt), now=_now(), failure=None, message="aborted")
-            logger.info("%s aborted (attempt %d)", self.name, attempt)
-        if holds_finalizer:
-            self._context.actions.set_finalizer(self.name, self.uid, present=False)
+        if resource is None or FINALIZER not in (resource["metadata"].get("finalizers") or []):
+            return
+        status = resource.get("status") or self._status
+        attempt = int(status.get("attempts") or 1)  # observedAttempts
+        event = self._event(ABORTED, attempt, self._paths(attempt), now=_now(), failure=None, message="aborted")
+        event.ClearField("log_context")  # PhaseInfoAborted carries no task info
+        try:
+            self._record_until_accepted(event, interruptible=False)
+        except _Interrupted:  # the executor stops: the finalizer stays, a restarted one aborts it
+            return
+        self._context.actions.set_finalizer(self.name, self.uid, present=False)
+        logger.info("%s aborted (attempt %d)", self.name, attempt)
+
+    def finalize_deletion_in_background(self) -> None:
+        """``finalize_deletion`` off the watch thread: its event may wait for the control plane."""
+
+        def finalize() -> None:
+            try:
+                self.finalize_deletion()
+            except Exception:
+                logger.exception("finalizing the deletion of %s failed", self.name)
+
+        threading.Thread(target=finalize, name=f"taskaction-{self.name}-finalize", daemon=True).start()
 
     # --- the runner's thread -----------------------------------------------------------------
 
@@ -166,17 +192,17 @@ class _ActionRunner:
         self._owned = True
         template = decode_template(self._spec)
         attempt = int(self._status.get("attempts") or 1)
-        restarting = False
+        self._transition(QUEUED, attempt)
         while True:
-            failure = self._run_attempt(template, attempt, restarting=restarting)
-            restarting = True
+            failure = self._run_attempt(template, attempt)
             if failure is None:
                 self._end(COMPLETED, attempt)
                 return
             if failure.is_system_retryable:
-                self._status["systemFailures"] = int(self._status.get("systemFailures") or 0) + 1
-                if self._status["systemFailures"] > MAX_SYSTEM_FAILURES:
-                    message = f"failed with system error {self._status['systemFailures']} times: [{failure.code}] {failure.message}"
+                failures = int(self._status.get("systemFailures") or 0) + 1
+                if failures > MAX_SYSTEM_FAILURES:
+                    self._status["systemFailures"] = failures
+                    message = f"failed with system error {failures} times: [{failure.code}] {failure.message}"
                     self._end(
                         PERMANENT_FAILURE,
                         attempt,
@@ -184,11 +210,19 @@ class _ActionRunner:
                     )
                     return
                 logger.warning("%s attempt %d: system error %s, restarting it", self.name, attempt, failure.code)
+                # recordSystemError: the counter is written without an event, then the same attempt
+                # starts over
+                self._status["systemFailures"] = failures
+                self._write_status()
+                self._transition(QUEUED, attempt, message=RESTART_MESSAGE)
                 continue
             self._status["systemFailures"] = 0
             if failure.recoverable and attempt < max_attempts(template):
-                self._transition(RETRYABLE_FAILURE, attempt, failure=failure)
+                # the in-place restart: straight to Queued of the next attempt; the failed attempt
+                # gets no terminal condition and no terminal event
+                logger.info("%s attempt %d failed ([%s]), restarting", self.name, attempt, failure.code)
                 attempt += 1
+                self._transition(QUEUED, attempt, message=RESTART_MESSAGE)
                 continue
             if failure.recoverable and not failure.code:  # retries exhausted, and nothing says why
                 failure = Failure(
@@ -197,9 +231,9 @@ class _ActionRunner:
             self._end(PERMANENT_FAILURE, attempt, failure)
             return
 
-    def _run_attempt(self, template: tasks_pb2.TaskTemplate, attempt: int, *, restarting: bool) -> Failure | None:
-        """One launch of the task's command: None if it succeeded, else how it failed."""
-        self._transition(QUEUED, attempt, message="restarting task" if restarting else "")
+    def _run_attempt(self, template: tasks_pb2.TaskTemplate, attempt: int) -> Failure | None:
+        """One launch of the task's command (its Queued already written): None if it succeeded,
+        else how it failed."""
         self._check_interrupted()
         self._transition(INITIALIZING, attempt)
         namespace = self._context.actions.namespace
@@ -277,15 +311,15 @@ class _ActionRunner:
     # --- status and events -------------------------------------------------------------------
 
     def _transition(self, phase: Phase, attempt: int, *, failure: Failure | None = None, message: str = "") -> None:
-        """Flyte's updateTaskActionStatus: the event first, then the status."""
+        """Flyte's updateTaskActionStatus: the event first, then the status, only once the event is
+        recorded (tried again until it is)."""
         now = _now()
         if not phase.ends_attempt:
             message = message or phase.message  # the plugin's reason, which Flyte makes a cluster event
-        self._status["attempts"] = attempt
-        apply_phase(
-            self._status, phase, message=message, failure=failure, now=_rfc3339(now), generation=self._generation
-        )
-        self._status["stateJson"] = json.dumps(
+        status = copy.deepcopy(self._status)
+        status["attempts"] = attempt
+        apply_phase(status, phase, message=message, failure=failure, now=_rfc3339(now), generation=self._generation)
+        status["stateJson"] = json.dumps(
             {
                 "actionId": f"{self._spec['runName']}/{self._spec['actionName']}",
                 "phase": phase.plugin_phase,
@@ -293,9 +327,28 @@ class _ActionRunner:
             },
             separators=(",", ":"),
         )
-        self._record_event(phase, attempt, self._paths(attempt), now=now, failure=failure, message=message)
+        event = self._event(phase, attempt, self._paths(attempt), now=now, failure=failure, message=message)
+        self._record_until_accepted(event, interruptible=True)
+        self._status = status
         self._write_status()
         logger.debug("%s attempt %d: %s", self.name, attempt, phase.reason)
+
+    def _record_until_accepted(self, event: run_definition_pb2.ActionEvent, *, interruptible: bool) -> None:
+        """The event recorded, however long the control plane refuses it; a deletion (when
+        ``interruptible``: the abort's own event is not) or the executor stopping ends the wait."""
+        delay = EVENT_RETRY_SECONDS
+        while True:
+            try:
+                event.reported_time.FromDatetime(datetime.now(UTC))
+                self._context.events.record(event)
+                return
+            except EventNotRecorded as exc:
+                logger.debug("%s: event %s not recorded (%s); trying again", self.name, event.phase, exc)
+            if self._context.stopping.is_set() or (interruptible and self._deleted.is_set()):
+                raise _Interrupted
+            if self._context.stopping.wait(delay):
+                raise _Interrupted
+            delay = min(delay * 2, EVENT_RETRY_MAX_SECONDS)
 
     def _end(self, phase: Phase, attempt: int, failure: Failure | None = None) -> None:
         self._transition(phase, attempt, failure=failure)
@@ -304,7 +357,10 @@ class _ActionRunner:
         logger.info("%s %s (attempt %d)", self.name, outcome, attempt)
 
     def _reject(self, reason: str, kind: str, message: str) -> None:
-        """An invalid spec: terminal at once, no finalizer (Flyte's validation failure)."""
+        """An invalid spec: terminal at once with conditions only (Failed and Progressing, the
+        validation error as their message): no errorState, no event, no finalizer (reconcileTask's
+        validation failure; its Kubernetes Event is not written here)."""
+        del kind  # Flyte keeps no kind for a validation failure
         now = _now()
         conditions = self._status.setdefault("conditions", [])
         for type, true in (("Failed", True), ("Progressing", False)):
@@ -317,10 +373,6 @@ class _ActionRunner:
                 now=_rfc3339(now),
                 generation=self._generation,
             )
-        failure = Failure(reason, message, kind=kind, recoverable=False)
-        self._status["errorState"] = failure.error_state()
-        if all(self._spec.get(name) for name in ("project", "domain", "runName", "actionName")):
-            self._record_event(PERMANENT_FAILURE, 1, None, now=now, failure=failure, message="")
         self._write_status()
         self._stamp_terminal_labels()
         logger.warning("%s rejected: %s: %s", self.name, reason, message)
@@ -349,7 +401,7 @@ class _ActionRunner:
         if self._context.actions.patch_labels(self.name, labels):
             self._labels = {**self._labels, **labels}
 
-    def _record_event(
+    def _event(
         self,
         phase: Phase,
         attempt: int,
@@ -358,9 +410,10 @@ class _ActionRunner:
         now: datetime,
         failure: Failure | None,
         message: str,
-    ) -> None:
-        if attempt != self._event_attempt:
-            self._event_attempt, self._event_version, self._attempt_started = attempt, 0, now
+    ) -> run_definition_pb2.ActionEvent:
+        """buildActionEvent: version 0 (pluginsCore.DefaultPhaseVersion, what the container plugin
+        reports), updated_time the phase history's last entry, no start or end time (the control
+        plane derives them), ErrorInfo with message and kind only."""
         spec = self._spec
         event = run_definition_pb2.ActionEvent(
             id=identifier_pb2.ActionIdentifier(
@@ -369,13 +422,9 @@ class _ActionRunner:
             ),
             attempt=attempt,
             phase=phase.action_phase,
-            version=self._event_version,
+            version=0,
         )
-        self._event_version += 1
-        event.start_time.FromDatetime(self._attempt_started)
         event.updated_time.FromDatetime(now)
-        if phase.ends_attempt:
-            event.end_time.FromDatetime(now)
         event.reported_time.FromDatetime(datetime.now(UTC))
         if failure is not None:
             event.error_info.CopyFrom(failure.error_info())
@@ -385,7 +434,7 @@ class _ActionRunner:
             event.outputs.CopyFrom(paths.output_references())  # Flyte sets them on every event
         if self._log_context is not None and self._log_context[0] == attempt:
             event.log_context.CopyFrom(self._log_context[1])
-        self._context.events.record(event)
+        return event
 
     def _paths(self, attempt: int) -> AttemptPaths:
         return AttemptPaths.of(namespace=self._context.actions.namespace, spec=self._spec, attempt=attempt)

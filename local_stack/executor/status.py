@@ -92,9 +92,9 @@ class Failure:
         return _without_empty_strings({"code": self.code, "kind": self.kind, "message": self.message})
 
     def error_info(self) -> run_definition_pb2.ErrorInfo:
+        """toActionErrorInfo: the message and the kind; the code stays in the status' errorState."""
         return run_definition_pb2.ErrorInfo(
             message=self.message,
-            code=self.code,
             kind=_ERROR_INFO_KINDS.get(self.kind, run_definition_pb2.ErrorInfo.KIND_UNSPECIFIED),
         )
 

@@ -73,14 +73,14 @@ _TEMPLATE_VARIABLES = {
     name: _template_variable(name)
     for name in (
         "Input", "InputPrefix", "OutputPrefix", "RawOutputDataPrefix", "PrevCheckpointPrefix",
-        "CheckpointOutputPrefix", "PerRetryUniqueKey", "Namespace", "RunName", "ActionName",
+        "CheckpointOutputPrefix", "PerRetryUniqueKey", "Namespace",
     )
 }  # fmt: skip
 
 
 def render(arguments: list[str], values: dict[str, str]) -> list[str]:
-    """Flyte's template.Render over command and args (``{{.runName}}``/``{{.actionName}}`` too,
-    which Flyte leaves for the SDK to take from the environment)."""
+    """Flyte's template.Render over command and args. ``{{.runName}}``/``{{.actionName}}`` are not
+    among its variables: they stay as they are, and the SDK reads RUN_NAME/ACTION_NAME instead."""
     rendered = []
     for argument in arguments:
         for name, pattern in _TEMPLATE_VARIABLES.items():
@@ -105,8 +105,6 @@ def template_values(*, namespace: str, spec: dict[str, Any], paths: AttemptPaths
         "CheckpointOutputPrefix": paths.checkpoint_prefix,
         "PerRetryUniqueKey": re.sub(r"[^a-zA-Z0-9_]+", "_", re.sub(r"^[^a-zA-Z_]+", "a", unique_key)),
         "Namespace": namespace,
-        "RunName": spec["runName"],
-        "ActionName": spec["actionName"],
     }
 
 
