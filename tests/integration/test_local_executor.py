@@ -3,7 +3,8 @@
 TaskActions are written by hand, as reconcile builds them, with task templates that run small
 ``python -c`` programs. Each module executor watches a namespace of its own, so resources other
 tests leave in the shared namespace are never run. ActionEvents go to a tiny HTTP sink here, the
-only stand-in: Kubernetes, S3 and the processes are real.
+only stand-in: Kubernetes, S3 and the processes are real. The sink can refuse Record calls (401,
+503) for a while, as an events endpoint whose token is missing or whose API is down.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +28,9 @@ from flyteidl2.common import phase_pb2
 from flyteidl2.core import tasks_pb2
 from flyteidl2.workflow import events_proxy_service_pb2, run_definition_pb2
 
+from local_stack.aws import aws_environment
 from local_stack.executor import FINALIZER, RECORD_PATH, LocalExecutor
+from local_stack.executor import EventSink as ExecutorEventSink
 from runplane.flyte.output_paths import action_output_path
 from tests.conftest import unique_name, wait_for
 
@@ -41,10 +45,15 @@ Phase = phase_pb2.ActionPhase
 
 
 class EventSink:
-    """Decodes RecordRequest bodies and keeps their events."""
+    """Decodes RecordRequest bodies and keeps their events (and each call's size). While ``refusing``
+    holds an HTTP status, every call is answered with it and nothing is kept."""
 
     def __init__(self) -> None:
         self.events: list[run_definition_pb2.ActionEvent] = []
+        self.batches: list[int] = []  # the number of events of each accepted call
+        self.refused = 0  # calls answered with ``refusing``
+        self.refusing: int | None = None
+        self.authorizations: set[str | None] = set()  # what the callers sent as Authorization
         self._lock = threading.Lock()
         sink = self
 
@@ -57,7 +66,21 @@ class EventSink:
                     return
                 request = events_proxy_service_pb2.RecordRequest.FromString(body)
                 with sink._lock:
-                    sink.events.extend(request.events)
+                    sink.authorizations.add(self.headers.get("Authorization"))
+                    refusing = sink.refusing
+                    if refusing is None:
+                        sink.events.extend(request.events)
+                        sink.batches.append(len(request.events))
+                    else:
+                        sink.refused += 1
+                if refusing is not None:
+                    error = b'{"code": "unauthenticated", "message": "refused by the test"}'
+                    self.send_response(refusing)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
                 reply = events_proxy_service_pb2.RecordResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/proto")
@@ -123,7 +146,8 @@ def _start_executor(kube, namespace: str, sink: EventSink, **options: Any) -> tu
         namespace=namespace,
         events_endpoint=sink.endpoint,
         work_dir=work_dir,
-        task_environment={"FROM_PLATFORM": "platform-value"},
+        # what the platform gives a task pod (the bucket's endpoint and credentials), and a marker
+        task_environment={**aws_environment(os.environ["AWS_ENDPOINT_URL"]), "FROM_PLATFORM": "platform-value"},
         **options,
     )
     return executor.start(), work_dir
@@ -302,8 +326,10 @@ bucket, key = sys.argv[1][len("s3://"):].split("/", 1)
 boto3.client("s3").put_object(Bucket=bucket, Key=key + "/outputs.pb", Body=b"")
 print("args", *sys.argv[2:])
 for name in ("ACTION_NAME", "RUN_NAME", "_U_RUN_BASE", "_U_ORG_NAME", "FLYTE_INTERNAL_EXECUTION_PROJECT",
-             "FLYTE_INTERNAL_EXECUTION_DOMAIN", "FLYTE_ATTEMPT_NUMBER", "FROM_PLATFORM", "FROM_RUN"):
+             "FLYTE_INTERNAL_EXECUTION_DOMAIN", "FLYTE_ATTEMPT_NUMBER", "FROM_PLATFORM", "FROM_RUN",
+             "HOST_ONLY_VARIABLE"):
     print(name, os.environ.get(name))
+print("environment", *sorted(os.environ))
 """
 
 RECOVERABLE_ERROR = """
@@ -333,7 +359,12 @@ def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
         "{{.checkpointOutputPrefix}}", "{{.prevCheckpointPrefix}}", "{{.runName}}", "{{.actionName}}",
         envVars={"FROM_RUN": "run-value", "ACTION_NAME": "cannot-override"},
     )  # fmt: skip
-    create(custom_objects, body)
+    os.environ["HOST_ONLY_VARIABLE"] = "leaked"  # the executor's environment, when the task starts
+    try:
+        create(custom_objects, body)
+        resource = wait_for_phase(getter(custom_objects, namespace), name, ("RUNNING", "SUCCEEDED", "FAILED"))
+    finally:
+        del os.environ["HOST_ONLY_VARIABLE"]
 
     resource = wait_for_phase(getter(custom_objects, namespace), name, ("SUCCEEDED", "FAILED"))
     assert phase_of(resource) == "SUCCEEDED", resource["status"]
@@ -360,22 +391,31 @@ def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
     boto3.client("s3").head_object(Bucket=aws.bucket, Key=f"{key}/outputs.pb")  # {{.outputPrefix}} was the attempt's
 
     events = sink.of(run)
+    # buildActionEvent: the plugin's phase version (0), no start or end time
     assert [(e.attempt, e.phase, e.version) for e in events] == [
         (1, Phase.ACTION_PHASE_QUEUED, 0),
-        (1, Phase.ACTION_PHASE_INITIALIZING, 1),
-        (1, Phase.ACTION_PHASE_RUNNING, 2),
-        (1, Phase.ACTION_PHASE_SUCCEEDED, 3),
+        (1, Phase.ACTION_PHASE_INITIALIZING, 0),
+        (1, Phase.ACTION_PHASE_RUNNING, 0),
+        (1, Phase.ACTION_PHASE_SUCCEEDED, 0),
     ]
     done = events[-1]
     assert (done.id.run.project, done.id.run.domain, done.id.run.name, done.id.name) == (PROJECT, DOMAIN, run, "a0")
     assert done.outputs.output_uri == f"{prefix}/outputs.pb"
     assert done.outputs.report_uri == f"{prefix}/report.html"
-    assert done.HasField("end_time") and done.HasField("reported_time") and not done.HasField("error_info")
-    assert done.start_time == events[0].updated_time
+    assert done.HasField("reported_time") and done.HasField("updated_time") and not done.HasField("error_info")
+    assert not any(e.HasField("start_time") or e.HasField("end_time") for e in events)
+    assert sink.authorizations == {None}  # the executor has no credentials: the relay adds them
 
     log = executor.log_file(run=run, action="a0", attempt=1).read_text()
     inputs = f"s3://{aws.bucket}/{PROJECT}/{DOMAIN}/{run}/inputs/0123abcd/inputs.pb"
-    assert f'args {inputs} {prefix} {prefix}/_flytecheckpoints "" {run} a0' in log
+    # Flyte's renderer knows no {{.runName}}/{{.actionName}}: they reach the task as they are
+    assert f'args {inputs} {prefix} {prefix}/_flytecheckpoints "" {{{{.runName}}}} {{{{.actionName}}}}' in log
+    assert "HOST_ONLY_VARIABLE None" in log.splitlines()  # nothing of the host but PATH and HOME
+    (names,) = [line.split()[1:] for line in log.splitlines() if line.startswith("environment ")]
+    flyte_given = {"ACTION_NAME", "RUN_NAME", "FROM_PLATFORM", "FROM_RUN", *aws_environment("")}
+    others = {n for n in names if not n.startswith(("FLYTE_", "_U_", "_F_")) and n not in flyte_given}
+    # (LC_CTYPE: Python sets it itself in a C locale, PEP 538)
+    assert others <= {"PATH", "HOME", "HOSTNAME", "LC_CTYPE"}, others
     for expected in (
         "ACTION_NAME a0",
         f"RUN_NAME {run}",
@@ -390,7 +430,7 @@ def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
         assert expected in log.splitlines(), (expected, log)
 
 
-def test_invalid_specs_fail_at_once_without_a_finalizer(executor, namespace, sink, aws, custom_objects):
+def test_invalid_specs_fail_at_once_with_conditions_only(executor, namespace, sink, aws, custom_objects):
     get = getter(custom_objects, namespace)
     condition_run = unique_name("cond")
     condition = taskaction(namespace, aws.bucket, condition_run, "true", actionType="condition")
@@ -414,13 +454,13 @@ def test_invalid_specs_fail_at_once_without_a_finalizer(executor, namespace, sin
         resource = wait_for_phase(get, f"{run}-a0", ("FAILED", "SUCCEEDED"))
         assert phase_of(resource) == "FAILED"
         assert conditions_by_type(resource) == {"Failed": ("True", reason), "Progressing": ("False", reason)}
-        assert resource["status"]["errorState"]["code"] == reason
-        assert text in resource["status"]["errorState"]["message"]
+        failed = next(c for c in resource["status"]["conditions"] if c["type"] == "Failed")
+        assert text in failed["message"]  # the validation error: the only place it is said
+        assert "errorState" not in resource["status"] and "attempts" not in resource["status"]
         assert not resource["metadata"].get("finalizers")
         labels = wait_for(lambda run=run: get(f"{run}-a0")["metadata"]["labels"].get("flyte.org/termination-status"))
         assert labels == "terminated"
-        (event,) = sink.of(run)
-        assert (event.attempt, event.phase, event.error_info.code) == (1, Phase.ACTION_PHASE_FAILED, reason)
+        assert sink.of(run) == []  # no event: reconcileTask writes the conditions and returns
 
     untouched = get(f"{condition_run}-a0")  # seen before the two above, and left alone
     assert not untouched.get("status") and not untouched["metadata"].get("finalizers")
@@ -449,9 +489,10 @@ def test_recoverable_failures_are_retried_in_place_then_fail(executor, namespace
     resource = wait_for_phase(getter(custom_objects, namespace), name, ("FAILED", "SUCCEEDED"), timeout=30)
     watcher.join()
     attempt = [("QUEUED",), ("INITIALIZING",), ("RUNNING",)]
+    # the in-place restart: RUNNING, then Queued of the next attempt; no terminal state between
     assert watcher.seen == [
-        *[(*p, 1) for p in attempt], ("UNSPECIFIED", 1),  # Progressing/RetryableFailure
-        *[(*p, 2) for p in attempt], ("UNSPECIFIED", 2),
+        *[(*p, 1) for p in attempt],
+        *[(*p, 2) for p in attempt],
         *[(*p, 3) for p in attempt], ("FAILED", 3),
     ]  # fmt: skip
     status = resource["status"]
@@ -462,25 +503,21 @@ def test_recoverable_failures_are_retried_in_place_then_fail(executor, namespace
     }
     assert status["errorState"] == {"code": "FlakyError", "kind": "USER", "message": "attempt 2"}
     assert [e["phase"] for e in status["phaseHistory"]] == [
-        "Queued", "Initializing", "Executing", "RetryableFailure",
-        "Queued", "Initializing", "Executing", "RetryableFailure",
+        "Queued", "Initializing", "Executing",
+        "Queued", "Initializing", "Executing",
         "Queued", "Initializing", "Executing", "PermanentFailure",
     ]  # fmt: skip
 
     events = sink.of(run)
-    per_attempt = [
-        Phase.ACTION_PHASE_QUEUED,
-        Phase.ACTION_PHASE_INITIALIZING,
-        Phase.ACTION_PHASE_RUNNING,
-        Phase.ACTION_PHASE_FAILED,
-    ]
+    per_attempt = [Phase.ACTION_PHASE_QUEUED, Phase.ACTION_PHASE_INITIALIZING, Phase.ACTION_PHASE_RUNNING]
     assert [(e.attempt, e.phase, e.version) for e in events] == [
-        (number, phase, version) for number in (1, 2, 3) for version, phase in enumerate(per_attempt)
-    ]
-    failed = [e for e in events if e.phase == Phase.ACTION_PHASE_FAILED]
-    assert [(e.error_info.code, e.error_info.message, e.error_info.kind) for e in failed] == [
-        ("FlakyError", f"attempt {n}", run_definition_pb2.ErrorInfo.KIND_USER) for n in range(3)
-    ]
+        *[(number, phase, 0) for number in (1, 2, 3) for phase in per_attempt],
+        (3, Phase.ACTION_PHASE_FAILED, 0),
+    ]  # no terminal event for the retried attempts
+    (failed,) = [e for e in events if e.phase == Phase.ACTION_PHASE_FAILED]
+    assert failed.error_info == run_definition_pb2.ErrorInfo(
+        message="attempt 2", kind=run_definition_pb2.ErrorInfo.KIND_USER
+    )  # toActionErrorInfo: message and kind, no code
     restarted = next(e for e in events if e.attempt == 2 and e.phase == Phase.ACTION_PHASE_QUEUED)
     assert [c.message for c in restarted.cluster_events] == ["restarting task"]
     assert events[-1].outputs.output_uri == f"{output_prefix(namespace, aws.bucket, run, attempt=3)}/outputs.pb"
@@ -554,8 +591,119 @@ def test_terminated_actions_are_collected_after_their_ttl(kube, aws, sink, custo
         create(custom_objects, taskaction(namespace, aws.bucket, done, "python", "-c", "pass"))
 
         wait_for(lambda: get(f"{done}-a0") is None, timeout=20, what="the terminated action to be collected")
-        assert sink.phases(done)[-1] == (1, Phase.ACTION_PHASE_SUCCEEDED)  # no ABORTED for an ended action
+        # an ended resource keeps the finalizer, so its collection is a deletion like any: ABORTED
+        assert sink.phases(done)[-2:] == [(1, Phase.ACTION_PHASE_SUCCEEDED), (1, Phase.ACTION_PHASE_ABORTED)]
         assert phase_of(get(f"{running}-a0")) == "RUNNING"  # only terminated ones are collected
     finally:
         collector.stop()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def test_deleting_an_action_that_succeeded_sends_aborted_then_releases_it(
+    executor, namespace, sink, aws, custom_objects
+):
+    get = getter(custom_objects, namespace)
+    run = unique_name("ended")
+    create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", "pass"))
+    resource = wait_for_phase(get, f"{run}-a0", ("SUCCEEDED", "FAILED"))
+    assert phase_of(resource) == "SUCCEEDED" and resource["metadata"]["finalizers"] == [FINALIZER]
+
+    custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", f"{run}-a0")
+
+    wait_for(lambda: get(f"{run}-a0") is None, timeout=20, what="the deletion to complete")
+    aborted = sink.of(run)[-1]
+    assert (aborted.attempt, aborted.phase, aborted.version) == (1, Phase.ACTION_PHASE_ABORTED, 0)
+    assert [c.message for c in aborted.cluster_events] == ["aborted"]
+    assert not aborted.HasField("error_info") and not aborted.HasField("end_time")
+
+
+def test_events_are_batched_across_actions_and_projects(sink):
+    events = ExecutorEventSink(sink.endpoint)
+    try:
+        run = unique_name("batch")
+        threads = [
+            threading.Thread(
+                target=events.record,
+                args=(
+                    run_definition_pb2.ActionEvent(
+                        id={"run": {"project": project, "domain": DOMAIN, "name": run}, "name": f"a{n}"},
+                        attempt=1,
+                        phase=Phase.ACTION_PHASE_QUEUED,
+                    ),
+                ),
+            )
+            for n, project in enumerate([PROJECT, "other"] * 5)
+        ]
+        calls_before = len(sink.batches)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert len([e for e in sink.events if e.id.run.name == run]) == 10
+        # all ten queued within the batcher's 25 ms: one Record call, or very few
+        assert len(sink.batches) - calls_before <= 2 and max(sink.batches[calls_before:]) >= 5
+        assert {e.id.run.project for e in sink.events if e.id.run.name == run} == {PROJECT, "other"}
+    finally:
+        events.close()
+
+
+@pytest.fixture
+def outage_namespace(kube, custom_objects) -> Iterator[str]:
+    yield from _own_namespace(kube, custom_objects)
+
+
+def test_no_status_is_written_while_events_are_refused_and_none_is_lost_after(
+    kube, aws, custom_objects, outage_namespace
+):
+    """An events endpoint answering 401 (no or a bad token), then 503 (the API down): the executor
+    records each event before it writes the status, so no TaskAction gets conditions until the
+    endpoint recovers; then every status arrives, each with its event, none lost."""
+    namespace = outage_namespace
+    refusing = EventSink()
+    refusing.refusing = 401
+    executor, work_dir = _start_executor(kube, namespace, refusing, ttl_seconds=3600, gc_interval_seconds=60)
+    try:
+        get = getter(custom_objects, namespace)
+        runs = [unique_name("outage") for _ in range(3)]
+        watchers = {run: PhaseWatcher(custom_objects, namespace, f"{run}-a0") for run in runs}
+        for run in runs:
+            create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", "pass"))
+        wait_for(lambda: refusing.refused >= 6, timeout=20, what="the executor to try and be refused")
+        time.sleep(1.0)
+        refusing.refusing = 503
+        seen = refusing.refused
+        wait_for(lambda: refusing.refused > seen + 3, timeout=20, what="retries against the 503")
+        for run in runs:
+            resource = get(f"{run}-a0")
+            assert not (resource.get("status") or {}).get("conditions"), resource.get("status")
+            assert resource["metadata"]["finalizers"] == [FINALIZER]  # validated, then waiting on its event
+        assert refusing.events == []
+
+        refusing.refusing = None
+        for run in runs:
+            resource = wait_for_phase(get, f"{run}-a0", ("SUCCEEDED", "FAILED"), timeout=30)
+            assert phase_of(resource) == "SUCCEEDED"
+            watchers[run].join()
+            assert watchers[run].seen == [("QUEUED", 1), ("INITIALIZING", 1), ("RUNNING", 1), ("SUCCEEDED", 1)]
+            assert refusing.phases(run) == [
+                (1, Phase.ACTION_PHASE_QUEUED),
+                (1, Phase.ACTION_PHASE_INITIALIZING),
+                (1, Phase.ACTION_PHASE_RUNNING),
+                (1, Phase.ACTION_PHASE_SUCCEEDED),
+            ]
+
+        # a deletion while the endpoint refuses: the finalizer stays until the ABORTED is accepted
+        refusing.refusing = 503
+        custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", f"{runs[0]}-a0")
+        seen = refusing.refused
+        wait_for(lambda: refusing.refused > seen + 2, timeout=20, what="the abort's event to be refused")
+        held = get(f"{runs[0]}-a0")
+        assert held is not None and held["metadata"].get("deletionTimestamp")
+        assert held["metadata"]["finalizers"] == [FINALIZER]
+        refusing.refusing = None
+        wait_for(lambda: get(f"{runs[0]}-a0") is None, timeout=20, what="the deletion to complete")
+        assert refusing.phases(runs[0])[-1] == (1, Phase.ACTION_PHASE_ABORTED)
+    finally:
+        executor.stop()
+        refusing.close()
         shutil.rmtree(work_dir, ignore_errors=True)
