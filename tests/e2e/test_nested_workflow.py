@@ -3,14 +3,20 @@ stack, and nobody in the test plays Flyte's data plane.
 
 CreateRun -> the table -> reconcile -> a TaskAction -> the local executor runs the task's own
 container command (the SDK's `a0` entrypoint) as a process -> the SDK inside the parent enqueues
-its children through the API and waits for them with WatchForUpdates -> the executor writes
-TaskAction status -> the status mirror writes it back into the table -> `run.wait()` returns.
+its children through the API and waits for them with WatchForUpdates -> the executor records each
+transition's event through the events relay (no credentials of its own; the relay adds the
+data-plane client's token) and only then writes the TaskAction's status -> the status mirror writes
+it back into the table -> `run.wait()` returns.
+
+Authentication is on throughout, as deployed: the SDK here logs in as the user client over TLS, the
+SDK inside the tasks as the task client, the relay as the data-plane client.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from local_stack.auth import DATA_PLANE_CLIENT, USER_CLIENT
 from runplane.flyte import phases
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
@@ -24,8 +30,9 @@ TERMINAL = {"succeeded", "failed", "aborted", "timed_out"}
 
 @pytest.fixture(scope="module")
 def data_plane(stack):
-    """The executor and the status mirror, on for this module only."""
-    with stack.data_plane():
+    """The executor and the status mirror, on for this module only, with the front enforcing the
+    routes' authorizers."""
+    with stack.authentication(), stack.data_plane():
         yield stack
 
 
@@ -33,7 +40,18 @@ def data_plane(stack):
 def flyte_client(data_plane):
     import flyte
 
-    flyte.init(endpoint=data_plane.endpoint, insecure=True, org="testorg", project=PROJECT, domain=DOMAIN)
+    user = data_plane.auth.issuer.client(USER_CLIENT)
+    flyte.init(
+        endpoint=data_plane.tls_endpoint,
+        ca_cert_file_path=str(data_plane.ca_cert),
+        auth_type="ClientSecret",
+        client_id=user.client_id,
+        client_credentials_secret=user.secret,
+        disable_keyring=True,
+        org="testorg",
+        project=PROJECT,
+        domain=DOMAIN,
+    )
     return flyte
 
 
@@ -46,9 +64,10 @@ def actions_of(store: ActionStore, run: str) -> dict:
     return {record.key.name: record for record in store.list_actions(RunKey(PROJECT, DOMAIN, run))}
 
 
-def test_a_parent_fans_out_to_children_and_a_grandchild(flyte_client, store, get_taskaction):
+def test_a_parent_fans_out_to_children_and_a_grandchild(flyte_client, store, get_taskaction, data_plane):
     from tests.e2e.sdk_tasks.nested import fan_out
 
+    forwarded = data_plane.relay.relay.forwarded
     run = flyte_client.with_runcontext(mode="remote").run(fan_out, n=2)
     run.wait(quiet=True)
     assert run.phase == "succeeded", run.phase
@@ -56,6 +75,9 @@ def test_a_parent_fans_out_to_children_and_a_grandchild(flyte_client, store, get
 
     actions = actions_of(store, run.name)
     assert len(actions) == 5 and {r.phase for r in actions.values()} == {phases.SUCCEEDED}
+    # the executor's events went through the relay, which logged in as the data-plane client
+    assert data_plane.relay.relay.forwarded > forwarded
+    assert data_plane.auth.issuer.granted[DATA_PLANE_CLIENT] >= 1
     children = [r for r in actions.values() if r.parent == "a0"]
     grandchildren = [r for r in actions.values() if r.parent not in (None, "a0")]
     assert len(children) == 3 and len(grandchildren) == 1
