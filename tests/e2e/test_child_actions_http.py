@@ -9,6 +9,8 @@ import json
 import struct
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from flyteidl2.actions import actions_service_pb2 as actions
@@ -289,3 +291,57 @@ def test_record_events_shows_in_the_attempts_and_a_bad_event_is_refused_alone(st
         assert field in refused["refused"][0]["message"], refused
     # the good event of each batch is written (once: the later batches replay it), the bad ones never
     assert [(e.attempt, e.phase) for e in store.list_events(key(other))] == [(1, phases.RUNNING)]
+
+
+# --- the events relay ----------------------------------------------------------------------------
+
+
+def _to_relay(stack, path: str, body: bytes, *, method: str = "POST", headers: dict[str, str] | None = None):
+    request = urllib.request.Request(
+        stack.events_endpoint + path,
+        data=body if method == "POST" else None,
+        method=method,
+        headers={"Content-Type": "application/proto", "Connect-Protocol-Version": "1", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()  # names case-insensitive
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_the_relay_records_the_executors_unauthenticated_events_with_its_own_token(stack, store):
+    """What Flyte's executor does: a Record call without credentials, to the relay. With the front
+    enforcing its authorizers, the same call straight to the API is a 401; through the relay it is
+    written, the relay having logged in as the data-plane client."""
+    run = unique_name()
+    assert post_proto_gzip(stack, create_run_request(run))[0] == 200
+    running = wf.ActionEvent(id=action_id(run, "a0"), attempt=1, phase=phases.RUNNING, version=0)
+    running.updated_time.FromSeconds(1_700_000_000)
+    body = events_proxy.RecordRequest(events=[running]).SerializeToString()
+    with stack.authentication():
+        assert (
+            post(stack, body, {"Content-Type": "application/proto", "Connect-Protocol-Version": "1"}, RECORD)[0] == 401
+        )
+        status, headers, answer = _to_relay(stack, RECORD, body, headers={"Authorization": "Bearer not-a-token"})
+        assert status == 200, answer  # the caller's Authorization is dropped, the relay's token used
+        assert events_proxy.RecordResponse.FromString(answer) == events_proxy.RecordResponse()
+        assert headers["Content-Type"] == "application/proto"
+    assert [(e.attempt, e.phase) for e in store.list_events(key(run))] == [(1, phases.RUNNING)]
+
+
+def test_the_relay_refuses_anything_but_record_without_calling_the_api(stack):
+    forwarded = stack.relay.relay.forwarded
+    for path in (f"{RUNS}/CreateRun", f"{INTERNAL}/RecordActionEvents", "/"):
+        status, headers, body = _to_relay(stack, path, b"")
+        assert (status, json.loads(body)["code"]) == (404, "not_found"), path
+        assert headers["Content-Type"] == "application/json"
+    status, headers, body = _to_relay(stack, RECORD, b"", method="GET")
+    assert (status, json.loads(body)["code"], headers["Allow"]) == (405, "unimplemented", "POST")
+    limit, stack.relay.relay.max_body_bytes = stack.relay.relay.max_body_bytes, 1024  # a small limit, for the test
+    try:
+        status, _, body = _to_relay(stack, RECORD, b"\0" * 1025)
+    finally:
+        stack.relay.relay.max_body_bytes = limit
+    assert (status, json.loads(body)["code"]) == (413, "resource_exhausted")
+    assert stack.relay.relay.forwarded == forwarded
