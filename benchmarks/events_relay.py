@@ -85,7 +85,7 @@ def _post(connection: http.client.HTTPConnection, path: str, body: bytes, header
 
 def _connection(endpoint: str) -> http.client.HTTPConnection:
     parsed = urllib.parse.urlsplit(endpoint)
-    return http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    return http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=30)
 
 
 def throughput(stack: Any, *, calls: int, batch: int) -> tuple[float, float]:
