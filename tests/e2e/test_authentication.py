@@ -28,7 +28,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2
 from google.protobuf import json_format
 
-from local_stack.auth import BROWSER_CLIENT, TASK_CLIENT, USER_CLIENT
+from local_stack.auth import BROWSER_CLIENT, DATA_PLANE_CLIENT, TASK_CLIENT, USER_CLIENT
 from local_stack.issuer import LocalIssuer
 from runplane.flyte import phases
 from runplane.flyte.identifiers import RunKey
@@ -290,7 +290,8 @@ def test_a_record_batch_across_projects_writes_what_the_token_allows_and_names_t
 def test_real_tasks_run_with_the_credentials_task_processes_get(stack, store):
     """Everything authenticated: the SDK on the "laptop" (user client), the SDK inside the parent
     task enqueuing and watching its children (task client, via the config file the stack mounts),
-    and the executor's events (a data-plane token)."""
+    and the executor's events (no credentials of its own: the events relay logs in as the
+    data-plane client)."""
     import flyte
 
     from tests.e2e.sdk_tasks.nested import fan_out
@@ -318,3 +319,4 @@ def test_real_tasks_run_with_the_credentials_task_processes_get(stack, store):
     # the SDK logged in (discovery, then the token endpoint) as the user client, the tasks as the task client
     assert stack.auth.issuer.granted[USER_CLIENT] > granted.get(USER_CLIENT, 0)
     assert stack.auth.issuer.granted[TASK_CLIENT] > granted.get(TASK_CLIENT, 0)
+    assert stack.auth.issuer.granted[DATA_PLANE_CLIENT] >= 1  # the relay's token, cached
