@@ -68,7 +68,10 @@ class EventSink:
                 raise EventNotRecorded("the executor is stopping")
             self._queue.append(pending)
             self._ready.notify()
-        pending.done.result(timeout=EVENT_TIMEOUT_SECONDS + 5)
+        try:
+            pending.done.result(timeout=EVENT_TIMEOUT_SECONDS + 5)  # the flush's own timeout, and a margin
+        except TimeoutError:
+            raise EventNotRecorded("the batch was not answered in time") from None
 
     def close(self) -> None:
         with self._ready:
