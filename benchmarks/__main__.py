@@ -2,7 +2,8 @@
 
     .venv/bin/python -m benchmarks [--baseline REF] [--skip fan_out ...] [--quick]
 
-Runs ``handlers``, ``reconcile``, ``list_runs``, ``mirror``, ``fan_out`` and ``record_batches`` (each in a process
+Runs ``handlers``, ``reconcile``, ``list_runs``, ``mirror``, ``fan_out``, ``record_batches`` and
+``events_relay`` (each in a process
 of its own, never two at once: the machine is shared), the first two with a baseline (a git ref,
 measured side by side in the same run), then prints each figure next to the value the issue
 started from and its target, and writes the table, every benchmark's own output and the machine
@@ -34,7 +35,7 @@ RESULTS = REPO / "benchmarks" / "results"
 REPORT = REPO / "docs" / "benchmarks.md"
 # What had landed before the performance issue's changes: the side-by-side baseline.
 BASELINE_REF = "fc0d25009ec859c276511ba57652c68c92a2bfc0"
-BENCHMARKS = ("handlers", "reconcile", "list_runs", "mirror", "fan_out", "record_batches")
+BENCHMARKS = ("handlers", "reconcile", "list_runs", "mirror", "fan_out", "record_batches", "events_relay")
 # The functions the issue's "API functions" figure covers (auth_metadata and console are reported
 # too, but they make no AWS client and import a fraction of the rest).
 API_FUNCTIONS = ("create_run", "update_action", "read_runs", "task_registry", "data_proxy")
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "mirror": ["--actions", "50", "--samples", "20"] if quick else [],
         "fan_out": ["--children", "10"] if quick else [],
         "record_batches": ["--rounds", "2"] if quick else [],
+        "events_relay": ["--calls", "20", "--samples", "5"] if quick else [],
     }
     outputs: dict[str, str] = {}
     for name in BENCHMARKS:

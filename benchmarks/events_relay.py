@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args(argv)
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    # The status mirror's invocation outlives the stack's Kubernetes control plane at the end and
+    # logs its failed watches (to stdout, where the figures go): only what is critical is kept.
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "CRITICAL"
 
     from local_stack.stack import LocalStack, StackConfig
 
