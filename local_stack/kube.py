@@ -3,7 +3,9 @@
 Built from Debian's ``kubernetes`` source package by ``scripts/build-k8s-testbins.sh`` (cached
 outside the repo) and run as a real cluster runs them: HTTPS with static bearer tokens, RBAC
 authorization, what ``deploy/kubernetes`` installs (Flyte's TaskAction CRD, the namespace, the
-control plane's Role and RoleBinding: the kustomization's resources, parsed with yaml, no kubectl)
+control plane's Role and RoleBinding, the events relay's objects: the kustomization's resources
+and generated ConfigMaps, parsed with yaml, no kubectl; with no scheduler or kubelet, the relay's
+Deployment runs no pod, and the stack runs its script itself, local_stack.relay)
 applied *before* the controller-manager starts (its garbage collector discovers resources only
 every 30 s), and only the garbage-collector and namespace controllers, with a high API QPS so
 cascades finish in well under a second.
