@@ -10,6 +10,13 @@ as an API without authorizers. It is a switch at run time: the handlers never ch
 picked as API Gateway picks them (``local_stack.routing``: exact, then the longest greedy prefix),
 and a greedy route's handler gets its variable in ``pathParameters``.
 
+The watch paths the template sends to the streaming function (``StreamRoute``: CloudFront's
+behaviours for the function URL in RESPONSE_STREAM mode) are served as they are deployed: the
+function's own token check (``runplane.connect.jwt_check``, with the scopes of the same path's
+HTTP API route) while ``authorizing`` is on, then its answer chunked, each frame written and
+flushed as the watch yields it, and cut off after ``stream_timeout_seconds`` (the function's
+timeout: the connection closes mid-stream, with no end frame, as Lambda cuts a stream).
+
 Given a TLS context, the same port also answers HTTPS (the first byte of a connection tells a TLS
 handshake from an HTTP request): API Gateway is HTTPS only, and the flyte SDK sends tokens only
 over TLS, while plain HTTP stays for curl and the tests that need no token.
@@ -29,12 +36,12 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from local_stack.jwt_authorizer import JwtAuthorizer
 from local_stack.lambda_runtime import Handler, LambdaContext, load_handler
 from local_stack.routing import RouteTable
-from local_stack.template import HttpRoute
+from local_stack.template import HttpRoute, StreamRoute
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +61,11 @@ class ApiGatewayFront:
         port: int = 8080,
         authorizers: Mapping[str, JwtAuthorizer] | None = None,
         tls: ssl.SSLContext | None = None,
+        streams: list[StreamRoute] | None = None,
+        stream_timeout_seconds: float = 900.0,
     ) -> None:
+        """``streams``: the paths served by the streaming function instead of their HTTP API
+        route; ``stream_timeout_seconds``: when such a stream is cut off (its function's timeout)."""
         # exact routes, then the longest greedy prefix (/console/{proxy+} before /{proxy+}), as on API Gateway
         self._routes = RouteTable(routes=routes)
         self._authorizers = dict(authorizers or {})
@@ -63,6 +74,10 @@ class ApiGatewayFront:
             raise ValueError(f"routes name authorizers the front was not given: {sorted(self._unknown_authorizers)}")
         self._authorizing = False
         self._handlers: dict[str, Handler] = {}
+        self._streams = {route.path: route for route in streams or []}
+        self._stream_entries: dict[str, StreamEntry] = {}
+        self._token_checks: dict[str, Any] = {}
+        self.stream_timeout_seconds = stream_timeout_seconds
         self._server = _FrontServer((host, port), self._request_handler_class(), tls=tls)
         self._thread: threading.Thread | None = None
 
@@ -93,6 +108,8 @@ class ApiGatewayFront:
     def start(self) -> ApiGatewayFront:
         for route in self._routes.routes:  # import at start, like Lambda's init phase
             self._handlers.setdefault(route.handler, load_handler(route.handler))
+        for stream in self._streams.values():
+            self._stream_entries.setdefault(stream.entry, cast("StreamEntry", load_handler(stream.entry)))
         self._thread = threading.Thread(target=self._server.serve_forever, name="api-gateway", daemon=True)
         self._thread.start()
         return self
@@ -133,6 +150,40 @@ class ApiGatewayFront:
             return _json(500, {"message": "Internal Server Error"})
         return _response_from_result(result)
 
+    def streamed(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        """The streaming function's answer (a ``StreamedResponse``) for a streamed path, or a
+        buffered ``(status, headers, body)`` refusal; None for a path served by the HTTP API."""
+        stream = self._streams.get(path)
+        if stream is None or method != "POST":
+            return None
+        if len(body) > MAX_BODY_BYTES:
+            return _json(413, {"message": "Request Entity Too Large"})
+        claims: dict[str, str] | None = None
+        match = self._routes.match(method, path)
+        route = match.route if match else None
+        if self.authorizing and route is not None and route.authorizer is not None:
+            from runplane.connect.jwt_check import Refused
+
+            try:
+                claims = self._token_check(route.authorizer).claims(headers, route.scopes)
+            except Refused as refusal:
+                return _json(refusal.status, {"message": "Unauthorized" if refusal.status == 401 else "Forbidden"})
+        return self._stream_entries[stream.entry](method=method, path=path, headers=headers, body=body, claims=claims)
+
+    def _token_check(self, name: str) -> Any:
+        """The streaming function's own check (``runplane.connect.jwt_check``), configured as the
+        authorizer ``name`` (issuer, audiences); one per authorizer, its key cache kept."""
+        if name not in self._token_checks:
+            from runplane.connect.jwt_check import TokenCheck
+
+            authorizer = self._authorizers[name]
+            self._token_checks[name] = TokenCheck(
+                issuer=authorizer.config.issuer,
+                audiences=authorizer.config.audience,
+                fetch_json=authorizer._fetch_json,  # the local issuer's CA
+            )
+        return self._token_checks[name]
+
     def _request_handler_class(self):
         front = self
 
@@ -144,7 +195,13 @@ class ApiGatewayFront:
                 path, _, query = self.path.partition("?")
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 body = self._read_body(headers)
-                if body is None:
+                streamed = front.streamed(self.command, path, headers, body) if body is not None else None
+                if streamed is not None and not isinstance(streamed, tuple):
+                    self._write_streamed(streamed)
+                    return
+                if streamed is not None:
+                    status, response_headers, payload = streamed
+                elif body is None:
                     status, response_headers, payload = _json(413, {"message": "Request Entity Too Large"})
                     self.close_connection = True
                 else:
@@ -159,6 +216,46 @@ class ApiGatewayFront:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):  # the client left, e.g. a page closed mid long-poll
                     self.close_connection = True
+
+            def _write_streamed(self, response: Any) -> None:
+                """Chunked, a frame a chunk, flushed as it comes; cut off at the time limit. A
+                watch that waits between frames notices the cut (or a client that left) at its
+                next frame, and its generator is closed there."""
+                deadline = time.monotonic() + front.stream_timeout_seconds
+                cut = threading.Event()
+                timer = threading.Timer(front.stream_timeout_seconds, self._cut, args=(cut,))
+                timer.daemon = True
+                timer.start()
+                try:
+                    self.send_response(response.status)
+                    for name, value in response.headers.items():
+                        if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                            self.send_header(name, value)
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.flush()
+                    for chunk in response.chunks:
+                        if cut.is_set() or time.monotonic() >= deadline:
+                            raise ConnectionAbortedError("stream time limit")
+                        if chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:  # the limit, or the client left
+                    self.close_connection = True
+                finally:
+                    timer.cancel()
+                    response.chunks.close()
+
+            def _cut(self, cut: threading.Event) -> None:
+                """The time limit: the connection closes under the stream, as Lambda ends an
+                invocation at its timeout (the client sees the stream end without its end frame)."""
+                cut.set()
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
             def _read_body(self, headers: dict[str, str]) -> bytes | None:
                 if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -186,6 +283,14 @@ class ApiGatewayFront:
                 logger.debug("%s - %s", self.address_string(), format % args)
 
         return RequestHandler
+
+
+class StreamEntry(Protocol):
+    """The streaming function's in-process entry (``functions.read_runs.stream.serve``)."""
+
+    def __call__(
+        self, *, method: str, path: str, headers: dict[str, str], body: bytes, claims: dict[str, str] | None
+    ) -> Any: ...
 
 
 def payload_v2_event(

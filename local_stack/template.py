@@ -27,6 +27,15 @@ class HttpRoute:
 
 
 @dataclass(frozen=True)
+class StreamRoute:
+    """A path CloudFront sends to a streaming function URL instead of the HTTP API."""
+
+    path: str
+    function: str  # logical id in the template
+    entry: str  # dotted path of the function's in-process entry (its Metadata ``LocalStreamEntry``)
+
+
+@dataclass(frozen=True)
 class JwtAuthorizerConfig:
     """An HttpApi ``Auth.Authorizers`` entry with a ``JwtConfiguration``, parameters resolved."""
 
@@ -72,6 +81,25 @@ def http_routes(template: dict[str, Any] | None = None) -> list[HttpRoute]:
                     scopes=scopes,
                 )
             )
+    return routes
+
+
+def stream_routes(template: dict[str, Any] | None = None) -> list[StreamRoute]:
+    """The CloudFront behaviours whose origin is a function URL (``FunctionUrlOrigin``), with the
+    function that serves them (the origin's ``Metadata.Function``)."""
+    template = template or load_template()
+    routes = []
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::CloudFront::Distribution":
+            continue
+        config = resource["Properties"]["DistributionConfig"]
+        origins = {origin["Id"]: origin for origin in config.get("Origins", [])}
+        for behaviour in config.get("CacheBehaviors", []):
+            function = (resource.get("Metadata") or {}).get("StreamOrigins", {}).get(behaviour["TargetOriginId"])
+            if function is None or behaviour["TargetOriginId"] not in origins:
+                continue
+            entry = functions(template)[function]["Metadata"]["LocalStreamEntry"]
+            routes.append(StreamRoute(path="/" + behaviour["PathPattern"].lstrip("/"), function=function, entry=entry))
     return routes
 
 

@@ -2,16 +2,19 @@
 and the watch of a parent's children the SDK runs inside a task (ActionsService/WatchForUpdates,
 StateService/Watch: ``child_updates``).
 
-Every read is a GetItem or a Query on the run's partition; nothing here writes. Watches are
-buffered server streams: the current state, then, if the action has not ended, a long-poll for
-the next change (up to the watch window), then the end of the stream; Flyte's SDK subscribes again
-until the action ends.
+Every read is a GetItem or a Query (of the run's partition, or of a family's changes); nothing
+here writes. Watches are generators of frames: the current state (and, for a parent's children,
+the sentinel), then each change as a poll finds it, until the watch's window ends; then a clean
+end of stream, from which Flyte's SDK subscribes again. Streamed (``streaming=True``: the
+function URL in RESPONSE_STREAM mode, the local front) every change goes out as it is found;
+buffered (API Gateway's HTTP API, which cannot stream) the watch ends at the first change.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from flyteidl2.actions import actions_service_pb2 as actions
 from flyteidl2.common.identifier_pb2 import ActionIdentifier
@@ -21,7 +24,7 @@ from flyteidl2.workflow.run_definition_pb2 import Run
 
 from functions.read_runs.action_listing import ACTIONS
 from functions.read_runs.action_tree import ActionFilter, enriched_actions
-from functions.read_runs.child_updates import family_updates
+from functions.read_runs.child_watch import ChildWatch
 from functions.read_runs.details import action_details, run_details
 from functions.read_runs.run_listing import read_page, run_query
 from runplane.connect.errors import invalid_argument, not_found
@@ -33,12 +36,12 @@ from runplane.flyte.identifiers import ActionKey
 from runplane.flyte.validation import action_key, run_key
 from runplane.table.actions import ActionStore
 from runplane.table.attempt_logs import attempt_logs
-from runplane.table.records import RUN_INDEX_NAME, ActionRecord
+from runplane.table.records import RUN_INDEX_NAME, ActionRecord, utcnow
 
 WATCH_POLL_SECONDS = 0.5  # one GetItem per poll; the SDK itself re-polls every 0.5 s
-# A child watch's window: the SDK's informer waits 5 s for the sentinel when it starts, and a
-# buffered stream delivers the sentinel only when it ends, so a child watch ends sooner than that
-# (the informer reconnects a second later and is sent everything again).
+# A buffered child watch's window: the SDK's informer waits 5 s for the sentinel when it starts,
+# and a buffered stream delivers the sentinel only when it ends, so it ends sooner than that (the
+# informer reconnects a second later and is sent everything again).
 CHILD_WATCH_WINDOW_SECONDS = 4.0
 WATCH_RUNS_LIMIT = 100  # Flyte's initial WatchRuns listing
 
@@ -50,15 +53,28 @@ class RunReader:
         store: ActionStore,
         tokens: PageTokens,
         watch_window_seconds: float = 20.0,
+        streaming: bool = False,
+        change_poll_seconds: float = WATCH_POLL_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = utcnow,
         namespace: str = "flyte",
         run_index: str = RUN_INDEX_NAME,
     ) -> None:
+        """``streaming``: whether the answer reaches the client frame by frame (the streaming
+        route); a watch then sends every change until its window ends. Buffered (API Gateway's
+        HTTP API), a watch ends at the first change, since nothing reaches the client before the
+        end. ``change_poll_seconds``: how often a watch of a parent's children reads its changes."""
         self._store = store
         self._tokens = tokens
         self._run_index = run_index  # the run index ListRuns reads (runplane.ops.settings.ReadSettings)
         self._window = watch_window_seconds
+        self._streaming = streaming
+        # Buffered, the sentinel arrives only with the end of the stream, and the SDK's informer
+        # waits 5 s for it when it starts: a buffered child watch ends sooner than that.
+        self._child_window = None if streaming else CHILD_WATCH_WINDOW_SECONDS
+        self._change_poll_seconds = change_poll_seconds
+        self._clock = clock
         self._namespace = namespace
         self._sleep = sleep
         self._monotonic = monotonic
@@ -103,22 +119,18 @@ class RunReader:
         token = self._tokens.issue(query=query.fingerprint, position={"after": last}) if last is not None else ""
         return runs.ListRunsResponse(runs=[run_message(record) for record in records], token=token)
 
-    def watch_action_details(self, request: runs.WatchActionDetailsRequest) -> list[runs.WatchActionDetailsResponse]:
+    def watch_action_details(self, request: runs.WatchActionDetailsRequest) -> Iterator[runs.WatchActionDetailsResponse]:
         key = action_key(request.action_id)
-        return [
-            runs.WatchActionDetailsResponse(details=action_details(record, self._store.list_events(key)))
-            for record in self._watch(key, what=f"action {key}")
-        ]
+        for record in self._watch(key, what=f"action {key}"):
+            yield runs.WatchActionDetailsResponse(details=action_details(record, self._store.list_events(key)))
 
-    def watch_run_details(self, request: runs.WatchRunDetailsRequest) -> list[runs.WatchRunDetailsResponse]:
+    def watch_run_details(self, request: runs.WatchRunDetailsRequest) -> Iterator[runs.WatchRunDetailsResponse]:
         key = run_key(request.run_id).action("a0")
-        return [
-            runs.WatchRunDetailsResponse(details=run_details(record, self._store.list_events(key)))
-            for record in self._watch(key, what=f"run {key.run_key}")
-        ]
+        for record in self._watch(key, what=f"run {key.run_key}"):
+            yield runs.WatchRunDetailsResponse(details=run_details(record, self._store.list_events(key)))
 
-    def watch_runs(self, request: runs.WatchRunsRequest) -> list[runs.WatchRunsResponse]:
-        """The newest runs of the target, then the runs among them that change within the window."""
+    def watch_runs(self, request: runs.WatchRunsRequest) -> Iterator[runs.WatchRunsResponse]:
+        """The newest runs of the target, then the runs among them that change, as they change."""
         target = request.WhichOneof("target")
         if target == "project_id":
             listing = runs.ListRunsRequest(project_id=request.project_id)
@@ -133,94 +145,87 @@ class RunReader:
         def snapshot() -> dict[str, Run]:
             return {r.action.id.run.name: r for r in self.list_runs(listing).runs}
 
-        first = snapshot()
-        frames = [runs.WatchRunsResponse(runs=list(first.values()))]
-        deadline = self._monotonic() + self._window
-        while self._monotonic() < deadline:
-            self._sleep(WATCH_POLL_SECONDS * 2)
-            changed = [run for name, run in snapshot().items() if first.get(name) != run]
+        sent = snapshot()
+        yield runs.WatchRunsResponse(runs=list(sent.values()))
+        for _ in self._polls(WATCH_POLL_SECONDS * 2):  # a ListRuns each: poll less often
+            current = snapshot()
+            changed = [run for name, run in current.items() if sent.get(name) != run]
             if changed:
-                frames.append(runs.WatchRunsResponse(runs=changed))
-                break
-        return frames
+                sent.update(current)
+                yield runs.WatchRunsResponse(runs=changed)
+                if not self._streaming:
+                    return
 
-    def watch_actions(self, request: runs.WatchActionsRequest) -> list[runs.WatchActionsResponse]:
-        """Every action of the run, enriched, then those that change within the window."""
+    def watch_actions(self, request: runs.WatchActionsRequest) -> Iterator[runs.WatchActionsResponse]:
+        """Every action of the run, enriched, then those that change, as they change."""
         run = run_key(request.run_id)
         action_filter = ActionFilter(list(request.filter))
         if self._store.get_action(run.action("a0"), resolve_specs=False) is None:
             raise not_found(f"run {run} not found")
-        first = enriched_actions(self._store.list_actions(run), action_filter)
-        frames = [runs.WatchActionsResponse(enriched_actions=list(first.values()))]
-        deadline = self._monotonic() + self._window
-        while self._monotonic() < deadline:
-            self._sleep(WATCH_POLL_SECONDS * 2)  # a Query of the whole run: poll less often
+        sent = enriched_actions(self._store.list_actions(run), action_filter)
+        yield runs.WatchActionsResponse(enriched_actions=list(sent.values()))
+        for _ in self._polls(WATCH_POLL_SECONDS * 2):  # a Query of the whole run: poll less often
             current = enriched_actions(self._store.list_actions(run), action_filter)
-            changed = [action for name, action in current.items() if first.get(name) != action]
+            changed = [action for name, action in current.items() if sent.get(name) != action]
             if changed:
-                frames.append(runs.WatchActionsResponse(enriched_actions=changed))
-                break
-        return frames
+                sent.update(current)
+                yield runs.WatchActionsResponse(enriched_actions=changed)
+                if not self._streaming:
+                    return
 
-    def watch_for_updates(self, request: actions.WatchForUpdatesRequest) -> list[actions.WatchForUpdatesResponse]:
+    def watch_for_updates(self, request: actions.WatchForUpdatesRequest) -> Iterator[actions.WatchForUpdatesResponse]:
         """ActionsService/WatchForUpdates: the parent and its direct children, the sentinel, then
-        the ones that change within the window."""
-        return [
-            actions.WatchForUpdatesResponse(control_message=state.ControlMessage(sentinel=True))
-            if update is None
-            else actions.WatchForUpdatesResponse(action_update=update)
-            for update in self._watch_children(request.parent_action_id)
-        ]
+        each child's change as it is written."""
+        for update in self._watch_children(request.parent_action_id):
+            if update is None:
+                yield actions.WatchForUpdatesResponse(control_message=state.ControlMessage(sentinel=True))
+            else:
+                yield actions.WatchForUpdatesResponse(action_update=update)
 
-    def watch_state(self, request: state.WatchRequest) -> list[state.WatchResponse]:
+    def watch_state(self, request: state.WatchRequest) -> Iterator[state.WatchResponse]:
         """StateService/Watch: the same stream as WatchForUpdates, in StateService's messages."""
-        return [
-            state.WatchResponse(control_message=state.ControlMessage(sentinel=True))
-            if update is None
-            else state.WatchResponse(action_update=update)
-            for update in self._watch_children(request.parent_action_id)
-        ]
+        for update in self._watch_children(request.parent_action_id):
+            if update is None:
+                yield state.WatchResponse(control_message=state.ControlMessage(sentinel=True))
+            else:
+                yield state.WatchResponse(action_update=update)
 
-    def _watch_children(self, parent_id: ActionIdentifier) -> list[state.ActionUpdate | None]:
-        """The updates to send, None standing for the sentinel. Every poll is one Query of the
-        run's partition (``list_action_states``); the stream ends at the first change, as the
-        other watches do, or at the end of the window, and at once when the parent has ended. The
-        SDK's informer then subscribes again and is sent everything again, so nothing is missed
-        between two streams."""
+    def _watch_children(self, parent_id: ActionIdentifier) -> Iterator[state.ActionUpdate | None]:
+        """The updates to send, None standing for the sentinel (``child_watch``)."""
         key = action_key(parent_id, field="parent_action_id")
+        yield from ChildWatch(
+            store=self._store,
+            parent=key,
+            namespace=self._namespace,
+            polls=self._polls(self._change_poll_seconds, limit=self._child_window),
+            streaming=self._streaming,
+            clock=self._clock,
+            poll_seconds=self._change_poll_seconds,
+        )
 
-        def read() -> dict[str, state.ActionUpdate] | None:
-            return family_updates(
-                self._store.list_action_states(key.run_key), parent=key.name, namespace=self._namespace
-            )
-
-        sent = read()
-        if sent is None:
-            raise not_found(f"action {key} not found")
-        frames: list[state.ActionUpdate | None] = [*sent.values(), None]
-        if phases.is_terminal(sent[key.name].phase):
-            return frames
-        deadline = self._monotonic() + min(self._window, CHILD_WATCH_WINDOW_SECONDS)
+    def _polls(self, interval: float, *, limit: float | None = None) -> Iterator[int]:
+        """One tick per poll, ``interval`` apart, until the watch's window (or ``limit``) ends."""
+        window = self._window if limit is None else min(self._window, limit)
+        deadline = self._monotonic() + window
+        tick = 0
         while self._monotonic() < deadline:
-            self._sleep(WATCH_POLL_SECONDS)
-            current = read() or {}
-            changed = [update for name, update in current.items() if sent.get(name) != update]
-            if changed:
-                return frames + changed
-        return frames
+            self._sleep(interval)
+            tick += 1
+            yield tick
 
-    def _watch(self, key: ActionKey, *, what: str) -> list[ActionRecord]:
-        """The current record, and the first changed one within the window unless it ended."""
+    def _watch(self, key: ActionKey, *, what: str) -> Iterator[ActionRecord]:
+        """The current record, then each changed one (one GetItem a poll) until it ends."""
         record = self._require(key, what=what)
+        yield record
         if phases.is_terminal(record.phase):
-            return [record]
-        deadline = self._monotonic() + self._window
-        while self._monotonic() < deadline:
-            self._sleep(WATCH_POLL_SECONDS)
+            return
+        for _ in self._polls(WATCH_POLL_SECONDS):
             current = self._store.get_action(key)
             if current is not None and current.version != record.version:
-                return [record, current]
-        return [record]
+                record = current
+                yield record
+                if phases.is_terminal(record.phase) or not self._streaming:
+                    return
 
     def _require(self, key: ActionKey, *, what: str) -> ActionRecord:
         record = self._store.get_action(key)

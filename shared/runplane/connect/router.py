@@ -19,7 +19,7 @@ by code), and the run and action a decoded request names go on the invocation's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -41,8 +41,10 @@ from runplane.connect.codec import (
 from runplane.connect.errors import Code, ConnectError, as_connect_error
 from runplane.connect.streams import (
     decode_stream_request,
+    end_frame,
+    message_frame,
     stream_codec_of,
-    stream_response,
+    stream_headers,
     unsupported_stream_media_type,
 )
 from runplane.errors import DomainError
@@ -74,6 +76,16 @@ class Procedure:
     # the handler takes (request, Call) and checks the token's projects itself, item by item
     # (runplane.connect.calls); the router's whole-request check is skipped
     with_call: bool = False
+
+
+@dataclass(frozen=True)
+class StreamedResponse:
+    """An answer sent as it is produced: ``chunks`` are written (and flushed) one by one, and
+    closing it (the client left) stops the handler at its next message."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
 
 
 class ConnectRouter:
@@ -116,7 +128,7 @@ class ConnectRouter:
     def server_stream(
         self, path: str, request_type: type[_RequestT]
     ) -> Callable[[Callable[[_RequestT], _MessagesT]], Callable[[_RequestT], _MessagesT]]:
-        """Register a server-streaming procedure; its handler returns a list of messages."""
+        """Register a server-streaming procedure; its handler returns (or, to stream, yields) the messages."""
 
         def register(handler: Callable[[_RequestT], _MessagesT]) -> Callable[[_RequestT], _MessagesT]:
             if path in self._procedures:
@@ -150,27 +162,52 @@ class ConnectRouter:
             _count_error(Code.INTERNAL)
             return error_response(ConnectError(Code.INTERNAL, "internal error"))
 
+    def dispatch_streamed(self, request: HttpRequest) -> StreamedResponse:
+        """``dispatch`` for a route that can stream (a function URL in RESPONSE_STREAM mode, the
+        local front): a server stream's frames go out one by one as the handler yields them;
+        any other answer is one chunk."""
+        procedure = self._procedures.get(request.path)
+        if procedure is None or not procedure.streaming or request.method != "POST":
+            response = self.dispatch(request)
+            return StreamedResponse(response.status, response.headers, iter([response.body]))
+        codec = stream_codec_of(request)
+        if codec is None:
+            _count_error(Code.INVALID_ARGUMENT)
+            response = unsupported_stream_media_type(request.headers.get("content-type", ""))
+            return StreamedResponse(response.status, response.headers, iter([response.body]))
+        return StreamedResponse(200, stream_headers(codec), self._frames(procedure, request, codec))
+
     def _dispatch_stream(self, procedure: Procedure, request: HttpRequest) -> HttpResponse:
-        """Errors of a stream travel in its end-of-stream frame, with HTTP 200."""
+        """The buffered fallback (API Gateway's HTTP API cannot stream): the same frames, collected
+        into one body sent when the handler ends."""
         codec = stream_codec_of(request)
         if codec is None:
             _count_error(Code.INVALID_ARGUMENT)
             return unsupported_stream_media_type(request.headers.get("content-type", ""))
-        messages: list[Message] = []
+        return HttpResponse(
+            status=200, body=b"".join(self._frames(procedure, request, codec)), headers=stream_headers(codec)
+        )
+
+    def _frames(self, procedure: Procedure, request: HttpRequest, codec: str) -> Iterator[bytes]:
+        """Each message's envelope as the handler yields it, then the end-of-stream frame; errors
+        of a stream travel in that frame, with HTTP 200."""
         try:
             message = decode_stream_request(request, codec, procedure.request_type)
             bind_request(message)
             check_project_access(message, request.claims)
-            messages = list(cast(StreamHandler, procedure.handler)(message))
+            for response in cast(StreamHandler, procedure.handler)(message):
+                yield message_frame(response, codec)
         except (ConnectError, DomainError) as refusal:
             error = as_connect_error(refusal)
             _count_error(error.code)
-            return stream_response(messages, codec, error=error)
+            yield end_frame(error)
+            return
         except Exception:
             logger.exception("unhandled error in %s", request.path)
             _count_error(Code.INTERNAL)
-            return stream_response(messages, codec, error=ConnectError(Code.INTERNAL, "internal error"))
-        return stream_response(messages, codec)
+            yield end_frame(ConnectError(Code.INTERNAL, "internal error"))
+            return
+        yield end_frame()
 
     def _dispatch(self, request: HttpRequest) -> HttpResponse:
         procedure = self._procedures.get(request.path)

@@ -1,10 +1,14 @@
-"""Connect server streams, buffered: what API Gateway's HTTP API can carry.
+"""Connect server streams: the envelopes, sent frame by frame or buffered.
 
 A request is one envelope (1 flag byte, 4-byte big-endian length, the message; flag 0x01 means
 compressed with ``connect-content-encoding``). The answer is always HTTP 200 with
 ``application/connect+<codec>``: one envelope per message, then an end-of-stream envelope (flag
-0x02) whose JSON is ``{}`` or ``{"error": {"code", "message"}}``. The whole body is sent at once;
-Flyte's SDK re-subscribes when a stream ends before the action does.
+0x02) whose JSON is ``{}`` or ``{"error": {"code", "message"}}``.
+
+``stream_frames`` yields each envelope as its message is produced: what the streaming route (a
+Lambda function URL in RESPONSE_STREAM mode, the local front's chunked answer) writes as it goes.
+The router's buffered fallback joins the same frames into one body: what API Gateway's HTTP API,
+which cannot stream, carries. Flyte's SDK re-subscribes when a stream ends before the action does.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+from collections.abc import Iterable, Iterator
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -55,14 +60,27 @@ def envelope(payload: bytes, *, flags: int = 0) -> bytes:
     return _HEADER.pack(flags, len(payload)) + payload
 
 
-def stream_response(messages: list[Message], codec: str, *, error: ConnectError | None = None) -> HttpResponse:
-    frames = [
-        envelope(m.SerializeToString() if codec == "proto" else json_format.MessageToJson(m, indent=None).encode())
-        for m in messages
-    ]
+def message_frame(message: Message, codec: str) -> bytes:
+    """One message's envelope."""
+    if codec == "proto":
+        return envelope(message.SerializeToString())
+    return envelope(json_format.MessageToJson(message, indent=None).encode())
+
+
+def end_frame(error: ConnectError | None = None) -> bytes:
+    """The end-of-stream envelope: ``{}``, or the error that ended the stream."""
     end = {"error": {"code": error.code.value, "message": error.message}} if error else {}
-    frames.append(envelope(json.dumps(end).encode(), flags=FLAG_END_STREAM))
-    return HttpResponse(status=200, body=b"".join(frames), headers={"content-type": f"application/connect+{codec}"})
+    return envelope(json.dumps(end).encode(), flags=FLAG_END_STREAM)
+
+
+def stream_headers(codec: str) -> dict[str, str]:
+    return {"content-type": f"application/connect+{codec}"}
+
+
+def stream_frames(messages: Iterable[Message], codec: str, *, error: ConnectError | None = None) -> Iterator[bytes]:
+    for message in messages:
+        yield message_frame(message, codec)
+    yield end_frame(error)
 
 
 def unsupported_stream_media_type(content_type: str) -> HttpResponse:

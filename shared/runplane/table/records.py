@@ -10,6 +10,10 @@ Key design (docs/load-model.md):
 - Root items also carry ``run_index_pk``/``run_index_sk`` for the sparse ``RunsByCreatedAtV2``
   index (ListRuns, newest first). The index key is sharded so that one project can create runs
   faster than one partition's ~1,000 writes/s; readers merge the shards.
+- A child also carries ``family_pk = <pk>#<parent name>`` for the sparse ``ChangesByFamily``
+  index, sorted by ``updated_at`` (which every status write sets): a watch of a parent's
+  children reads only what changed since its last read, never the whole run
+  (``FAMILY_INDEX_PROJECTION``; docs/load-model.md, "Watches").
 - A root that has ended also carries ``end_phase``, its phase, written with it: the index
   projects that instead of ``phase`` (``RUN_INDEX_PROJECTION``), so a run's entry is written
   when the run is created, starts and ends, not at every status change.
@@ -62,6 +66,13 @@ ORIGIN_CREATE_RUN = "create_run"
 ORIGIN_ENQUEUED = "enqueue"
 ORIGIN_RECORDED = "record"  # RecordAction: the action already runs in the cluster
 
+# The sparse index of a parent's children by their last change: ``family_pk`` (written once, when
+# the child is created) and ``updated_at`` (every status write sets it). Each status write moves
+# the child's entry (a delete and a put of the projected attributes, a few hundred bytes: 2 write
+# units), so a poll of a family is one Query of what changed since the last, whatever the run's
+# size.
+FAMILY_INDEX_NAME = "ChangesByFamily"
+FAMILY_KEY = "family_pk"
 # A root's phase once it has ended, beside ``phase`` (``ActionStore`` writes both in one update):
 # what the run index projects instead of ``phase``.
 END_PHASE = "end_phase"
@@ -89,6 +100,9 @@ ACTION_STATE_ATTRIBUTES = (
     "project", "domain", "run_name", "name", "parent", "phase", "action_type", "attempts", "created_at",
     "error_kind", "error_code", "error_message", "run_output_base", "output_uri", "version",
 )  # fmt: skip
+# What the family index projects beside its keys: what an ActionUpdate needs. template.yaml lists
+# the same names (checked by a test).
+FAMILY_INDEX_PROJECTION = ACTION_STATE_ATTRIBUTES
 # What ListActions reads of each action (and ListRuns of a run that has not ended): what a listing
 # shows and filters on, and the action's place in its run (parent, group); never the specs, which
 # would make a page of a large run read megabytes.
@@ -152,6 +166,11 @@ def run_partition_key(project: str, domain: str, run: str) -> str:
 
 def action_sort_key(name: str) -> str:
     return ACTION_SORT_PREFIX + name
+
+
+def family_key(key: ActionKey, parent: str) -> str:
+    """The family index's partition of ``parent``'s children (``key``: any action of the run)."""
+    return KEY_SEPARATOR.join((run_partition_key(key.project, key.domain, key.run), parent))
 
 
 def item_key(key: ActionKey) -> dict[str, dict[str, str]]:
@@ -291,6 +310,8 @@ class ActionRecord:
                 item[name] = {"S": format_time(value)}
         if self.trigger_revision:
             item["trigger_revision"] = {"N": str(self.trigger_revision)}
+        if self.parent is not None:
+            item[FAMILY_KEY] = {"S": family_key(key, self.parent)}
         if self.is_root:
             shard = run_index_shard(key.run)
             item["run_index_pk"] = {"S": KEY_SEPARATOR.join((key.project, key.domain, f"{shard:02d}"))}

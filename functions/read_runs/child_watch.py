@@ -1,0 +1,101 @@
+"""The watch of a parent's children (ActionsService/WatchForUpdates, StateService/Watch), as a
+generator of updates: what the SDK's informer inside a parent task holds open.
+
+1. the parent (one consistent GetItem; ``not_found`` at once when it does not exist) and its
+   children (one Query of the family index: the family, never the whole run), then the sentinel;
+2. at each poll, the children written since the previous poll (a Query of the family index from
+   a little before it: ``runplane.table.families``), each sent when its version is newer than the
+   one sent; every ``PARENT_CHECK_SECONDS`` the parent again, and the end once it has ended;
+3. the end when the polls end (the watch's window): the SDK's informer subscribes again and is
+   sent everything again, so nothing is lost between two streams.
+
+Buffered (``streaming=False``), the watch ends at the first change, as nothing reaches the client
+before the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+
+from flyteidl2.workflow.state_service_pb2 import ActionUpdate
+
+from functions.read_runs.child_updates import action_update, family_updates
+from runplane.connect.errors import not_found
+from runplane.flyte import phases
+from runplane.flyte.identifiers import ActionKey
+from runplane.table.actions import ActionStore
+from runplane.table.families import CHANGE_OVERLAP, action_state, family_changes
+from runplane.table.records import ActionRecord
+
+# How often a watch reads its parent again (one eventually consistent GetItem): the parent's own
+# phase only matters to end the watch once the parent has ended (its task is gone).
+PARENT_CHECK_SECONDS = 5.0
+
+
+class ChildWatch:
+    def __init__(
+        self,
+        *,
+        store: ActionStore,
+        parent: ActionKey,
+        namespace: str,
+        polls: Iterable[int],
+        streaming: bool,
+        clock: Callable[[], datetime],
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._parent = parent
+        self._namespace = namespace
+        self._polls = polls
+        self._streaming = streaming
+        self._clock = clock
+        self._parent_every = max(1, round(PARENT_CHECK_SECONDS / poll_seconds))
+        self._versions: dict[str, int] = {}
+        self._sent: dict[str, ActionUpdate] = {}
+        self._base = ""
+
+    def __iter__(self) -> Iterator[ActionUpdate | None]:
+        client, table = self._store.client, self._store.table_name
+        since = self._clock() - CHANGE_OVERLAP
+        parent = action_state(client, table_name=table, key=self._parent)
+        if parent is None:
+            raise not_found(f"action {self._parent} not found")
+        children = family_changes(client, table_name=table, parent=self._parent)
+        first = family_updates([parent, *children], parent=self._parent.name, namespace=self._namespace) or {}
+        self._base = parent.run_output_base
+        self._versions = {r.key.name: r.version for r in (parent, *children)}
+        self._sent = dict(first)
+        yield from first.values()
+        yield None  # the sentinel: the informer's cache is in sync
+        if phases.is_terminal(parent.phase):
+            return
+        for tick in self._polls:
+            read_at = self._clock()
+            changed = list(self._newer(family_changes(client, table_name=table, parent=self._parent, since=since)))
+            since = read_at - CHANGE_OVERLAP
+            ended = False
+            if tick % self._parent_every == 0:
+                current = action_state(client, table_name=table, key=self._parent, consistent=False)
+                if current is not None:
+                    changed.extend(self._newer([current]))
+                    ended = phases.is_terminal(current.phase)
+            yield from changed
+            if ended or (changed and not self._streaming):
+                return
+
+    def _newer(self, records: Iterable[ActionRecord]) -> Iterator[ActionUpdate]:
+        """The updates of the records newer than what was sent (the index may lag: an older
+        version read after a newer one is never sent), in name order."""
+        for record in sorted(records, key=lambda r: r.key.name):
+            name = record.key.name
+            if record.version <= self._versions.get(name, 0):
+                continue
+            if name != self._parent.name and record.parent != self._parent.name:
+                continue  # not of this family (a grandchild never has this family key)
+            self._versions[name] = record.version
+            update = action_update(record, namespace=self._namespace, run_output_base=self._base)
+            if self._sent.get(name) != update:
+                self._sent[name] = update
+                yield update
