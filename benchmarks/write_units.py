@@ -7,7 +7,8 @@ and after (consistent reads, not counted) and bills it as DynamoDB does: one wri
 started KB of the larger of the two; a refused conditional write the size of the item it found
 (at least one); a transaction's writes and condition checks twice that; and, for a run's root,
 one more write of its run-index entry (the projected attributes, ``RUN_INDEX_PROJECTION``) when
-the write creates the entry or changes a projected attribute. moto's ConsumedCapacity is a
+the write creates the entry or changes a projected attribute; and, for a child, its family-index
+entry (``ChangesByFamily``: a put, or a delete and a put when ``updated_at`` moves). moto's ConsumedCapacity is a
 constant, hence the reads.
 
 The lives, driven through the real code on moto:
@@ -57,14 +58,15 @@ class CountingClient:
         self._table = table
         self.table_units = 0
         self.index_units = 0
+        self.family_units = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def take(self) -> tuple[int, int]:
-        """The units billed since the last call: (table, run index)."""
-        units = (self.table_units, self.index_units)
-        self.table_units = self.index_units = 0
+    def take(self) -> tuple[int, int, int]:
+        """The units billed since the last call: (table, run index, family index)."""
+        units = (self.table_units, self.index_units, self.family_units)
+        self.table_units = self.index_units = self.family_units = 0
         return units
 
     def _item(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -91,6 +93,7 @@ class CountingClient:
         old, new = projected(before), projected(after)
         if old != new:
             self.index_units += max(units_of(old), units_of(new))
+        self.family_units += family_index_units(before, after)
         return result
 
     def put_item(self, **kwargs: Any) -> Any:
@@ -117,7 +120,31 @@ class CountingClient:
         for kind, key, before in keys:
             after = before if kind == "ConditionCheck" else self._item(key)
             self.table_units += 2 * max(1, units_of(before), units_of(after))
+            self.family_units += family_index_units(before, after)
         return result
+
+
+def family_index_units(before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+    """The family index's writes (``ChangesByFamily``, where the code has it): its entry is put,
+    rewritten, or, when its sort key ``updated_at`` changes, deleted and put again."""
+    from runplane.table import records
+
+    projection = getattr(records, "FAMILY_INDEX_PROJECTION", None)
+    if projection is None:
+        return 0
+    keys = ("pk", "sk", records.FAMILY_KEY, "updated_at")
+
+    def projected(item: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not item or records.FAMILY_KEY not in item:
+            return None
+        return {k: v for k, v in item.items() if k in keys or k in projection}
+
+    old, new = projected(before), projected(after)
+    if old == new:
+        return 0
+    if old and new and old.get("updated_at") != new.get("updated_at"):
+        return units_of(old) + units_of(new)  # the entry moves: a delete and a put
+    return max(units_of(old), units_of(new))
 
 
 class NoCluster:
@@ -236,9 +263,10 @@ def lives(table: str, bucket: str) -> dict[str, dict[str, int]]:
     start = datetime.now(UTC).replace(microsecond=0)
 
     def step(results: dict[str, int], name: str) -> None:
-        table_units, index_units = client.take()
+        table_units, index_units, family_units = client.take()
         results[name] = results.get(name, 0) + table_units
         results["run_index"] = results.get("run_index", 0) + index_units
+        results["family_index"] = results.get("family_index", 0) + family_units
 
     def record_of(run: str, name: str) -> Any:
         record = store.get_action(ActionKey(project=PROJECT, domain=DOMAIN, run=run, name=name))

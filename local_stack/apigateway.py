@@ -25,6 +25,7 @@ over TLS, while plain HTTP stays for curl and the tests that need no token.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import socket
@@ -252,10 +253,8 @@ class ApiGatewayFront:
                 """The time limit: the connection closes under the stream, as Lambda ends an
                 invocation at its timeout (the client sees the stream end without its end frame)."""
                 cut.set()
-                try:
+                with contextlib.suppress(OSError):  # already closed
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
             def _read_body(self, headers: dict[str, str]) -> bytes | None:
                 if "chunked" in headers.get("transfer-encoding", "").lower():

@@ -64,6 +64,7 @@ from local_stack.template import (
     functions,
     http_routes,
     scheduled_invocations,
+    stream_routes,
     stream_settings,
 )
 
@@ -92,6 +93,9 @@ class StackConfig:
     stream_max_retries: int | None = None
     stream_retry_backoff_seconds: float = 0.2
     watch_window_seconds: float = 20.0
+    # When the local front cuts a streamed watch off (the streaming function's timeout: 900 s on
+    # AWS, where each stream ends cleanly after WATCH_WINDOW_SECONDS first).
+    stream_timeout_seconds: float = 900.0
     # The data plane: the local executor and the status mirror's scheduled ticks.
     data_plane: bool = True
     # How often the scheduled functions (the status mirror) are invoked; None: as the template says.
@@ -211,6 +215,8 @@ class LocalStack:
             port=self.config.api_port,
             authorizers=self.auth.authorizers(),
             tls=self.auth.tls_context(),
+            streams=stream_routes(),
+            stream_timeout_seconds=self.config.stream_timeout_seconds,
         )
         # the console signs people in at the issuer, which sends them back to the front's origins
         self.auth.register_console(origins=[self._front.endpoint, self.tls_endpoint])
@@ -334,6 +340,17 @@ class LocalStack:
     def authenticating(self) -> bool:
         """Whether the front enforces the routes' authorizers right now."""
         return self._front is not None and self._front.authorizing
+
+    @contextlib.contextmanager
+    def stream_limit(self, seconds: float) -> Iterator[LocalStack]:
+        """The front cuts streamed watches off after ``seconds`` (the function's timeout) for a block."""
+        assert self._front is not None, "the stack is not started"
+        previous = self._front.stream_timeout_seconds
+        self._front.stream_timeout_seconds = seconds
+        try:
+            yield self
+        finally:
+            self._front.stream_timeout_seconds = previous
 
     @contextlib.contextmanager
     def authentication(self, enforced: bool = True) -> Iterator[LocalStack]:

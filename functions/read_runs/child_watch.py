@@ -5,7 +5,7 @@ generator of updates: what the SDK's informer inside a parent task holds open.
    children (one Query of the family index: the family, never the whole run), then the sentinel;
 2. at each poll, the children written since the previous poll (a Query of the family index from
    a little before it: ``runplane.table.families``), each sent when its version is newer than the
-   one sent; every ``PARENT_CHECK_SECONDS`` the parent again, and the end once it has ended;
+   one sent; every ``PARENT_CHECK_SECONDS`` the parent again (a GetItem), and the end once it has ended;
 3. the end when the polls end (the watch's window): the SDK's informer subscribes again and is
    sent everything again, so nothing is lost between two streams.
 
@@ -28,9 +28,10 @@ from runplane.table.actions import ActionStore
 from runplane.table.families import CHANGE_OVERLAP, action_state, family_changes
 from runplane.table.records import ActionRecord
 
-# How often a watch reads its parent again (one eventually consistent GetItem): the parent's own
-# phase only matters to end the watch once the parent has ended (its task is gone).
-PARENT_CHECK_SECONDS = 5.0
+# How often a watch reads its parent again (one eventually consistent GetItem, half a unit): its
+# own changes are sent too, and the watch ends once it has ended (its task is gone). Less often
+# than the family's polls: the parent's task is the one watching, so its phase rarely matters.
+PARENT_CHECK_SECONDS = 1.0
 
 
 class ChildWatch:

@@ -119,7 +119,9 @@ class RunReader:
         token = self._tokens.issue(query=query.fingerprint, position={"after": last}) if last is not None else ""
         return runs.ListRunsResponse(runs=[run_message(record) for record in records], token=token)
 
-    def watch_action_details(self, request: runs.WatchActionDetailsRequest) -> Iterator[runs.WatchActionDetailsResponse]:
+    def watch_action_details(
+        self, request: runs.WatchActionDetailsRequest
+    ) -> Iterator[runs.WatchActionDetailsResponse]:
         key = action_key(request.action_id)
         for record in self._watch(key, what=f"action {key}"):
             yield runs.WatchActionDetailsResponse(details=action_details(record, self._store.list_events(key)))

@@ -17,10 +17,25 @@ from pathlib import Path
 import pytest
 
 from functions.create_run.handler import router as create_run_router
+from functions.read_runs.handler import STREAMS as READ_RUNS_STREAMS
 from functions.read_runs.handler import router as read_runs_router
 from functions.update_action.handler import router as update_action_router
-from local_stack.template import TEMPLATE_PATH, http_api_authorizers, http_routes, load_template, table_definition
-from runplane.table.records import PREVIOUS_RUN_INDEX_NAME, RUN_INDEX_NAME, RUN_INDEX_PROJECTION
+from local_stack.template import (
+    TEMPLATE_PATH,
+    http_api_authorizers,
+    http_routes,
+    load_template,
+    stream_routes,
+    table_definition,
+)
+from runplane.table.records import (
+    FAMILY_INDEX_NAME,
+    FAMILY_INDEX_PROJECTION,
+    FAMILY_KEY,
+    PREVIOUS_RUN_INDEX_NAME,
+    RUN_INDEX_NAME,
+    RUN_INDEX_PROJECTION,
+)
 
 MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -79,6 +94,7 @@ def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformati
         "CreateRunFunction",
         "UpdateActionFunction",
         "ReadRunsFunction",
+        "ReadRunsStreamFunction",
         "TaskRegistryFunction",
         "DataProxyFunction",
         "AuthMetadataFunction",
@@ -90,16 +106,23 @@ def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformati
         properties = function["Properties"]
         assert properties["Runtime"] == "python3.13"
         assert properties["Architectures"] == ["arm64"]
-        assert properties["Layers"] == [{"Ref": next(iter(resources_of(cloudformation, "AWS::Lambda::LayerVersion")))}]
+        assert properties["Layers"][0] == {"Ref": next(iter(resources_of(cloudformation, "AWS::Lambda::LayerVersion")))}
 
 
 def test_table_keys_and_stream(cloudformation):
     table = resources_of(cloudformation, "AWS::DynamoDB::Table")["ActionsTable"]["Properties"]
     assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
-    index, previous = table["GlobalSecondaryIndexes"]
+    index, family, previous = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == RUN_INDEX_NAME
     assert index["Projection"]["NonKeyAttributes"] == list(RUN_INDEX_PROJECTION)
+    # a parent's children by their last status write: what a watch's poll reads
+    assert family["IndexName"] == FAMILY_INDEX_NAME
+    assert [(k["AttributeName"], k["KeyType"]) for k in family["KeySchema"]] == [
+        (FAMILY_KEY, "HASH"),
+        ("updated_at", "RANGE"),
+    ]
+    assert family["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(FAMILY_INDEX_PROJECTION)}
     # The previous run index, only while a stack moves off it, exactly as earlier versions created
     # it: CloudFormation cannot change an index, so any difference would fail that deploy.
     condition, kept, otherwise = previous["Fn::If"]
@@ -353,11 +376,12 @@ def test_the_page_token_key_is_generated_per_stack(cloudformation):
     (secret,) = resources_of(cloudformation, "AWS::SecretsManager::Secret").values()
     assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
     resolved = {"Fn::Sub": "{{resolve:secretsmanager:${PageTokenSecret}:SecretString}}"}
-    for name in ("ReadRunsFunction", "TaskRegistryFunction"):
+    signers = {"ReadRunsFunction", "ReadRunsStreamFunction", "TaskRegistryFunction"}  # WatchRuns lists runs
+    for name in signers:
         assert (
             cloudformation["Resources"][name]["Properties"]["Environment"]["Variables"]["PAGE_TOKEN_SECRET"] == resolved
         )
-    others = set(_functions(cloudformation)) - {"ReadRunsFunction", "TaskRegistryFunction"}
+    others = set(_functions(cloudformation)) - signers
     for name in others:  # only the functions that sign page tokens see the key
         variables = cloudformation["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {})
         assert "PAGE_TOKEN_SECRET" not in variables, name
@@ -465,3 +489,32 @@ def test_the_discovery_function_reads_no_table_and_no_bucket(cloudformation):
     assert not any(action.startswith(("dynamodb:", "s3:")) for action in actions)
     variables = cloudformation["Resources"]["AuthMetadataFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["AUTH_ISSUER"] == {"Ref": "AuthIssuer"}
+
+
+def test_the_watches_stream_from_a_function_url_behind_the_apis_host(cloudformation):
+    """Every watch read_runs serves is also a CloudFront behaviour sent to the streaming function's
+    URL (RESPONSE_STREAM, under the Lambda Web Adapter), the rest to the HTTP API; the function
+    checks the JWT itself with the HTTP API authorizer's issuer, audiences and scopes."""
+    resources = cloudformation["Resources"]
+    function = resources["ReadRunsStreamFunction"]["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert "LambdaAdapterLayerArm64" in json.dumps(function["Layers"][1])
+    assert float(variables["WATCH_WINDOW_SECONDS"]) < function["Timeout"] <= 900
+    assert variables["AUTH_ISSUER"] == {"Ref": "AuthIssuer"}
+    assert variables["AUTH_USER_SCOPE"] == {"Ref": "AuthUserScope"}
+    assert variables["AUTH_DATA_PLANE_SCOPE"] == {"Ref": "AuthDataPlaneScope"}
+    (url,) = [r["Properties"] for r in resources_of(cloudformation, "AWS::Lambda::Url").values()]
+    assert url["InvokeMode"] == "RESPONSE_STREAM" and url["AuthType"] == "NONE"
+    (distribution,) = resources_of(cloudformation, "AWS::CloudFront::Distribution").values()
+    config = distribution["Properties"]["DistributionConfig"]
+    assert config["DefaultCacheBehavior"]["TargetOriginId"] == "HttpApi"
+    streamed = {b["PathPattern"] for b in config["CacheBehaviors"] if b["TargetOriginId"] == "ReadRunsStream"}
+    assert streamed == set(READ_RUNS_STREAMS)
+    # the local front streams the same paths, with the function's in-process entry
+    assert {r.path for r in stream_routes()} == set(READ_RUNS_STREAMS)
+    assert {r.entry for r in stream_routes()} == {"functions.read_runs.stream.serve"}
+    # the buffered fallback stays on the HTTP API (it cannot stream), with the same scopes
+    routes = {r.path: r for r in http_routes()}
+    assert set(READ_RUNS_STREAMS) <= set(routes)

@@ -178,7 +178,7 @@ def test_watch_sends_the_parent_and_direct_children_then_the_sentinel(aws, reade
     lifecycle.enqueue(child_task_action(run, "c2"))
     lifecycle.enqueue(child_task_action(run, "g1", parent="c1"))  # a grandchild: not a's business
     started = time.monotonic()
-    frames = reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0")))
+    frames = list(reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0"))))
     assert time.monotonic() - started >= 0.9  # nothing changed: the stream lasted the window
     assert updates_of(frames) == [("a0", phases.QUEUED), ("c1", phases.QUEUED), ("c2", phases.QUEUED), "sentinel"]
     root = frames[0].action_update
@@ -189,7 +189,7 @@ def test_watch_sends_the_parent_and_direct_children_then_the_sentinel(aws, reade
         namespace="flyte", run=run, action="c1", run_output_base=f"s3://flyte-data/{PROJECT}/{DOMAIN}/{run}/", attempt=1
     )
 
-    of_c1 = reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "c1")))
+    of_c1 = list(reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "c1"))))
     assert updates_of(of_c1) == [("c1", phases.QUEUED), ("g1", phases.QUEUED), "sentinel"]
 
 
@@ -198,7 +198,7 @@ def test_a_change_within_the_window_ends_the_stream_with_the_changed_actions(rea
     lifecycle.enqueue(child_task_action(run, "c2"))
     timer = threading.Timer(0.3, set_phase, (lifecycle, run, "c1", phases.RUNNING))
     timer.start()
-    frames = reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0")))
+    frames = list(reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0"))))
     timer.join()
     assert updates_of(frames) == [
         ("a0", phases.QUEUED),
@@ -212,7 +212,7 @@ def test_a_change_within_the_window_ends_the_stream_with_the_changed_actions(rea
 def test_a_new_child_within_the_window_is_sent(reader, lifecycle, run):
     timer = threading.Timer(0.3, lifecycle.enqueue, (child_task_action(run, "c9"),))
     timer.start()
-    frames = reader.watch_state(state.WatchRequest(parent_action_id=action_id(run, "a0")))
+    frames = list(reader.watch_state(state.WatchRequest(parent_action_id=action_id(run, "a0"))))
     timer.join()
     assert updates_of(frames) == [("a0", phases.QUEUED), "sentinel", ("c9", phases.QUEUED)]
 
@@ -221,7 +221,7 @@ def test_a_failed_child_carries_its_error_and_a_trace_its_outputs(reader, lifecy
     lifecycle.enqueue(child_task_action(run, "c1"))
     lifecycle.enqueue(trace_child(run, "t1", output_uri="s3://flyte-data/traces/t1"))
     assert store.fail_action(key(run, "c1"), message="boom", kind="KIND_USER")
-    frames = reader.watch_state(state.WatchRequest(parent_action_id=action_id(run, "a0")))
+    frames = list(reader.watch_state(state.WatchRequest(parent_action_id=action_id(run, "a0"))))
     updates = {f.action_update.action_id.name: f.action_update for f in frames if f.HasField("action_update")}
     assert updates["c1"].phase == phases.FAILED and updates["c1"].HasField("error")
     assert (updates["c1"].error.message, updates["c1"].error.kind) == ("boom", ExecutionError.USER)
@@ -233,14 +233,14 @@ def test_a_parent_that_ended_gets_one_batch_at_once(reader, lifecycle, run):
     lifecycle.enqueue(child_task_action(run, "c1"))
     set_phase(lifecycle, run, "a0", phases.SUCCEEDED)
     no_waiting = RunReader(store=reader._store, tokens=PageTokens(secret=b"t"), sleep=lambda _: pytest.fail("slept"))
-    frames = no_waiting.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0")))
+    frames = list(no_waiting.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0"))))
     assert updates_of(frames) == [("a0", phases.SUCCEEDED), ("c1", phases.QUEUED), "sentinel"]
 
 
 def test_the_parent_ending_within_the_window_is_sent(reader, lifecycle, run):
     timer = threading.Timer(0.3, set_phase, (lifecycle, run, "a0", phases.SUCCEEDED))
     timer.start()
-    frames = reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0")))
+    frames = list(reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "a0"))))
     timer.join()
     assert updates_of(frames) == [("a0", phases.QUEUED), "sentinel", ("a0", phases.SUCCEEDED)]
 
@@ -250,12 +250,12 @@ def test_a_missing_or_malformed_parent_is_refused(reader, run):
         actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "nope")),
         actions.WatchForUpdatesRequest(parent_action_id=action_id(unique_name(), "a0")),
     ):
-        assert rejected(reader.watch_for_updates, request).code is Code.NOT_FOUND
-    assert rejected(reader.watch_state, state.WatchRequest()).code is Code.INVALID_ARGUMENT
+        assert rejected(lambda r: list(reader.watch_for_updates(r)), request).code is Code.NOT_FOUND
+    assert rejected(lambda r: list(reader.watch_state(r)), state.WatchRequest()).code is Code.INVALID_ARGUMENT
     malformed = state.WatchRequest(
         parent_action_id=ActionIdentifier(run=RunIdentifier(project=PROJECT, domain=DOMAIN, name=run))
     )
-    error = rejected(reader.watch_state, malformed)
+    error = rejected(lambda r: list(reader.watch_state(r)), malformed)
     assert error.code is Code.INVALID_ARGUMENT and "parent_action_id.name" in error.message
 
 

@@ -169,7 +169,7 @@ def test_watch_sends_the_state_then_the_next_change(reader, lifecycle, run):
 
     timer = threading.Timer(0.3, later)
     timer.start()
-    frames = reader.watch_action_details(runs.WatchActionDetailsRequest(action_id=action_id(run, "a0")))
+    frames = list(reader.watch_action_details(runs.WatchActionDetailsRequest(action_id=action_id(run, "a0"))))
     timer.join()
     assert [f.details.status.phase for f in frames] == [phases.QUEUED, phases.RUNNING]
 
@@ -180,7 +180,7 @@ def test_watch_of_an_ended_action_is_one_frame(reader, lifecycle, run):
             action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)
         )
     )
-    frames = reader.watch_run_details(runs.WatchRunDetailsRequest(run_id=run_id(run)))
+    frames = list(reader.watch_run_details(runs.WatchRunDetailsRequest(run_id=run_id(run))))
     assert [f.details.action.status.phase for f in frames] == [phases.SUCCEEDED]
 
 
@@ -205,7 +205,7 @@ def test_watch_runs_lists_then_reports_the_change(store, lifecycle, run):
         time.sleep(seconds)
 
     reader = RunReader(store=store, tokens=PageTokens(secret=b"test"), watch_window_seconds=1.0, sleep=sleep)
-    frames = reader.watch_runs(runs.WatchRunsRequest(project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN)))
+    frames = list(reader.watch_runs(runs.WatchRunsRequest(project_id=ProjectIdentifier(name=PROJECT, domain=DOMAIN))))
     assert run in [r.action.id.run.name for r in frames[0].runs]
     assert [(r.action.id.run.name, r.action.status.phase) for r in frames[1].runs] == [(run, phases.RUNNING)]
 
@@ -223,7 +223,7 @@ def test_watch_actions_sends_the_tree_then_the_change(reader, lifecycle, run):
         ),
     )
     timer.start()
-    frames = reader.watch_actions(runs.WatchActionsRequest(run_id=run_id(run)))
+    frames = list(reader.watch_actions(runs.WatchActionsRequest(run_id=run_id(run))))
     timer.join()
     first = {e.action.id.name: e for e in frames[0].enriched_actions}
     assert set(first) == {"a0", "c1"} and dict(first["a0"].children_phase_counts) == {phases.QUEUED: 1}
@@ -234,5 +234,5 @@ def test_watch_actions_sends_the_tree_then_the_change(reader, lifecycle, run):
 
 def test_watch_of_a_missing_run_is_not_found(reader):
     with pytest.raises(REFUSED) as info:
-        reader.watch_actions(runs.WatchActionsRequest(run_id=run_id(unique_name())))
+        list(reader.watch_actions(runs.WatchActionsRequest(run_id=run_id(unique_name()))))
     assert code_of(info.value) is Code.NOT_FOUND
