@@ -170,5 +170,8 @@ def _claim_text(value: Any) -> str:
 
 
 def _fetch_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:
-        return json.loads(response.read())
+    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:  # the issuer's https URL
+        document: object = json.loads(response.read())
+    if not isinstance(document, dict):
+        raise Refused(401, f"{url} is not a JSON object")
+    return document
