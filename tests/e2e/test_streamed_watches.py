@@ -63,11 +63,12 @@ class Stream:
         ("sentinel", None), ("end", the end JSON), or ("cut", None) when the stream stopped
         without its end frame."""
         started = time.monotonic()
-        header = self.response.read(5)
-        if len(header) < 5:
+        try:
+            header = self.response.read(5)
+            flags, length = struct.unpack(">BI", header)
+            data = self.response.read(length)
+        except (http.client.IncompleteRead, ConnectionError, struct.error):
             return "cut", None, time.monotonic() - started
-        flags, length = struct.unpack(">BI", header)
-        data = self.response.read(length)
         took = time.monotonic() - started
         if flags & 2:
             return "end", json.loads(data), took
