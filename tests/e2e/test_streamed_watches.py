@@ -38,7 +38,9 @@ def store(stack):
 class Stream:
     """One WatchForUpdates call, read frame by frame as the SDK's Connect client reads it."""
 
-    def __init__(self, stack, parent: str, run: str) -> None:
+    def __init__(
+        self, stack, parent: str, run: str, *, headers: dict[str, str] | None = None, status: int = 200
+    ) -> None:
         url = urllib.parse.urlsplit(stack.endpoint)
         self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
         payload = gzip.compress(
@@ -52,11 +54,13 @@ class Stream:
                 "Content-Type": "application/connect+proto",
                 "Connect-Content-Encoding": "gzip",
                 "Connect-Protocol-Version": "1",
+                **(headers or {}),
             },
         )
         self.response = self.connection.getresponse()
-        assert self.response.status == 200
-        assert self.response.getheader("transfer-encoding") == "chunked"
+        assert self.response.status == status
+        if status == 200:
+            assert self.response.getheader("transfer-encoding") == "chunked"
 
     def next(self):
         """The next frame as (kind, value, seconds it took): ("update", (name, phase)),
@@ -200,3 +204,26 @@ def test_many_changes_between_polls_arrive_exactly_once_in_order(stack, store):
         assert sorted(seen) == [("c1", phases.RUNNING), ("c2", phases.RUNNING), ("c3", phases.RUNNING)]
     finally:
         stream.close()
+
+
+def test_the_streamed_route_checks_tokens_as_the_http_api_does(stack):
+    """The streaming function checks the JWT itself (runplane.connect.jwt_check): no token is 401,
+    a user token on the SDK's watch 403 (it needs the data-plane scope), a token for another
+    project is refused in the end frame, before anything is read."""
+    run = new_run_with_child(stack)
+    mint = stack.auth.issuer.mint
+    with stack.authentication():
+        Stream(stack, "a0", run, status=401).close()
+        Stream(stack, "a0", run, headers=stack.user_headers(), status=403).close()
+        other = mint(subject="task", scopes=[stack.auth.data_plane_scope], projects=["another-project"])
+        stream = Stream(stack, "a0", run, headers={"Authorization": f"Bearer {other}"})
+        try:
+            kind, end, _ = stream.next()
+            assert kind == "end" and end["error"]["code"] == "permission_denied"
+        finally:
+            stream.close()
+        stream = Stream(stack, "a0", run, headers=stack.data_plane_headers())
+        try:
+            assert stream.until_sentinel() == [("a0", phases.RUNNING), ("c1", phases.QUEUED)]
+        finally:
+            stream.close()
