@@ -61,6 +61,11 @@ build-ReadRunsFunction:
 	$(call copy_function,read_runs)
 	$(call precompile,$(ARTIFACTS_DIR))
 
+build-ReadRunsStreamFunction: # read_runs again; the adapter starts functions/read_runs/stream.sh
+	$(call copy_function,read_runs)
+	chmod +x "$(ARTIFACTS_DIR)/functions/read_runs/stream.sh"
+	$(call precompile,$(ARTIFACTS_DIR))
+
 build-TaskRegistryFunction:
 	$(call copy_function,task_registry)
 	$(call precompile,$(ARTIFACTS_DIR))

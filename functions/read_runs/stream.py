@@ -15,7 +15,7 @@ that leaves stops its watch at the next frame.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +27,7 @@ from runplane.connect.codec import HttpRequest
 from runplane.connect.jwt_check import Refused, TokenCheck
 from runplane.connect.pages import PageTokens
 from runplane.connect.router import ConnectRouter, StreamedResponse
+from runplane.ops.metrics import function_metrics
 from runplane.ops.settings import read_settings
 from runplane.table.actions import ActionStore
 
@@ -35,6 +36,8 @@ from runplane.table.actions import ActionStore
 DATA_PLANE_PATHS = frozenset({f"{ACTIONS}/WatchForUpdates", f"{STATE}/Watch"})
 DEFAULT_PORT = 8080  # the Lambda Web Adapter's default AWS_LWA_PORT
 READY_PATH = "/ready"  # AWS_LWA_READINESS_CHECK_PATH
+
+metrics = function_metrics("read_runs")  # EMF lines, written as each stream ends
 
 router = ConnectRouter()
 
@@ -65,7 +68,17 @@ def serve(
 ) -> StreamedResponse:
     """One request (``headers`` lower-cased; ``claims``: the verified token's, when checked)."""
     request = HttpRequest(method=method, path=path, headers=dict(headers), body=body, claims=dict(claims or {}))
-    return router.dispatch_streamed(request)
+    response = router.dispatch_streamed(request)
+    return StreamedResponse(response.status, response.headers, _flushing(response.chunks))
+
+
+def _flushing(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks, then the metrics of the stream: an invocation under the adapter serves one
+    request, but the process lives on, so each stream flushes its own."""
+    try:
+        yield from chunks
+    finally:
+        metrics.flush()
 
 
 @cache
