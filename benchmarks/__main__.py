@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks [--baseline REF] [--skip fan_out ...] [--quick]
 
-Runs ``handlers``, ``reconcile``, ``list_runs``, ``mirror``, ``fan_out``, ``record_batches`` and
-``events_relay`` (each in a process
+Runs ``handlers``, ``reconcile``, ``list_runs``, ``mirror``, ``fan_out``, ``record_batches``,
+``events_relay`` and ``watch_reads`` (each in a process
 of its own, never two at once: the machine is shared), the first two with a baseline (a git ref,
 measured side by side in the same run), then prints each figure next to the value the issue
 started from and its target, and writes the table, every benchmark's own output and the machine
@@ -35,7 +35,16 @@ RESULTS = REPO / "benchmarks" / "results"
 REPORT = REPO / "docs" / "benchmarks.md"
 # What had landed before the performance issue's changes: the side-by-side baseline.
 BASELINE_REF = "fc0d25009ec859c276511ba57652c68c92a2bfc0"
-BENCHMARKS = ("handlers", "reconcile", "list_runs", "mirror", "fan_out", "record_batches", "events_relay")
+BENCHMARKS = (
+    "handlers",
+    "reconcile",
+    "list_runs",
+    "mirror",
+    "fan_out",
+    "record_batches",
+    "events_relay",
+    "watch_reads",
+)
 # The functions the issue's "API functions" figure covers (auth_metadata and console are reported
 # too, but they make no AWS client and import a fraction of the rest).
 API_FUNCTIONS = ("create_run", "update_action", "read_runs", "task_registry", "data_proxy")
@@ -262,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "fan_out": ["--children", "10"] if quick else [],
         "record_batches": ["--rounds", "2"] if quick else [],
         "events_relay": ["--calls", "20", "--samples", "5"] if quick else [],
+        "watch_reads": [],  # read units a minute of a waiting parent, runs of 100 and 1,000 actions
     }
     outputs: dict[str, str] = {}
     for name in BENCHMARKS:
