@@ -20,7 +20,7 @@ from flyteidl2.actions import actions_service_pb2 as actions
 from runplane.flyte import phases
 from runplane.table.actions import ActionStore
 from runplane.table.outcomes import StatusUpdate
-from tests.builders import action_id, child_task_action
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action
 from tests.conftest import unique_name
 from tests.e2e.test_child_actions_http import WATCH_FOR_UPDATES, key, new_run_with_child, update_status
 from tests.e2e.test_create_run_http import post_proto_gzip
@@ -227,3 +227,19 @@ def test_the_streamed_route_checks_tokens_as_the_http_api_does(stack):
             assert stream.until_sentinel() == [("a0", phases.RUNNING), ("c1", phases.QUEUED)]
         finally:
             stream.close()
+
+
+def test_the_sdk_resumes_streams_cut_off_mid_way_and_its_run_ends_exact(stack):
+    """Every stream, the parent's informer's and the laptop's run.wait(), is cut off by the
+    function's time limit before the watch's window ends: the SDK subscribes again each time and
+    the run ends with its outputs."""
+    import flyte
+
+    from tests.e2e.sdk_tasks.nested import fan_out
+
+    with stack.data_plane(), stack.stream_limit(1.5):
+        flyte.init(endpoint=stack.endpoint, insecure=True, org="testorg", project=PROJECT, domain=DOMAIN)
+        run = flyte.with_runcontext(mode="remote").run(fan_out, n=2)
+        run.wait(quiet=True)
+    assert run.phase == "succeeded", run.phase
+    assert "30" in str(run.outputs())  # 2*2 + 3*3 + (4*4 + 1)
