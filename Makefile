@@ -74,6 +74,10 @@ build-DataProxyFunction:
 	$(call copy_function,data_proxy)
 	$(call precompile,$(ARTIFACTS_DIR))
 
+build-CacheServiceFunction:
+	$(call copy_function,cache_service)
+	$(call precompile,$(ARTIFACTS_DIR))
+
 build-AuthMetadataFunction:
 	$(call copy_function,auth_metadata)
 	$(call precompile,$(ARTIFACTS_DIR))

@@ -9,10 +9,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from local_stack.auth import BROWSER_CLIENT, USER_CLIENT
+from local_stack.kube import ControlPlaneError
 from local_stack.stack import LocalStack, StackAlreadyRunning, StackConfig
+from local_stack.state import FRESH_HINT, StateUnreadable
 
 DEFAULT_STATE_DIR = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "flyte-serverless-stack"
 
@@ -20,7 +23,14 @@ DEFAULT_STATE_DIR = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "flyte-s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)), help="API front port (8080)")
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="logs, kubeconfig, etcd data")
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="the state kept across restarts, logs, kubeconfig"
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the state of the previous stack (runs, data, etcd) and start empty",
+    )
     parser.add_argument(
         "--no-executor",
         action="store_true",
@@ -38,29 +48,46 @@ def main(argv: list[str] | None = None) -> int:
 
     stack = LocalStack(
         StackConfig(
-            state_dir=args.state_dir, api_port=args.port, data_plane=not args.no_executor, auth=not args.no_auth
+            state_dir=args.state_dir,
+            api_port=args.port,
+            data_plane=not args.no_executor,
+            auth=not args.no_auth,
+            keep_state=True,
         )
     )
     try:
+        if args.fresh:
+            stack.discard_state()
         stack.start()
-    except StackAlreadyRunning as exc:
+    except (StackAlreadyRunning, StateUnreadable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # during the start: start() has stopped what it started
+        return 130
+    except ControlPlaneError as exc:
+        print(f"error: the cluster did not start on its saved state: {exc}; {FRESH_HINT}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: cannot start the local stack: {exc}", file=sys.stderr)
         return 1
 
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    print(banner(stack, state_dir=args.state_dir, no_executor=args.no_executor), flush=True)
-    try:
+    try:  # Ctrl-C while the banner prints stops the stack as well
+        print(banner(stack, state_dir=args.state_dir, no_executor=args.no_executor), flush=True)
         stopped.wait()
     except KeyboardInterrupt:
         pass
     finally:
         print("\nstopping...", flush=True)
+        stopping = time.monotonic()
         stack.stop()
-    return 0
+        print(f"stopped in {time.monotonic() - stopping:.1f}s (state kept in {args.state_dir})", flush=True)
+    # Every component has stopped. What may be left are worker threads still blocked on a call to
+    # one of them (a reconcile pool's Kubernetes request), which the interpreter would join at
+    # exit for seconds: leave without waiting for them.
+    logging.shutdown()
+    os._exit(0)
 
 
 def banner(stack: LocalStack, *, state_dir: Path, no_executor: bool) -> str:

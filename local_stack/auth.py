@@ -28,8 +28,9 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,20 +52,25 @@ TOKEN_RENEWAL_MARGIN_SECONDS = 300
 
 
 class LocalAuth:
-    def __init__(self, *, state_dir: Path, issuer_port: int = 0) -> None:
+    def __init__(self, *, state_dir: Path, issuer_port: int = 0, saved: Mapping[str, Any] | None = None) -> None:
+        """``saved``: what a previous stack's ``saved_state()`` returned (local_stack.state): the
+        issuer keeps its key, its port (when free) and its clients' secrets, so earlier tokens hold."""
         self.state_dir = state_dir
         parameters = parameter_values()
         self.user_scope: str = parameters["AuthUserScope"]
         self.data_plane_scope: str = parameters["AuthDataPlaneScope"]
-        self.issuer = LocalIssuer(
-            audience=LOCAL_AUDIENCE,
-            clients=[
-                Client(USER_CLIENT, secrets.token_hex(16), (self.user_scope,)),
-                Client(TASK_CLIENT, secrets.token_hex(16), (self.data_plane_scope,)),
-                Client(DATA_PLANE_CLIENT, secrets.token_hex(16), (self.data_plane_scope,)),
-            ],
-            port=issuer_port,
-        )
+        kept: Mapping[str, str] = (saved or {}).get("secrets", {})
+        clients = [
+            Client(USER_CLIENT, kept.get(USER_CLIENT) or secrets.token_hex(16), (self.user_scope,)),
+            Client(TASK_CLIENT, kept.get(TASK_CLIENT) or secrets.token_hex(16), (self.data_plane_scope,)),
+            Client(DATA_PLANE_CLIENT, kept.get(DATA_PLANE_CLIENT) or secrets.token_hex(16), (self.data_plane_scope,)),
+        ]
+        key = (saved or {}).get("key")
+        try:
+            port = (saved or {}).get("port") or issuer_port
+            self.issuer = LocalIssuer(audience=LOCAL_AUDIENCE, clients=clients, port=port, key=key)
+        except OSError:  # the saved port is taken now: tokens issued before will not verify
+            self.issuer = LocalIssuer(audience=LOCAL_AUDIENCE, clients=clients, port=issuer_port, key=key)
         self.tls_files: TlsFiles | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -80,6 +86,17 @@ class LocalAuth:
 
     def stop(self) -> None:
         self.issuer.stop()
+
+    def saved_state(self) -> dict[str, Any]:
+        """What a restarted stack needs to keep this one's tokens valid (see ``saved``)."""
+        return {
+            "key": self.issuer.signing_key(),
+            "port": int(self.issuer.url.rsplit(":", 1)[1]),
+            "secrets": {
+                client_id: self.issuer.client(client_id).secret
+                for client_id in (USER_CLIENT, TASK_CLIENT, DATA_PLANE_CLIENT)
+            },
+        }
 
     # --- the front ---------------------------------------------------------------------------
 

@@ -142,7 +142,10 @@ class LocalIssuer:
         port: int = 0,
         token_lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        key: Mapping[str, Any] | None = None,
     ) -> None:
+        """``key``: a signing key saved by a previous issuer (``signing_key()``), so the tokens it
+        issued stay valid; a fresh one is generated otherwise."""
         self.audience = audience
         self.person = person
         self.token_lifetime_seconds = token_lifetime_seconds
@@ -153,8 +156,12 @@ class LocalIssuer:
         self._clock = clock
         # Tokens the token endpoint granted, by client: how tests see that a client logged in.
         self.granted: Counter[str] = Counter()
-        self._key = RSAKey.generate_key(
-            KEY_BITS, parameters={"kid": uuid.uuid4().hex, "use": "sig", "alg": ALGORITHM}, private=True
+        self._key = (
+            RSAKey.import_key(dict(key))
+            if key is not None
+            else RSAKey.generate_key(
+                KEY_BITS, parameters={"kid": uuid.uuid4().hex, "use": "sig", "alg": ALGORITHM}, private=True
+            )
         )
         self._server = ThreadingHTTPServer((host, port), self._request_handler_class())
         self._server.daemon_threads = True
@@ -208,6 +215,10 @@ class LocalIssuer:
             "id_token_signing_alg_values_supported": [ALGORITHM],
             "subject_types_supported": ["public"],
         }
+
+    def signing_key(self) -> dict[str, Any]:
+        """The private key as a JWK, for the stack's state folder (``key=`` of the next issuer)."""
+        return dict(self._key.as_dict(private=True))
 
     def key_set(self) -> dict[str, Any]:
         return {"keys": [self._key.as_dict(private=False)]}

@@ -48,6 +48,11 @@ TOKEN = "local-admin-token"
 CONTROL_PLANE_TOKEN = "local-control-plane-token"
 CONTROL_PLANE_USER = "flyte-serverless-control-plane"
 START_TIMEOUT_SECONDS = 90
+# How long a component may take to exit on SIGTERM before it is killed (Ctrl-C stops the stack in
+# 5 s): the stateless servers briefly (the API server would drain its watches for a minute), etcd
+# long enough to close its data directory, which is kept across restarts.
+SERVER_STOP_GRACE_SECONDS = 0.5
+ETCD_STOP_GRACE_SECONDS = 2.0
 
 
 class ControlPlaneError(RuntimeError):
@@ -161,15 +166,22 @@ class KubeControlPlane:
         return self.endpoints
 
     def stop(self) -> None:
-        for process in reversed(self._processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in reversed(self._processes):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """The controller-manager and the API server first, then etcd, each given its grace before
+        it is killed: what the API server still serves is of no use once the stack stops. etcd
+        gets SIGTERM last, so its data directory is closed cleanly."""
+        started = self._processes  # etcd, the API server, the controller-manager: in that order
+        groups = [(list(reversed(started[1:])), SERVER_STOP_GRACE_SECONDS), (started[:1], ETCD_STOP_GRACE_SECONDS)]
+        for group, grace in groups:
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + grace
+            for process in group:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self._processes.clear()
 
     # --- the three processes ----------------------------------------------------------------

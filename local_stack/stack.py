@@ -32,7 +32,7 @@ import secrets
 import shutil
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -56,6 +56,7 @@ from local_stack.lambda_runtime import load_handler
 from local_stack.lambda_service import LocalLambdaService
 from local_stack.relay import LocalRelay
 from local_stack.scheduler import LocalScheduler
+from local_stack.state import StateFolder, StateUnreadable
 from local_stack.stream_poller import StreamPoller
 from local_stack.template import (
     async_retries,
@@ -77,10 +78,23 @@ TABLE_NAME = "flyte-actions"
 BUCKET_NAME = "flyte-data"
 NAMESPACE = "flyte"
 MIRROR_FUNCTION = "MirrorStatusFunction"  # its local name: the template's logical id
+# A thread's current step (a poll, a handler call) ends within this; Ctrl-C stops the stack in 5 s.
+STOP_JOIN_SECONDS = 3.0
+# The stack waits this long for each asynchronous invocation still running when it stops.
+INVOCATION_JOIN_SECONDS = 0.2
 
 
 class StackAlreadyRunning(RuntimeError):
     pass
+
+
+def _concurrently(steps: list[Callable[[], None]]) -> None:
+    """Run independent shutdown steps side by side (each mostly waits), all of them even if one fails."""
+    threads = [threading.Thread(target=step, name="stopping", daemon=True) for step in steps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=STOP_JOIN_SECONDS * 2)
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,9 @@ class StackConfig:
     # it on for a block with ``authentication()``). The local issuer runs either way.
     auth: bool = False
     issuer_port: int = 0  # the local identity provider's port (0: any free one)
+    # Keep the state (table, bucket, etcd, the issuer's keys) in state_dir across restarts
+    # (local_stack.state); scripts/stack does, tests start empty.
+    keep_state: bool = False
 
 
 class LocalStack:
@@ -144,6 +161,8 @@ class LocalStack:
         self.kube: KubeEndpoints | None = None
         self.poller: StreamPoller | None = None
         self.environment: dict[str, str] = {}
+        self.state: StateFolder | None = StateFolder(config.state_dir) if config.keep_state else None
+        self._saving = False
 
     @property
     def endpoint(self) -> str:
@@ -152,6 +171,12 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         self._acquire_lock()
+        if self.state is not None:
+            try:
+                self.state.check()  # before anything starts: never serve half of a saved state
+            except StateUnreadable:
+                self._release_lock()
+                raise
         try:
             self._start()
         except BaseException:
@@ -161,10 +186,12 @@ class LocalStack:
 
     def _start(self) -> None:
         if self._owns_moto:
+            if self.state is not None:
+                self.state.restore_aws()
             self._moto.start()
         self.aws = provision(endpoint=self._moto.endpoint, table_name=TABLE_NAME, bucket=BUCKET_NAME)
         if self._owns_kube:
-            if self._kube.state_dir.exists():  # a previous run's etcd data is stale: its apiserver is gone
+            if self.state is None and self._kube.state_dir.exists():  # not kept: a previous run's etcd is stale
                 shutil.rmtree(self._kube.state_dir)
             self._kube.start()
         self.kube = self._kube.endpoints
@@ -176,7 +203,15 @@ class LocalStack:
             }
         ).start()
 
-        self.auth = LocalAuth(state_dir=self.config.state_dir / "auth", issuer_port=self.config.issuer_port).start()
+        saved = self.state.issuer_state() if self.state is not None else None
+        self.auth = LocalAuth(
+            state_dir=self.config.state_dir / "auth", issuer_port=self.config.issuer_port, saved=saved
+        ).start()
+        # Per stack, as the template generates one per deployment: never a public default (kept
+        # with the state, so page tokens handed out before a restart still read on).
+        page_token_secret = (saved or {}).get("page_token_secret") or secrets.token_urlsafe(32)
+        if self.state is not None:
+            self.state.save_issuer_state({**self.auth.saved_state(), "page_token_secret": page_token_secret})
 
         # The handlers run in this process, configured as template.yaml configures them on AWS.
         self.environment = {
@@ -187,8 +222,7 @@ class LocalStack:
             # reconcile and the status mirror act as the control plane's identity, under the Role
             # deploy/kubernetes installs (the executor and the tests keep the admin kubeconfig).
             "KUBECONFIG": str(self.kube.control_plane_kubeconfig),
-            # Per stack, as the template generates one per deployment: never a public default.
-            "PAGE_TOKEN_SECRET": secrets.token_urlsafe(32),
+            "PAGE_TOKEN_SECRET": page_token_secret,
             "TASKACTION_NAMESPACE": NAMESPACE,
             "TASK_LOG_GROUP": TASK_LOG_GROUP,  # where the executor ships the processes' output
             "WATCH_WINDOW_SECONDS": str(self.config.watch_window_seconds),
@@ -263,6 +297,9 @@ class LocalStack:
             self.start_data_plane()
         else:
             self.lambdas.disable(MIRROR_FUNCTION)
+        if self.state is not None and self._owns_moto:
+            self.state.start_snapshots()
+            self._saving = True  # from here on a stop saves: the restored state is whole
 
     # --- the data plane ---------------------------------------------------------------------
 
@@ -284,6 +321,9 @@ class LocalStack:
             ttl_seconds=self.config.executor_ttl_seconds,
             python_bin_dir=str(Path(sys.executable).parent),
             log_group=TASK_LOG_GROUP,
+            # the task cache: the front's CacheService, with a data-plane token (docs/caching.md)
+            cache_endpoint=self.endpoint,
+            cache_authorization=self.data_plane_authorization,
         )
         self.executor.start()
         self._stop_ticking.clear()
@@ -400,26 +440,35 @@ class LocalStack:
         return self.config.mirror_timeout_seconds if name == MIRROR_FUNCTION else function_timeout(name)
 
     def stop(self) -> None:
-        self._stop_polling.set()
+        # The data plane first (its last events still reach the front), then the front (no more
+        # writes), then the stream poller, which delivers what is left when the state is kept:
+        # the saved stream starts empty (local_stack.state).
         self.stop_data_plane()
-        for thread in (self._poll_thread, self._scheduler_thread):
-            if thread is not None:
-                thread.join(timeout=30)
-        if self.lambdas is not None:
-            self.lambdas.stop()
-        if self.relay is not None:
+        if self.relay is not None:  # the events relay forwards the executor's last events to the front
             self.relay.stop()
             self.relay = None
         if self._front is not None:
             self._front.stop()
             self._front = None
+        self._stop_polling.set()
+        for thread in (self._poll_thread, self._scheduler_thread):
+            if thread is not None:
+                thread.join(timeout=STOP_JOIN_SECONDS)
+        if self._saving and self.poller is not None:
+            with contextlib.suppress(Exception):
+                self.poller.drain()
+        servers: list[Callable[[], None]] = []
+        if self.lambdas is not None:  # a running invocation (the mirror's watch) is a daemon thread: not waited for
+            lambdas = self.lambdas
+            servers.append(lambda: lambdas.stop(timeout=INVOCATION_JOIN_SECONDS))
         if self.auth is not None:
-            self.auth.stop()
+            servers.append(self.auth.stop)
             self.auth = None
-        if self._owns_kube:
-            self._kube.stop()
-        if self._owns_moto:
-            self._moto.stop()
+        _concurrently(servers)  # each waits for its serve loop's next poll
+        if self.state is not None and self._saving:
+            self._saving = False
+            self.state.stop_snapshots(final=True)  # the front, the poller and the data plane have stopped
+        _concurrently([self._kube.stop] * self._owns_kube + [self._moto.stop] * self._owns_moto)
         self._release_lock()
 
     def __enter__(self) -> LocalStack:
@@ -427,6 +476,14 @@ class LocalStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def discard_state(self) -> None:
+        """``--fresh``: wipe the state a previous stack kept (never a running one's: the lock)."""
+        self._acquire_lock()
+        try:
+            StateFolder(self.config.state_dir).wipe()
+        finally:
+            self._release_lock()
 
     # --- single instance --------------------------------------------------------------------
 

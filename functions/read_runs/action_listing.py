@@ -85,6 +85,8 @@ ACTIONS: ListSchema[ActionRecord] = ListSchema(
         "updated_at": Column(kind=Kind.TIME, value=lambda r: r.updated_at or r.created_at),
         "ended_at": Column(kind=Kind.TIME, value=lambda r: r.ended_at),
         "duration_ms": Column(kind=Kind.INTEGER, value=lambda r: r.duration_ms),
+        # remote.Condition.listall(run_name, action_name): a parent's conditions
+        "parent_name": Column(kind=Kind.TEXT, value=lambda r: r.parent or None),
     },
     hidden={"name": Column(kind=Kind.TEXT, value=lambda r: r.key.name)},
     # Flyte: "non-terminal runs at the top, then by most recent start time".

@@ -67,6 +67,7 @@ class ReconcileCluster(Protocol):
     def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def get(self, name: str) -> dict[str, Any] | None: ...
     def delete(self, name: str) -> bool: ...
+    def signal(self, name: str, *, value: str, signalled_by: str, signalled_at: str) -> bool: ...
 
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class Outcome(StrEnum):
     GAVE_UP = "gave_up"  # retries exhausted; recorded on the action
     ABORTED = "aborted"  # an abort request carried out
     SKIPPED = "skipped"
+    SIGNALLED = "signalled"  # a condition's signal relayed to its TaskAction
 
 
 # The ReconcileOutcomes metric's values (runplane.ops.metrics): what an operator tells apart. A record
@@ -126,6 +128,8 @@ class ActionChange:
     sort_key: str
     new: ActionRecord | None
     old: ActionRecord | None
+    # A condition's signal this write added (runplane.table.signals): (base64 value, by, at).
+    signal: tuple[str, str, str] | None = None
 
     @classmethod
     def from_stream_record(cls, record: dict[str, Any]) -> ActionChange:
@@ -143,6 +147,7 @@ class ActionChange:
             sort_key=sort_key,
             new=ActionRecord.from_item(new_image) if is_action and new_image else None,
             old=ActionRecord.from_item(old_image) if is_action and old_image else None,
+            signal=_added_signal(new_image, old_image) if is_action else None,
         )
 
     @property
@@ -189,7 +194,21 @@ class Reconciler:
             return self.materialize(change.new, states=states)
         if change.event_name == "MODIFY" and change.requests_abort:
             return self.carry_out_abort(change.new.key, states=states)
+        if change.event_name == "MODIFY" and change.signal is not None:
+            return self.relay_signal(change.new.key, change.signal)
         return self._skip(change, "no change reconcile acts on")
+
+    # --- condition signals --------------------------------------------------------------------
+
+    def relay_signal(self, key: ActionKey, signal: tuple[str, str, str]) -> Outcome:
+        """SignalEvent's write, onto the condition's TaskAction status; the executor resolves it.
+        A resource already gone (the condition ended or was aborted) leaves nothing to do."""
+        value, signalled_by, signalled_at = signal
+        name = taskaction_name(key.run, key.name)
+        if self._cluster.signal(name, value=value, signalled_by=signalled_by, signalled_at=signalled_at):
+            logger.info("condition signalled", extra={"taskaction": name, "action": str(key)})
+            return Outcome.SIGNALLED
+        return Outcome.SKIPPED
 
     # --- new actions ------------------------------------------------------------------------
 
@@ -427,3 +446,14 @@ def _parent_key(key: ActionKey, parent: str) -> ActionKey:
 
 def _identity(key: ActionKey) -> tuple[str, ...]:
     return (key.project, key.domain, key.run, key.name)
+
+
+def _added_signal(new: dict[str, Any] | None, old: dict[str, Any] | None) -> tuple[str, str, str] | None:
+    """The signal a MODIFY added to a condition's item (none if it was there before)."""
+    if not new or "signal_value" not in new or (old and "signal_value" in old):
+        return None
+    import base64
+
+    raw = new["signal_value"]["B"]  # the stream's JSON carries binary values base64-encoded
+    value = raw if isinstance(raw, str) else base64.b64encode(raw).decode()
+    return value, new.get("signalled_by", {}).get("S", ""), new.get("signalled_at", {}).get("S", "")

@@ -15,6 +15,7 @@ from flyteidl2.workflow import queue_service_pb2 as queue
 from flyteidl2.workflow import run_service_pb2 as runs
 
 from functions.update_action.service import ActionLifecycleService
+from functions.update_action.signals import SignalService
 from runplane.aws.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter, Procedures
@@ -65,6 +66,15 @@ BATCH_PROCEDURES: Procedures[ActionLifecycleService] = {
 }
 router.mount(PROCEDURES, lifecycle)
 router.mount(BATCH_PROCEDURES, lifecycle, with_call=True)
+
+
+@cache
+def signals() -> SignalService:
+    settings = api_settings()
+    return SignalService(store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()))
+
+
+router.mount({f"{RUNS}/SignalEvent": (runs.SignalEventRequest, SignalService.signal_event)}, signals)
 
 
 @metrics.flush_after

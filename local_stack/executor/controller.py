@@ -7,14 +7,17 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local_stack.executor.cache import CacheClient
+from local_stack.executor.conditions import ConditionRunner
 from local_stack.executor.events import EventSink
 from local_stack.executor.process import ABORT_GRACE_SECONDS
 from local_stack.executor.runner import LOG_FILE, _ActionRunner, _Context
-from local_stack.executor.status import TERMINATED, should_collect
+from local_stack.executor.status import TERMINATED, is_terminal, should_collect
 from local_stack.executor.taskactions import API_TIMEOUT_SECONDS, TaskActions
 from local_stack.task_logs import LogSink
 from runplane.flyte.identifiers import taskaction_name
@@ -44,13 +47,19 @@ class LocalExecutor:
         gc_interval_seconds: float = 60.0,
         python_bin_dir: str | os.PathLike[str] | None = None,
         log_group: str | None = None,
+        cache_endpoint: str = "",
+        cache_authorization: Callable[[], str] | None = None,
     ) -> None:
         """``log_group``: the CloudWatch Logs group the processes' output is shipped to (none: kept
-        in the work folder only)."""
+        in the work folder only). ``cache_endpoint``: where the CacheService is (Flyte's executor
+        calls its cache service directly, with its own credentials: ``cache_authorization``, the
+        Authorization header's value); none: no task cache."""
         self.kubeconfig = Path(kubeconfig)
         self.namespace = namespace
         self.events_endpoint = events_endpoint
         self.log_group = log_group
+        self.cache_endpoint = cache_endpoint
+        self.cache_authorization = cache_authorization
         self.work_dir = Path(work_dir)
         self.task_environment = dict(task_environment or {})
         self.ttl_seconds = ttl_seconds
@@ -60,6 +69,7 @@ class LocalExecutor:
         self._runners: dict[str, _ActionRunner] = {}  # by uid; finished ones stay until the resource goes
         self._runners_lock = threading.Lock()
         self._skipped: set[str] = set()  # condition actions, logged once
+        self._conditions: dict[str, ConditionRunner] = {}  # by uid; watch thread only
         self._threads: list[threading.Thread] = []
         self._api_client: Any = None
         self._context: _Context | None = None
@@ -81,6 +91,9 @@ class LocalExecutor:
             task_environment=self.task_environment,
             stopping=self._stopping,
             logs=LogSink(log_group=self.log_group, client=boto3.client("logs")) if self.log_group else None,
+            cache=CacheClient(self.cache_endpoint, authorization=self.cache_authorization)
+            if self.cache_endpoint
+            else None,
         )
         for name, target in (("executor-watch", self._watch_forever), ("executor-gc", self._collect_forever)):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -228,6 +241,15 @@ class LocalExecutor:
             watch.stop()
         return resource_version
 
+    def _drive_condition(self, resource: dict[str, Any]) -> None:
+        uid = resource["metadata"]["uid"]
+        runner = self._conditions.get(uid)
+        if (runner is None or not runner.thread.is_alive()) and not self._stopping.is_set():
+            if runner is not None and is_terminal(resource.get("status") or {}):
+                return  # ended: nothing more to drive
+            runner = self._conditions[uid] = ConditionRunner(self._started.actions, resource, stopping=self._stopping)
+            runner.thread.start()
+
     def _dispatch(self, kind: str, resource: dict[str, Any]) -> None:
         """Called from the watch thread only."""
         metadata = resource.get("metadata") or {}
@@ -238,13 +260,14 @@ class LocalExecutor:
             with self._runners_lock:
                 runner = self._runners.pop(uid, None)
             self._skipped.discard(uid)
+            condition = self._conditions.pop(uid, None)
+            if condition is not None:
+                condition.deleted.set()
             if runner is not None:
                 runner.request_deletion()  # a running one kills its process and records the abort
             return
         if (resource.get("spec") or {}).get("actionType") == CONDITION_ACTION:
-            if uid not in self._skipped:
-                self._skipped.add(uid)
-                logger.info("%s is a condition action: not the local executor's to run", metadata.get("name"))
+            self._drive_condition(resource)  # no process: Paused, then Signaled or TimedOut
             return
         with self._runners_lock:
             runner = self._runners.get(uid)

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any
 
 from flyteidl2.common import identifier_pb2
 from flyteidl2.core import execution_pb2, tasks_pb2
+from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
 from flyteidl2.workflow import run_definition_pb2
 
+from local_stack.executor.cache import ActionCache, CacheClient, write_object
 from local_stack.executor.environment import task_environment_of
 from local_stack.executor.events import EventNotRecorded, EventSink
 from local_stack.executor.outcome import exit_failure, failure_from_error_document, read_object
@@ -78,6 +81,26 @@ class _Interrupted(Exception):
     """The resource is being deleted (or the executor stops): the attempt ends here."""
 
 
+class _EitherEvent(threading.Event):
+    """Set when either event is: a wait on it ends at a deletion or at the executor's stop."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        super().__init__()
+        self._events = events
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self._events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._events[0].wait(min(PROCESS_POLL_SECONDS, left) if left is not None else PROCESS_POLL_SECONDS)
+        return True
+
+
 @dataclass(frozen=True)
 class _Context:
     """What every runner shares with the executor."""
@@ -90,6 +113,7 @@ class _Context:
     task_environment: dict[str, str]
     stopping: threading.Event
     logs: LogSink | None = None  # where the processes' output is shipped, as Container Insights does
+    cache: CacheClient | None = None  # the control plane's CacheService (discoverable tasks)
 
     def attempt_dir(self, name: str, attempt: int) -> Path:
         return self.work_dir / name / str(attempt)
@@ -111,6 +135,7 @@ class _ActionRunner:
         self._owned = FINALIZER in (metadata.get("finalizers") or [])
         self._lock = threading.Lock()
         self._deleted = threading.Event()
+        self._stop_waiting = _EitherEvent(self._deleted, context.stopping)  # ends a wait for the cache
         self._finished = False
         self.process: TaskProcess | None = None  # the running attempt's process, if any
         # The pod's log context once its process started (Flyte's pod plugin reports it on every
@@ -193,9 +218,14 @@ class _ActionRunner:
         template = decode_template(self._spec)
         attempt = int(self._status.get("attempts") or 1)
         self._transition(QUEUED, attempt)
+        cache = self._cache_of(template)
+        if cache is not None and self._served_from_cache(cache, attempt):
+            return
         while True:
             failure = self._run_attempt(template, attempt)
             if failure is None:
+                if cache is not None:
+                    self._status["cacheStatus"] = cache.after_success(outputs_uri=self._outputs_uri(attempt))
                 self._end(COMPLETED, attempt)
                 return
             if failure.is_system_retryable:
@@ -228,8 +258,50 @@ class _ActionRunner:
                 failure = Failure(
                     MAX_RETRIES_CODE, f"task failed after {attempt} attempt(s)", kind=failure.kind or "USER"
                 )
+            if cache is not None:
+                cache.release()
             self._end(PERMANENT_FAILURE, attempt, failure)
             return
+
+    # --- the task cache (local_stack.executor.cache) -------------------------------------------
+
+    def _cache_of(self, template: tasks_pb2.TaskTemplate) -> ActionCache | None:
+        s3 = self._context.s3
+        return ActionCache.of(
+            self._context.cache,
+            spec=self._spec,
+            template=template,
+            owner=f"{self._context.actions.namespace}/{self.name}",  # Flyte's cacheReservationOwnerID
+            inputs_uri=self._paths(1).input_file,
+            read=lambda uri: read_object(s3, uri),
+            write=lambda uri, body: write_object(s3, uri, body),
+        )
+
+    def _served_from_cache(self, cache: ActionCache, attempt: int) -> bool:
+        """A hit ends the action (CACHE_HIT); waiting for another owner's reservation stays Queued
+        with CACHE_MISS, as Flyte's WaitingForCache."""
+
+        def waiting(holder: str) -> None:
+            self._status["cacheStatus"] = int(CatalogCacheStatus.CACHE_MISS)
+            self._transition(
+                QUEUED, attempt, message=f"waiting for cache to be populated by reservation owner {holder!r}"
+            )
+
+        try:
+            hit = cache.before(
+                outputs_uri=self._outputs_uri(attempt), resuming=False, waiting=waiting, stopped=self._stop_waiting
+            )
+        except InterruptedError:
+            raise _Interrupted from None
+        if not hit:
+            self._status.pop("cacheStatus", None)
+            return False
+        self._status["cacheStatus"] = int(CatalogCacheStatus.CACHE_HIT)
+        self._end(COMPLETED, attempt)
+        return True
+
+    def _outputs_uri(self, attempt: int) -> str:
+        return self._paths(attempt).output_references().output_uri
 
     def _run_attempt(self, template: tasks_pb2.TaskTemplate, attempt: int) -> Failure | None:
         """One launch of the task's command (its Queued already written): None if it succeeded,
@@ -434,6 +506,8 @@ class _ActionRunner:
             event.outputs.CopyFrom(paths.output_references())  # Flyte sets them on every event
         if self._log_context is not None and self._log_context[0] == attempt:
             event.log_context.CopyFrom(self._log_context[1])
+        if self._status.get("cacheStatus"):
+            event.cache_status = self._status["cacheStatus"]
         return event
 
     def _paths(self, attempt: int) -> AttemptPaths:

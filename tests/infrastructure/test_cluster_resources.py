@@ -52,8 +52,10 @@ def test_the_kustomization_installs_the_crd_the_namespace_the_control_planes_rba
 def test_the_role_grants_exactly_what_reconcile_and_the_mirror_do_in_one_namespace():
     (role,) = _of_kind("Role")
     (binding,) = _of_kind("RoleBinding")
-    (rule,) = role["rules"]
-    assert rule["apiGroups"] == ["flyte.org"] and rule["resources"] == ["taskactions"]  # not taskactions/status
+    rule, status = role["rules"]
+    assert rule["apiGroups"] == ["flyte.org"] and rule["resources"] == ["taskactions"]
+    # the status subresource: patch only (reconcile relays a condition's signal, as Flyte's actions service)
+    assert status == {"apiGroups": ["flyte.org"], "resources": ["taskactions/status"], "verbs": ["patch"]}
     assert set(rule["verbs"]) == CONTROL_PLANE_VERBS  # no update, no deletecollection, no "*"
     assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames to widen or narrow it
     assert binding["roleRef"] == {

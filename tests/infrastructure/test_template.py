@@ -97,6 +97,7 @@ def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformati
         "ReadRunsStreamFunction",
         "TaskRegistryFunction",
         "DataProxyFunction",
+        "CacheServiceFunction",
         "AuthMetadataFunction",
         "ConsoleFunction",
         "ReconcileFunction",
@@ -409,6 +410,12 @@ DATA_PLANE_PROCEDURES = {
     "/flyteidl2.workflow.QueueService/AbortQueuedAction",
     "/flyteidl2.workflow.QueueService/AbortQueuedRun",
     "/flyteidl2.workflow.StateService/Watch",
+    # Flyte's executor's task cache (functions/cache_service)
+    "/flyteidl2.cacheservice.v2.CacheService/Get",
+    "/flyteidl2.cacheservice.v2.CacheService/Put",
+    "/flyteidl2.cacheservice.v2.CacheService/Delete",
+    "/flyteidl2.cacheservice.v2.CacheService/GetOrExtendReservation",
+    "/flyteidl2.cacheservice.v2.CacheService/ReleaseReservation",
 }
 
 

@@ -100,9 +100,14 @@ def test_verbs_outside_the_grant_are_refused(materialised, control_plane_api):
     core = client.CoreV1Api(control_plane_api)
     status_patch = {"status": {"conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}}
     refused = {
-        # only Flyte's executor writes a TaskAction's status
-        "update status": lambda: objects.patch_namespaced_custom_object_status(
-            GROUP, VERSION, NAMESPACE, PLURAL, name, status_patch
+        # the status is patched (a condition's signal), never replaced
+        "replace status": lambda: objects.replace_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            name,
+            {**objects.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name), **status_patch},
         ),
         # no full-object writes: labels go by patch
         "replace": lambda: objects.replace_namespaced_custom_object(

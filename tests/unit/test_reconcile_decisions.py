@@ -89,6 +89,10 @@ class Cluster:
         self.calls.append(f"delete {name}")
         return True
 
+    def signal(self, name: str, *, value: str, signalled_by: str, signalled_at: str) -> bool:
+        self.calls.append(f"signal {name}")
+        return True
+
 
 def reconciler(store: Store) -> tuple[Reconciler, Cluster]:
     cluster = Cluster(store.calls)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 from google.protobuf.message import Message
 
 from runplane.connect.access import check_project_access
+from runplane.connect.caller import set_claims
 from runplane.connect.calls import Call
 from runplane.connect.codec import (
     ACCEPT_POST,
@@ -233,6 +234,7 @@ class ConnectRouter:
             encoded.headers.update(call.response_headers)
             return encoded
         check_project_access(message, request.claims)  # before the handler reads or writes anything
+        set_claims(request.claims)  # runplane.connect.caller: who the handler acts for
         response = cast(Handler, procedure.handler)(message)  # not a stream: a unary handler
         return encode_message(response, codec, accept_encoding=request.headers.get("accept-encoding", ""))
 

@@ -213,6 +213,23 @@ class TaskActionClient:
             raise
         return True
 
+    def signal(self, name: str, *, value: str, signalled_by: str, signalled_at: str) -> bool:
+        """Write a condition's signal into its status (``signalValue``: the base64 of a serialized
+        Literal, ``signalledBy``, ``signalledAt``), as Flyte's actions service does; only those
+        three fields (a merge patch), never the executor's conditions. False if it is gone."""
+        from kubernetes.client.exceptions import ApiException
+
+        body = {"status": {"signalValue": value, "signalledBy": signalled_by, "signalledAt": signalled_at}}
+        try:
+            self._api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, name, body, _request_timeout=self._timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def delete(self, name: str) -> bool:
         """Delete with background propagation: the resource goes now, the garbage collector
         removes its dependents. Returns False if it was already gone. The API answers a Status or
