@@ -15,7 +15,7 @@ from typing import Any
 from local_stack.executor.cache import CacheClient
 from local_stack.executor.conditions import ConditionRunner
 from local_stack.executor.events import EventSink
-from local_stack.executor.process import ABORT_GRACE_SECONDS
+from local_stack.executor.process import ABORT_GRACE_SECONDS, Launcher
 from local_stack.executor.runner import LOG_FILE, _ActionRunner, _Context
 from local_stack.executor.status import TERMINATED, is_terminal, should_collect
 from local_stack.executor.taskactions import API_TIMEOUT_SECONDS, TaskActions
@@ -94,6 +94,7 @@ class LocalExecutor:
             cache=CacheClient(self.cache_endpoint, authorization=self.cache_authorization)
             if self.cache_endpoint
             else None,
+            launcher=self._launcher(),
         )
         for name, target in (("executor-watch", self._watch_forever), ("executor-gc", self._collect_forever)):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -101,6 +102,17 @@ class LocalExecutor:
             self._threads.append(thread)
         logger.info("local executor watching TaskActions in %s (work dir %s)", self.namespace, self.work_dir)
         return self
+
+    def _launcher(self) -> Launcher:
+        """Its fork server imports the SDK under what most tasks get: this process's environment
+        with the Python environment's bin first and the platform's defaults (task_environment_of)."""
+        interpreter = self.python_bin_dir / "python"
+        path = os.pathsep.join(filter(None, [str(self.python_bin_dir), os.environ.get("PATH", "")]))
+        return Launcher.for_executor(
+            interpreter=str(interpreter if interpreter.exists() else sys.executable),
+            environment={**os.environ, "PATH": path, **self.task_environment},
+            work_dir=self.work_dir,
+        )
 
     def running_processes(self, run: str) -> list[int]:
         """The pids of the task processes still alive for a run's actions."""
@@ -127,6 +139,7 @@ class LocalExecutor:
         self._threads.clear()
         if self._context is not None:
             self._context.events.close()
+            self._context.launcher.stop()
 
     def __enter__(self) -> LocalExecutor:
         return self.start()

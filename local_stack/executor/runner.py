@@ -15,7 +15,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from local_stack.executor.cache import ActionCache, CacheClient, write_object
 from local_stack.executor.environment import task_environment_of
 from local_stack.executor.events import EventNotRecorded, EventSink
 from local_stack.executor.outcome import exit_failure, failure_from_error_document, read_object
-from local_stack.executor.process import TaskProcess, launch
+from local_stack.executor.process import Launcher, TaskProcess
 from local_stack.executor.status import (
     ABORTED,
     BAD_TASK_CODE,
@@ -114,6 +114,7 @@ class _Context:
     stopping: threading.Event
     logs: LogSink | None = None  # where the processes' output is shipped, as Container Insights does
     cache: CacheClient | None = None  # the control plane's CacheService (discoverable tasks)
+    launcher: Launcher = field(default_factory=Launcher)  # with the fork server, if there is one
 
     def attempt_dir(self, name: str, attempt: int) -> Path:
         return self.work_dir / name / str(attempt)
@@ -332,7 +333,7 @@ class _ActionRunner:
         scratch.mkdir(parents=True)
         log_file = directory / LOG_FILE
         try:
-            process = launch(argv, cwd=scratch, env=environment, log_file=log_file)
+            process = self._context.launcher.launch(argv, cwd=scratch, env=environment, log_file=log_file)
         except OSError as exc:
             return Failure(BAD_TASK_CODE, f"cannot start {argv[0]!r}: {exc}", recoverable=False)
         logger.info("%s attempt %d: running %s (pid %d, log %s)", self.name, attempt, argv[0], process.pid, log_file)
