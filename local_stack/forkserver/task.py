@@ -93,6 +93,7 @@ class Task:
                 source = script.read()
             filename = command.target
             main.__file__ = command.target
+            main.__cached__ = None  # type: ignore[attr-defined]
             main.__loader__ = importlib.machinery.SourceFileLoader("__main__", command.target)
         exec(compile(source, filename, "exec", dont_inherit=True), main.__dict__)
 
