@@ -61,7 +61,9 @@ def server(base_env, tmp_path_factory) -> Iterator[ForkServer]:
     fork_server.stop()
 
 
-def run_both(server: ForkServer, argv: list[str], env: dict[str, str], folder: Path) -> dict[str, tuple[int | None, str]]:
+def run_both(
+    server: ForkServer, argv: list[str], env: dict[str, str], folder: Path
+) -> dict[str, tuple[int | None, str]]:
     """The command started the plain way and forked, each in a folder of its own: exit code and log."""
     results = {}
     for way in ("plain", "forked"):
