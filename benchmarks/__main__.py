@@ -1,10 +1,12 @@
 """Every benchmark, one after another, and the figures the performance work is held to.
 
-    .venv/bin/python -m benchmarks [--baseline REF] [--skip fan_out ...] [--quick]
+    .venv/bin/python -m benchmarks [--baseline REF] [--skip fan_out ...] [--quick] [--sdk]
 
 Runs ``handlers``, ``reconcile``, ``list_runs``, ``mirror``, ``fan_out``, ``record_batches``,
-``events_relay`` and ``watch_reads`` (each in a process
-of its own, never two at once: the machine is shared), the first two with a baseline (a git ref,
+``events_relay``, ``watch_reads`` and ``task_start`` (each in a process
+of its own, never two at once: the machine is shared), and with ``--sdk`` also ``sdk_workloads``
+(the SDK's traces, fan-out and informer latency through the local stack against its local mode:
+minutes), the first two with a baseline (a git ref,
 measured side by side in the same run), then prints each figure next to the value the issue
 started from and its target, and writes the table, every benchmark's own output and the machine
 it ran on to ``docs/benchmarks.md``.
@@ -44,7 +46,11 @@ BENCHMARKS = (
     "record_batches",
     "events_relay",
     "watch_reads",
+    "task_start",
+    "sdk_workloads",
 )
+# Run only when asked (--sdk): the whole local stack, several minutes while traces are slow.
+OPTIONAL = ("sdk_workloads",)
 # The functions the issue's "API functions" figure covers (auth_metadata and console are reported
 # too, but they make no AWS client and import a fraction of the rest).
 API_FUNCTIONS = ("create_run", "update_action", "read_runs", "task_registry", "data_proxy")
@@ -240,6 +246,53 @@ def figures(handlers: dict[str, Any], reconcile: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def sdk_rows(task_start: dict[str, Any] | None, workloads: dict[str, Any] | None) -> list[Row]:
+    """The figures of the executor's start and the SDK's hot paths (issue 21)."""
+    rows: list[Row] = []
+    if task_start:
+        plain, forked = task_start["median_ms"]["plain"], task_start["median_ms"]["fork server"]
+        rows.append(
+            (
+                "task process start -> task code running (plain vs fork server)",
+                "about 1,800 ms",
+                "",
+                f"{plain:.0f} ms (plain start)",
+                f"{forked:.0f} ms: {plain / forked:.0f}x faster",
+                None,
+            )
+        )
+    if workloads:
+        latency = workloads["informer_latency_ms"]
+        plain = workloads.get("plain_per_child_ms")
+        rows += [
+            (
+                "per traced call, through the stack vs local mode",
+                "about 5,400 ms",
+                "<= 150 ms",
+                "",
+                f"{workloads['per_trace_ms']:.0f} ms",
+                workloads["per_trace_ms"] <= 150,
+            ),
+            (
+                "per child of a fan-out, through the stack vs local mode",
+                "1,800 ms",
+                "<= 150 ms",
+                "" if plain is None else f"{plain:.0f} ms (plain process starts)",
+                f"{workloads['per_child_ms']:.0f} ms",
+                workloads["per_child_ms"] <= 150,
+            ),
+            (
+                "a child's end in the table -> the parent's informer",
+                "at least about 1,500 ms",
+                "p99 <= 300 ms",
+                "",
+                f"p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms",
+                latency["p99"] <= 300,
+            ),
+        ]
+    return rows
+
+
 def table(rows: list[Row]) -> str:
     lines = [
         "| figure | the issue's value | target | baseline, this run | now, this run | met |",
@@ -255,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=BASELINE_REF, help="git ref measured side by side ('' for none)")
     parser.add_argument("--skip", nargs="*", default=[], choices=BENCHMARKS)
     parser.add_argument("--quick", action="store_true", help="fewer samples: a smoke run, not figures to keep")
+    parser.add_argument("--sdk", action="store_true", help="also sdk_workloads (the local stack, minutes)")
     args = parser.parse_args(argv)
     started_at = datetime.now(UTC)
     host = machine()
@@ -272,16 +326,23 @@ def main(argv: list[str] | None = None) -> int:
         "record_batches": ["--rounds", "2"] if quick else [],
         "events_relay": ["--calls", "20", "--samples", "5"] if quick else [],
         "watch_reads": [],  # read units a minute of a waiting parent, runs of 100 and 1,000 actions
+        "task_start": ["--samples", "3"] if quick else [],
+        "sdk_workloads": ["--traces", "5", "--children", "5", "--latency-children", "5"] if quick else ["--plain-too"],
     }
     outputs: dict[str, str] = {}
     for name in BENCHMARKS:
-        if name not in args.skip:
+        if name not in args.skip and (name not in OPTIONAL or args.sdk):
             outputs[name] = run(name, arguments[name])
 
     rows: list[Row] = []
+    load: Callable[[str], dict[str, Any]] = lambda name: json.loads((RESULTS / f"{name}.json").read_text())  # noqa: E731
     if "handlers" in outputs and "reconcile" in outputs:
-        load: Callable[[str], dict[str, Any]] = lambda name: json.loads((RESULTS / f"{name}.json").read_text())  # noqa: E731
         rows = figures(load("handlers"), load("reconcile"))
+    rows += sdk_rows(
+        load("task_start") if "task_start" in outputs else None,
+        load("sdk_workloads") if "sdk_workloads" in outputs else None,
+    )
+    if rows:
         print("\n" + table(rows))
 
     sections = [
