@@ -709,3 +709,22 @@ def test_no_status_is_written_while_events_are_refused_and_none_is_lost_after(
         executor.stop()
         refusing.close()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def test_tasks_are_forked_from_the_executors_fork_server(executor, namespace, sink, aws, custom_objects):
+    get = getter(custom_objects, namespace)
+    run = unique_name("fork")
+    create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", SLEEP))
+    wait_for_phase(get, f"{run}-a0", ("RUNNING",))
+    pid = int(wait_for(lambda: executor.log_file(run=run, action="a0", attempt=1).read_text().strip()))
+    server = executor._started.launcher.fork_server
+    assert server is not None and server._process is not None and server.problem is None
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    assert parent == server._process.pid  # forked by the server, not started by the executor
+    assert os.getpgid(pid) == pid and os.getsid(pid) == pid
+
+    custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", f"{run}-a0")
+    wait_for(lambda: get(f"{run}-a0") is None, timeout=20, what="the aborted action to go")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert sink.phases(run)[-1] == (1, Phase.ACTION_PHASE_ABORTED)
