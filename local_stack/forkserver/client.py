@@ -17,6 +17,7 @@ from local_stack.forkserver.protocol import (
     HELLO_BYTES,
     LOST_RETURNCODE,
     READY_TIMEOUT_SECONDS,
+    REAPPLIED_VARIABLES,
     REQUEST_TIMEOUT_SECONDS,
     SERVER_LOG,
     STARTUP_VARIABLE_PREFIXES,
@@ -80,7 +81,7 @@ class ForkServer:
     def divergence(self, command: Command, env: Mapping[str, str]) -> str | None:
         """Why a task with ``env`` may not be forked from this server (None: it may)."""
         base = self.environment
-        names = set(self._reads)
+        names = self._reads.difference(REAPPLIED_VARIABLES)
         names.update(
             name for name in (*base, *env) if name in STARTUP_VARIABLES or name.startswith(STARTUP_VARIABLE_PREFIXES)
         )

@@ -33,6 +33,10 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 # What the interpreter reads from the environment when it starts (no Python code sees the read).
 STARTUP_VARIABLE_PREFIXES = ("PYTHON", "LC_")
 STARTUP_VARIABLES = ("LANG",)
+# Read while the SDK is imported, but re-applied by each child once its environment is set
+# (task.reapply_import_settings), so a task may differ from the server in them: flyte._logging's
+# levels of its "flyte" and "flyte.user" loggers, which the SDK sets in every task's environment.
+REAPPLIED_VARIABLES = ("LOG_LEVEL", "USER_LOG_LEVEL")
 # Modules known to copy the whole environment while imported, and the only variables they keep.
 KNOWN_SNAPSHOTS = {"fsspec.config": "FSSPEC_"}
 # The exit code reported for a child whose server went away before it could report one.

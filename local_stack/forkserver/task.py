@@ -13,6 +13,24 @@ from typing import Any, NoReturn
 from local_stack.forkserver.protocol import FLUSH_FAILURE_CODE, Command
 
 
+def reapply_import_settings() -> None:
+    """What the SDK's import made of ``REAPPLIED_VARIABLES``, made again from the task's values:
+    the levels of the loggers (and of the handlers) flyte._logging creates while imported."""
+    sdk_logging = sys.modules.get("flyte._logging")
+    if sdk_logging is None:
+        return
+    import logging
+
+    for name, level in (
+        ("flyte", sdk_logging.get_env_log_level()),
+        ("flyte.user", sdk_logging.get_env_user_log_level()),
+    ):
+        target = logging.getLogger(name)
+        target.setLevel(level)
+        for handler in target.handlers:
+            handler.setLevel(level)
+
+
 def restart_background_loops(loops: list[Any]) -> None:
     """New SDK background loops for the child (the server stopped and closed its own)."""
     import asyncio  # imported by the SDK anyway; not before the server's recorded preload
@@ -58,6 +76,7 @@ class Task:
 
         command = self.command
         restart_background_loops(loops)
+        reapply_import_settings()
         sys.executable = command.executable
         sys.argv = list(command.argv)
         if command.kind == "code":

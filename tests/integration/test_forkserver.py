@@ -156,19 +156,35 @@ def test_concurrent_tasks_each_see_only_their_own_environment(server, base_env, 
 
 
 def test_a_task_whose_environment_changes_what_the_sdk_read_at_import_starts_the_plain_way(server, base_env, tmp_path):
-    # flyte._logging reads LOG_LEVEL while imported: a forked child would keep the server's level
-    program = "import logging, flyte._logging as l; print(logging.getLevelName(l.logger.getEffectiveLevel()))"
-    env = task_env(base_env, LOG_LEVEL="DEBUG")
-    assert server.divergence(parse_command([PYTHON, "-c", program], interpreter=PYTHON), env) == (  # type: ignore[arg-type]
-        "LOG_LEVEL differs from the fork server's"
-    )
+    # flyte.types._type_engine keeps _F_TE_MAX_COROS in a constant while imported: a forked child
+    # would keep the server's value
+    program = "import flyte.types._type_engine as engine; print(engine._TYPE_ENGINE_COROS_BATCH_SIZE)"
+    env = task_env(base_env, _F_TE_MAX_COROS="3")
+    command = parse_command([PYTHON, "-c", program], interpreter=PYTHON)
+    assert command is not None
+    assert server.divergence(command, env) == "_F_TE_MAX_COROS differs from the fork server's"
     assert server.launch([PYTHON, "-c", program], cwd=tmp_path, env=env, log_file=tmp_path / "x.log") is None
     process = Launcher(server).launch([PYTHON, "-c", program], cwd=tmp_path, env=env, log_file=tmp_path / "task.log")
     assert process.wait(30) == 0
-    assert (tmp_path / "task.log").read_text().strip().endswith("DEBUG")
+    assert (tmp_path / "task.log").read_text() == "3\n"
 
     # an interpreter variable (read before any Python code runs) also keeps a task off the server
-    assert server.divergence(parse_command([PYTHON, "-c", "pass"], interpreter=PYTHON), {**env, "PYTHONPATH": "/x"})  # type: ignore[arg-type]
+    assert server.divergence(command, {**env, "PYTHONPATH": "/x"}) is not None
+
+
+def test_the_sdks_log_levels_are_those_of_the_tasks_environment(server, base_env, tmp_path):
+    # flyte._logging sets its loggers' levels from LOG_LEVEL and USER_LOG_LEVEL while imported; the
+    # SDK puts LOG_LEVEL in every task's environment, and a forked child re-applies both
+    program = (
+        "import logging, flyte._logging\n"
+        "for name in ('flyte', 'flyte.user'):\n"
+        "    found = logging.getLogger(name)\n"
+        "    print(name, found.level, [handler.level for handler in found.handlers])"
+    )
+    env = task_env(base_env, LOG_LEVEL="10", USER_LOG_LEVEL="error")
+    results = run_both(server, [PYTHON, "-c", program], env, tmp_path)
+    assert results["forked"] == results["plain"]
+    assert results["forked"][1] == "flyte 10 [10]\nflyte.user 40 [40]\n"
 
 
 def test_exit_codes_and_logs_are_those_of_a_plain_start(server, base_env, tmp_path):
