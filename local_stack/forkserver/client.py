@@ -72,6 +72,10 @@ class ForkServer:
         self._snapshots = list(hello.get("snapshots") or ())
         self.preload_seconds = hello.get("preload_seconds")
         self.problem = hello.get("problem")
+        if self.problem:
+            logger.warning("the fork server does not serve: %s; tasks start the plain way", self.problem)
+        else:
+            logger.info("the fork server is ready (the SDK imported in %.2f s)", self.preload_seconds or 0)
         self._ready.set()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> bool:
@@ -114,7 +118,7 @@ class ForkServer:
         try:
             with self._send_lock:
                 if self._control is None:
-                    return None
+                    raise OSError("the fork server is stopped")
                 socket.send_fds(self._control, [b"task"], [theirs.fileno(), log])
             theirs.close()
             ours.settimeout(REQUEST_TIMEOUT_SECONDS)
