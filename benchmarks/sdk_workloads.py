@@ -35,6 +35,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROJECT, DOMAIN = "flytesnacks", "development"
+RESULT_PREFIX = "fan-out seconds: "  # the line --fan-out-only's process reports on
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -100,6 +101,39 @@ def children_ends_in_table(stack: Any, run_name: str) -> list[float]:
     return [datetime.fromisoformat(item["updated_at"]["S"].replace("Z", "+00:00")).timestamp() for item in children]
 
 
+def fan_out_only(children: int) -> int:
+    """The fan-out alone through a stack of this process (--plain-too runs it with plain starts)."""
+    from benchmarks.sdk_tasks import fan_out
+
+    state = Path(tempfile.mkdtemp(prefix="bench-sdk-fan-out-"))
+    stack = start_stack(state)
+    try:
+        run_remote(fan_out, n=0)
+        seconds = (run_remote(fan_out, n=0)[0], run_remote(fan_out, n=children)[0])
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    print(RESULT_PREFIX + json.dumps(seconds), flush=True)
+    return 0
+
+
+def plain_fan_out(children: int) -> tuple[float, float]:
+    """The fan-out's (0, N) seconds on a stack whose executor starts every process the plain way."""
+    import subprocess
+    import sys
+
+    output = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sdk_workloads", "--fan-out-only", "--children", str(children)],
+        env={**os.environ, "LOCAL_EXECUTOR_FORK_SERVER": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(line for line in output.splitlines() if line.startswith(RESULT_PREFIX))
+    zero, many = json.loads(line[len(RESULT_PREFIX) :])
+    return zero, many
+
+
 def overhead(stack_n: float, stack_0: float, local_n: float, local_0: float, n: int) -> float:
     return ((stack_n - stack_0) - (local_n - local_0)) / n
 
@@ -110,12 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=50)
     parser.add_argument("--latency-children", type=int, default=20)
     parser.add_argument("--plain-too", action="store_true", help="the fan-out again with plain process starts")
+    parser.add_argument("--fan-out-only", action="store_true", help=argparse.SUPPRESS)  # --plain-too's process
     args = parser.parse_args(argv)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
     import flyte
 
     from benchmarks.sdk_tasks import fan_out, sequential_children, traced_loop
+
+    if args.fan_out_only:
+        return fan_out_only(args.children)
 
     flyte.init()
     for task in (traced_loop, fan_out):  # warm: the first local run imports and sets up what the rest reuse
@@ -143,25 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     results["stack_seconds"] = remote
     latencies = [(saw - end) * 1000 for saw, end in zip(seen, ends, strict=True)]
 
-    if args.plain_too:
-        previous = os.environ.get("LOCAL_EXECUTOR_FORK_SERVER")
-        os.environ["LOCAL_EXECUTOR_FORK_SERVER"] = "0"
-        state = Path(tempfile.mkdtemp(prefix="bench-sdk-plain-"))
-        stack = start_stack(state)
-        try:
-            run_remote(fan_out, n=0)
-            results["plain_stack_fan_out_seconds"] = (
-                run_remote(fan_out, n=0)[0],
-                run_remote(fan_out, n=args.children)[0],
-            )
-        finally:
-            stack.stop()
-            shutil.rmtree(state, ignore_errors=True)
-            if previous is None:
-                os.environ.pop("LOCAL_EXECUTOR_FORK_SERVER", None)
-            else:
-                os.environ["LOCAL_EXECUTOR_FORK_SERVER"] = previous
-
     per_trace = overhead(*remote["traces"][::-1], *local["traces"][::-1], args.traces)
     per_child = overhead(*remote["fan_out"][::-1], *local["fan_out"][::-1], args.children)
     results.update(
@@ -184,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             f"  {count} {label}: stack {sn:.1f} s (0 of them: {s0:.1f} s), local {ln:.2f} s (0: {l0:.2f} s): "
             f"overhead {value * 1000:.0f} ms each"
         )
+    latency = results["informer_latency_ms"]
+    print(
+        f"  child's terminal write in the table -> the parent sees it, {len(latencies)} sequential children: "
+        f"p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms (max {latency['max']:.0f} ms)"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sdk_workloads.json").write_text(json.dumps(results, indent=2))
+    if args.plain_too:  # a stack of its own in a process of its own: one stack per process
+        results["plain_stack_fan_out_seconds"] = plain_fan_out(args.children)
     if "plain_stack_fan_out_seconds" in results:
         p0, pn = results["plain_stack_fan_out_seconds"]
         plain = overhead(pn, p0, *local["fan_out"][::-1], args.children)
@@ -192,12 +220,6 @@ def main(argv: list[str] | None = None) -> int:
             f"  the same fan-out, every process started the plain way: stack {pn:.1f} s (0: {p0:.1f} s): "
             f"overhead {plain * 1000:.0f} ms each; the fork server's is {per_child / plain:.2f}x that"
         )
-    latency = results["informer_latency_ms"]
-    print(
-        f"  child's terminal write in the table -> the parent sees it, {len(latencies)} sequential children: "
-        f"p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms (max {latency['max']:.0f} ms)"
-    )
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sdk_workloads.json").write_text(json.dumps(results, indent=2))
     return 0
 
