@@ -104,13 +104,26 @@ class LocalExecutor:
         return self
 
     def _launcher(self) -> Launcher:
-        """Its fork server imports the SDK under what most tasks get: this process's environment
-        with the Python environment's bin first and the platform's defaults (task_environment_of)."""
+        """Its fork server imports the SDK under what a task gets (task_environment_of, with
+        placeholders for the task's own names and no template env): a task is only forked if it
+        agrees with it in everything the import read."""
+        from flyteidl2.core import tasks_pb2
+
+        from local_stack.executor.environment import task_environment_of
+
+        placeholders = dict.fromkeys(("runName", "project", "domain", "actionName", "runOutputBase"), "")
+        environment = task_environment_of(
+            spec=placeholders,
+            template=tasks_pb2.TaskTemplate(),
+            attempt=1,
+            pod_name="",
+            platform=self.task_environment,
+            bin_dir=self.python_bin_dir,
+        )
         interpreter = self.python_bin_dir / "python"
-        path = os.pathsep.join(filter(None, [str(self.python_bin_dir), os.environ.get("PATH", "")]))
         return Launcher.for_executor(
             interpreter=str(interpreter if interpreter.exists() else sys.executable),
-            environment={**os.environ, "PATH": path, **self.task_environment},
+            environment=environment,
             work_dir=self.work_dir,
         )
 
