@@ -170,7 +170,7 @@ def run_query(request: runs.ListRunsRequest) -> RunQuery:
 def _ascending(page: list_pb2.ListRequest) -> bool:
     sorts = list(page.sort_by_fields) or ([page.sort_by] if page.HasField("sort_by") else [])
     if not sorts:
-        return False  # newest first (see the README on Flyte's default order)
+        return False  # newest first (docs/flyte-compat.md#listing: Flyte's default order)
     for sort in sorts:
         if sort.key not in SORT_KEYS:
             raise invalid_argument(f"request.sort_by: runs can be sorted by created_at, not {sort.key!r}")

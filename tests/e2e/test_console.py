@@ -3,7 +3,7 @@ the local stack: the pages are served by the console function through the front,
 they show comes from the Connect API, called from the page as the SDK calls it.
 
 Every test ends by reading the browser's log: no page error, no failed request, unless the test
-is about one. ``CONSOLE_SCREENSHOT=docs/console-run.png`` refreshes the README's screenshot.
+is about one. ``CONSOLE_SCREENSHOT=docs/console-run.png`` refreshes the screenshot in docs/console.md.
 """
 
 from __future__ import annotations

@@ -254,7 +254,7 @@ def _served_by(method: Callable[..., Any], service: Callable[[], _ServiceT]) -> 
 
 def unimplemented_message(path: str) -> str:
     """What a procedure this control plane does not serve answers: the procedure's name (the
-    README lists Flyte's procedures, served or not, and why)."""
+    docs/architecture.md lists Flyte's procedures, served or not, and why)."""
     procedure = path.strip("/")
     if procedure.count("/") == 1 and all(procedure.split("/")):
         return f"{procedure} is not implemented by this Flyte control plane"
