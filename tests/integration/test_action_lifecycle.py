@@ -15,43 +15,17 @@ from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 
-from functions.create_run.service import CreateRunService
-from functions.update_action.service import ActionLifecycleService
-from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code, ConnectError
 from runplane.connect.transformers import enum_value
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
-from runplane.table.actions import ActionStore
 from runplane.table.records import item_key
-from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, task_spec
 from tests.conftest import unique_name
 from tests.refusals import REFUSED, as_refusal
 from tests.unit.test_phase_guard import SAME_ATTEMPT
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name, blobs=BlobStore(), spec_prefix=f"s3://{aws.bucket}")
-
-
-@pytest.fixture
-def lifecycle(store):
-    return ActionLifecycleService(store=store)
-
-
-@pytest.fixture
-def new_run(aws, store):
-    service = CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}")
-
-    def create() -> str:
-        name = unique_name()
-        service.create_run(create_run_request(name))
-        return name
-
-    return create
 
 
 def key(run: str, name: str = "a0") -> ActionKey:

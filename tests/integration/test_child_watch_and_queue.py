@@ -21,10 +21,8 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import state_service_pb2 as state
 from google.protobuf.wrappers_pb2 import StringValue
 
-from functions.create_run.service import CreateRunService
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
-from runplane.aws.blobs import BlobStore
 from runplane.connect.calls import Call
 from runplane.connect.codec import HttpRequest
 from runplane.connect.errors import Code, ConnectError
@@ -35,37 +33,13 @@ from runplane.flyte.identifiers import ActionKey
 from runplane.flyte.output_paths import action_output_path
 from runplane.table.actions import ActionStore
 from runplane.table.records import ACTION_STATE_ATTRIBUTES
-from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, task_spec
 from tests.conftest import unique_name
 from tests.refusals import REFUSED, as_refusal
 
 pytestmark = pytest.mark.integration
 
 SDK_CHILD_NAME = "5cq9izcd1cvm7e1owrgfz8s6t"  # the SDK names children with base-36 hashes
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name, blobs=BlobStore(), spec_prefix=f"s3://{aws.bucket}")
-
-
-@pytest.fixture
-def lifecycle(store):
-    return ActionLifecycleService(store=store)
-
-
-@pytest.fixture
-def reader(store):
-    return RunReader(store=store, tokens=PageTokens(secret=b"test"), watch_window_seconds=1.0, namespace="flyte")
-
-
-@pytest.fixture
-def run(aws, store):
-    name = unique_name()
-    CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}").create_run(
-        create_run_request(name)
-    )
-    return name
 
 
 def key(run: str, name: str = "a0") -> ActionKey:

@@ -17,7 +17,6 @@ from functions.reconcile.reconciler import Outcome, Reconciler
 from functions.update_action.service import ActionLifecycleService
 from runplane.aws.blobs import BlobStore
 from runplane.flyte.identifiers import RunKey
-from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import GROUP, LABEL_MIRROR_SHARD, LABEL_RUN, LABEL_TERMINAL_RECORDED, PLURAL, VERSION
 from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
@@ -26,21 +25,6 @@ from tests.conftest import NAMESPACE, unique_name
 pytestmark = pytest.mark.integration
 
 FORBIDDEN = 403
-
-
-@pytest.fixture(scope="module")
-def control_plane_api(kube):
-    """An ApiClient with the control plane's identity (what reconcile and the mirror get)."""
-    from kubernetes import config
-
-    api_client = config.new_client_from_config(config_file=str(kube.endpoints.control_plane_kubeconfig))
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture(scope="module")
-def cluster(control_plane_api) -> TaskActionClient:
-    return TaskActionClient(api_client=control_plane_api, namespace=NAMESPACE)
 
 
 @pytest.fixture

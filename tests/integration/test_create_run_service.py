@@ -12,7 +12,6 @@ from functions.create_run.service import CreateRunService
 from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code
 from runplane.flyte.identifiers import RunKey
-from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, create_run_request, integer_inputs
 from tests.conftest import unique_name
 from tests.refusals import REFUSED, code_of
@@ -21,8 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name)
+def store(inline_store):
+    return inline_store  # specs stay on the item: these tests reach its size limit
 
 
 @pytest.fixture

@@ -20,18 +20,12 @@ from functions.task_registry.service import TaskRegistry
 from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code
 from runplane.connect.pages import PageTokens
-from runplane.table.actions import ActionStore
 from runplane.table.tasks import TaskStore
 from tests.builders import DOMAIN, PROJECT, action_id, create_run_request, integer_inputs, task_spec
 from tests.conftest import unique_name
 from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name, blobs=BlobStore(), spec_prefix=f"s3://{aws.bucket}")
 
 
 @pytest.fixture

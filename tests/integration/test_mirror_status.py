@@ -20,7 +20,6 @@ from functions.mirror_status.watcher import Result, ShardWatcher
 from functions.reconcile.reconciler import Reconciler
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
-from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import mirror_shard
 from runplane.table.actions import ActionStore
 from runplane.table.leases import Checkpoint, MirrorLeases
@@ -33,22 +32,6 @@ SHARDS = 97
 LEASE_SECONDS = 5.0  # a dead watcher frees its shard this soon (30 s on Lambda)
 _next_shard = itertools.count(1)
 GROUP, VERSION, PLURAL = "flyte.org", "v1", "taskactions"
-
-
-@pytest.fixture(scope="module")
-def cluster(kube):
-    from kubernetes import config
-
-    # the functions' own identity: the Role deploy/kubernetes grants (status is written as admin, as the executor)
-    return TaskActionClient(
-        api_client=config.new_client_from_config(config_file=str(kube.endpoints.control_plane_kubeconfig)),
-        namespace=NAMESPACE,
-    )
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name)
 
 
 @pytest.fixture

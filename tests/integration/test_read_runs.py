@@ -8,43 +8,15 @@ from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 
-from functions.create_run.service import CreateRunService
 from functions.read_runs.service import RunReader
-from functions.update_action.service import ActionLifecycleService
-from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code
 from runplane.connect.pages import PageTokens
 from runplane.flyte import phases
-from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action
 from tests.conftest import unique_name
 from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name, blobs=BlobStore(), spec_prefix=f"s3://{aws.bucket}")
-
-
-@pytest.fixture
-def lifecycle(store):
-    return ActionLifecycleService(store=store)
-
-
-@pytest.fixture
-def reader(store):
-    return RunReader(store=store, tokens=PageTokens(secret=b"test"), watch_window_seconds=1.0)
-
-
-@pytest.fixture
-def run(aws, store):
-    name = unique_name()
-    CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}").create_run(
-        create_run_request(name)
-    )
-    return name
 
 
 def run_id(name):

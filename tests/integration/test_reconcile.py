@@ -14,26 +14,11 @@ from local_stack.stream_poller import StreamPoller
 from runplane.aws.blobs import BlobStore
 from runplane.flyte import phases
 from runplane.flyte.identifiers import RunKey
-from runplane.kube.client import TaskActionClient
 from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, create_run_request
 from tests.conftest import NAMESPACE, unique_name
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def cluster(kube):
-    from kubernetes import config
-
-    # reconcile's own identity: the Role deploy/kubernetes grants (the tests inspect as admin)
-    api_client = config.new_client_from_config(config_file=str(kube.endpoints.control_plane_kubeconfig))
-    return TaskActionClient(api_client=api_client, namespace=NAMESPACE)
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name)
 
 
 @pytest.fixture

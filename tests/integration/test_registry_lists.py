@@ -24,7 +24,6 @@ from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code
 from runplane.connect.pages import PageTokens
 from runplane.flyte.identifiers import RunKey
-from runplane.table.actions import ActionStore
 from runplane.table.projects import ProjectStore
 from runplane.table.tasks import TaskStore
 from tests.builders import DOMAIN, create_run_request, task_spec
@@ -34,11 +33,6 @@ from tests.refusals import REFUSED, code_of
 pytestmark = pytest.mark.integration
 
 TOKENS = PageTokens(secret=b"registry-lists")
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name, blobs=BlobStore(), spec_prefix=f"s3://{aws.bucket}")
 
 
 @pytest.fixture

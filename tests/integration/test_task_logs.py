@@ -17,37 +17,19 @@ from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 
-from functions.create_run.service import CreateRunService
 from functions.data_proxy.task_logs import LogTail
 from functions.read_runs.service import RunReader
 from functions.update_action.service import ActionLifecycleService
 from local_stack.aws import TASK_LOG_GROUP
 from local_stack.task_logs import LogSink, pod_log_context
-from runplane.aws.blobs import BlobStore
 from runplane.aws.log_store import Container, ContainerLogs
 from runplane.connect.errors import Code
 from runplane.connect.pages import PageTokens
 from runplane.flyte import phases
-from runplane.table.actions import ActionStore
-from tests.builders import action_id, create_run_request
-from tests.conftest import unique_name
+from tests.builders import action_id
 from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(aws):
-    return ActionStore(table_name=aws.table_name, blobs=BlobStore(), spec_prefix=f"s3://{aws.bucket}")
-
-
-@pytest.fixture
-def run(aws, store):
-    name = unique_name()
-    CreateRunService(store=store, blobs=BlobStore(), storage_prefix=f"s3://{aws.bucket}").create_run(
-        create_run_request(name)
-    )
-    return name
 
 
 @pytest.fixture
