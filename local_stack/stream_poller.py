@@ -11,7 +11,8 @@ What it reproduces, because reconcile's correctness depends on it:
   destination (here a list, in the template an SQS queue) and the shard moves on.
 
 - ``filter_patterns`` (the mapping's FilterCriteria): a record matching none is dropped before
-  batching, as Lambda drops it; patterns support exact values and ``{"prefix": ...}``.
+  batching, as Lambda drops it; patterns support exact values, ``{"prefix": ...}`` and
+  ``{"exists": ...}`` (``matches``).
 
 Bisect-on-error is not reproduced: partial batch responses already isolate the failed record.
 """
@@ -122,7 +123,7 @@ class StreamPoller:
         if len(shard.buffer) < self._batch_size and shard.iterator:
             response = self._client.get_records(ShardIterator=shard.iterator, Limit=self._batch_size)
             records = (self._lambda_record(r) for r in response.get("Records", []))
-            shard.buffer.extend(r for r in records if not self._filters or any(_matches(f, r) for f in self._filters))
+            shard.buffer.extend(r for r in records if not self._filters or any(matches(f, r) for f in self._filters))
             shard.iterator = response.get("NextShardIterator")
         delivered = 0
         while shard.buffer:
@@ -189,21 +190,29 @@ class StreamPoller:
         }
 
 
-def _matches(pattern: Any, value: Any) -> bool:
-    """An event filter pattern against a record: nested keys must exist and match; a list
-    matches if any of its entries does (an exact value, or ``{"prefix": ...}`` on a string)."""
+def matches(pattern: Any, value: Any) -> bool:
+    """An event filter pattern against a record, as Lambda's event filtering reads it: nested keys
+    must exist and match; a list matches if any of its entries does (an exact value,
+    ``{"prefix": ...}`` on a string, ``{"exists": true}`` for a key that is there, and
+    ``{"exists": false}`` for one that is not)."""
     if isinstance(pattern, dict):
         return isinstance(value, dict) and all(
-            key in value and _matches(sub, value[key]) for key, sub in pattern.items()
+            matches(sub, value[key]) if key in value else _matches_absent(sub) for key, sub in pattern.items()
         )
     if isinstance(pattern, list):
         return any(_matches_one(entry, value) for entry in pattern)
     return pattern == value
 
 
+def _matches_absent(pattern: Any) -> bool:
+    return isinstance(pattern, list) and {"exists": False} in pattern
+
+
 def _matches_one(entry: Any, value: Any) -> bool:
     if isinstance(entry, dict) and "prefix" in entry:
         return isinstance(value, str) and value.startswith(entry["prefix"])
+    if isinstance(entry, dict) and "exists" in entry:
+        return entry["exists"] is True  # reached only when the key is there
     return entry == value
 
 
