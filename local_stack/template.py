@@ -47,9 +47,12 @@ class JwtAuthorizerConfig:
 
 @cache
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template as SAM's transform receives it: its Fn::ForEach loops expanded."""
     from samtranslator.yaml_helper import yaml_parse
 
-    return yaml_parse(path.read_text())
+    from local_stack.language_extensions import expand
+
+    return expand(yaml_parse(path.read_text()))
 
 
 def functions(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:

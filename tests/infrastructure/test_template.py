@@ -88,6 +88,28 @@ def test_cfn_lint_passes_on_the_transformed_template(cloudformation):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_cfn_lint_passes_on_the_template_as_written():
+    """What ``sam validate --lint`` runs: cfn-lint on template.yaml itself, its Fn::ForEach loops
+    expanded by cfn-lint's own AWS::LanguageExtensions support, not by local_stack's."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE_PATH)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_function_is_in_the_observability_loop_and_its_names(cloudformation):
+    """The loop that makes each function's log group and alarms runs over the ``Functions``
+    mapping's keys: the functions, the loop and the mapping name the same set."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    raw = yaml_parse(TEMPLATE_PATH.read_text())
+    identifier, collection, _ = raw["Resources"]["Fn::ForEach::FunctionObservability"]
+    assert identifier == "Function"
+    functions = {name.removesuffix("Function") for name in _functions(cloudformation)}
+    assert set(collection) == functions == set(raw["Mappings"]["Functions"])
+    assert len(collection) == len(set(collection))
+
+
 def test_the_functions_run_on_python313_arm64_with_the_shared_layer(cloudformation):
     functions = resources_of(cloudformation, "AWS::Lambda::Function")
     assert set(functions) == {
@@ -272,10 +294,35 @@ def test_every_function_logs_to_a_group_of_its_own_with_retention(cloudformation
         reference = function["Properties"]["LoggingConfig"]["LogGroup"]
         group = groups[reference["Ref"]]["Properties"]  # created before the function: retention from the start
         assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
-        assert group["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/${AWS::StackName}/"), name
-    named = [g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values() if "LogGroupName" in g["Properties"]]
+        assert _substituted(cloudformation, group["LogGroupName"]).startswith("/aws/lambda/${AWS::StackName}/"), name
+    named = [
+        _substituted(cloudformation, g["Properties"]["LogGroupName"])
+        for g in groups.values()
+        if "LogGroupName" in g["Properties"]
+    ]
     assert len(named) == len(set(named))
     assert load_template()["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def _substituted(cloudformation, value):
+    """A ``Fn::Sub`` whose variables are ``Fn::FindInMap`` lookups, with the lookups made (as
+    CloudFormation makes them); pseudo parameters left as they are."""
+    if isinstance(value["Fn::Sub"], str):
+        return value["Fn::Sub"]
+    text, variables = value["Fn::Sub"]
+    for name, variable in variables.items():
+        mapping, key, attribute = variable["Fn::FindInMap"]
+        text = text.replace("${" + name + "}", cloudformation["Mappings"][mapping][key][attribute])
+    return text
+
+
+def _reference(value):
+    """``{"Ref": X}`` for a dimension naming a resource, whether by Ref or by ``Fn::Sub: ${X}``."""
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        inner = value["Fn::Sub"]
+        if inner.startswith("${") and inner.endswith("}") and inner.count("${") == 1:
+            return {"Ref": inner[2:-1]}
+    return value
 
 
 def _alarms(cloudformation):
@@ -284,7 +331,7 @@ def _alarms(cloudformation):
 
 def _alarmed(cloudformation, namespace, metric, dimension):
     return [
-        dimensions[0]["Value"]
+        _reference(dimensions[0]["Value"])
         for alarm in _alarms(cloudformation)
         if alarm["Properties"]["Namespace"] == namespace
         and alarm["Properties"]["MetricName"] == metric
