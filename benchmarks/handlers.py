@@ -128,7 +128,7 @@ def timed(call: Callable[[], object]) -> float:
 
 
 def warm_handlers(calls: int) -> dict[str, Any]:
-    from benchmarks.reconcile import OutOfProcessMoto
+    from benchmarks.fixtures import OutOfProcessMoto
     from local_stack.aws import aws_environment, provision
 
     moto = OutOfProcessMoto()  # its own interpreter: the handler and the raw calls share none of its work

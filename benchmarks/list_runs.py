@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from flyteidl2.common.identifier_pb2 import ProjectIdentifier
     from flyteidl2.workflow import run_service_pb2 as runs
 
-    from benchmarks.reconcile import OutOfProcessMoto
+    from benchmarks.fixtures import OutOfProcessMoto
     from functions.create_run.service import CreateRunService
     from functions.read_runs.service import RunReader
     from local_stack.aws import aws_environment, provision

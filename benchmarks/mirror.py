@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from kubernetes import client as k8s
     from kubernetes import config
 
-    from benchmarks.reconcile import OutOfProcessMoto
+    from benchmarks.fixtures import OutOfProcessMoto
     from functions.create_run.service import CreateRunService
     from functions.mirror_status.mirror import StatusMirror
     from functions.mirror_status.watcher import ShardWatcher

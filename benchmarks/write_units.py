@@ -353,7 +353,7 @@ def lives(table: str, bucket: str) -> dict[str, dict[str, int]]:
 
 def measure() -> dict[str, dict[str, int]]:
     """The lives on a moto server of their own."""
-    from benchmarks.reconcile import OutOfProcessMoto
+    from benchmarks.fixtures import OutOfProcessMoto
     from local_stack.aws import aws_environment, provision
 
     moto = OutOfProcessMoto()

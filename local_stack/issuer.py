@@ -24,30 +24,53 @@ JWT authorizer, the flyte SDK and the web console read from an IdP:
   (CORS), as the console does from the front's origin.
 
 ``mint`` issues tokens directly, also malformed ones (expired, another audience), for tests.
+The OAuth vocabulary (clients, requests, errors) is ``local_stack.oauth``; the HTTP handler and the
+pages are ``local_stack.issuer_http``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import html
-import json
 import logging
-import re
 import secrets
 import threading
 import time
-import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+
+from local_stack.issuer_http import AUTHORIZE_PATH, JWKS_PATH, TOKEN_PATH, request_handler_class
+from local_stack.oauth import (
+    CHALLENGE,
+    CHALLENGE_METHOD,
+    VERIFIER,
+    AuthorizationError,
+    AuthorizationRequest,
+    Client,
+    IssuedCode,
+    OAuthError,
+    PublicClient,
+    client_credentials,
+    origin_of,
+    s256,
+    with_query,
+)
+
+# The issuer's public names, whichever of its modules defines them.
+__all__ = [
+    "CODE_LIFETIME_SECONDS",
+    "TOKEN_LIFETIME_SECONDS",
+    "AuthorizationError",
+    "AuthorizationRequest",
+    "Client",
+    "LocalIssuer",
+    "OAuthError",
+    "PublicClient",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,79 +78,9 @@ ALGORITHM = "RS256"  # API Gateway's JWT authorizers verify RSA signatures only
 KEY_BITS = 2048
 # Cognito's default access-token lifetime: long enough for a session, short enough to matter.
 TOKEN_LIFETIME_SECONDS = 3600
-DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
-JWKS_PATH = "/.well-known/jwks.json"
-TOKEN_PATH = "/oauth2/token"
-AUTHORIZE_PATH = "/oauth2/authorize"
-MAX_FORM_BYTES = 64 * 1024  # a token request is a few hundred bytes
 # RFC 6749 4.1.2: a code lives ten minutes at most; a browser brings it back within a second.
 CODE_LIFETIME_SECONDS = 60
-# RFC 7636 4.2: "plain" sends the verifier itself as the challenge, which protects nothing once the
-# authorization request is seen; S256 is the only method offered, and a request without one is refused.
-CHALLENGE_METHOD = "S256"
-VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 4.1: 43 to 128 unreserved characters
-CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # a SHA-256 digest, base64url without padding
 PERSON = "developer"  # who signs in locally: the ``sub`` of the tokens the code grant gives
-
-
-@dataclass(frozen=True)
-class Client:
-    """A confidential client of the issuer (client credentials grant)."""
-
-    client_id: str
-    secret: str
-    scopes: tuple[str, ...]
-    # Projects written into its tokens' ``projects`` claim; None: a project-agnostic token.
-    projects: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class PublicClient:
-    """A public client of the issuer (authorization code with PKCE, no secret): a browser app, or
-    the SDK's browser login. Redirect URIs are matched exactly."""
-
-    client_id: str
-    redirect_uris: tuple[str, ...]
-    scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuthorizationRequest:
-    """An authorization request that passed every check: what the consent page shows, and what
-    the code it leads to is bound to."""
-
-    client_id: str
-    redirect_uri: str
-    state: str
-    code_challenge: str
-    scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class IssuedCode:
-    request: AuthorizationRequest
-    expires_at: float  # on the issuer's clock
-
-
-class AuthorizationError(Exception):
-    """A refused authorization request. ``location`` is where the browser is sent with the error
-    (RFC 6749 4.1.2.1); None when the client or the redirect URI is unknown: shown, never redirected."""
-
-    def __init__(self, error: str, description: str, *, location: str | None = None) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.location = location
-
-
-class OAuthError(Exception):
-    """An RFC 6749 error response of the token endpoint."""
-
-    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
 
 
 class LocalIssuer:
@@ -163,7 +116,7 @@ class LocalIssuer:
                 KEY_BITS, parameters={"kid": uuid.uuid4().hex, "use": "sig", "alg": ALGORITHM}, private=True
             )
         )
-        self._server = ThreadingHTTPServer((host, port), self._request_handler_class())
+        self._server = ThreadingHTTPServer((host, port), request_handler_class(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -197,7 +150,7 @@ class LocalIssuer:
 
     def cors_origins(self) -> frozenset[str]:
         """The browser origins that may call the token endpoint: those of the redirect URIs."""
-        return frozenset(_origin(uri) for client in self._public_clients.values() for uri in client.redirect_uris)
+        return frozenset(origin_of(uri) for client in self._public_clients.values() for uri in client.redirect_uris)
 
     def discovery_document(self) -> dict[str, Any]:
         clients: list[Client | PublicClient] = [*self._clients.values(), *self._public_clients.values()]
@@ -285,7 +238,7 @@ class LocalIssuer:
         state = params.get("state", "")
 
         def refused(error: str, description: str) -> AuthorizationError:
-            location = _with_query(redirect_uri, error=error, error_description=description, state=state)
+            location = with_query(redirect_uri, error=error, error_description=description, state=state)
             return AuthorizationError(error, description, location=location)
 
         if params.get("response_type") != "code":
@@ -316,11 +269,11 @@ class LocalIssuer:
         with self._codes_lock:
             self._codes = {key: issued for key, issued in self._codes.items() if issued.expires_at > now}
             self._codes[code] = IssuedCode(request=request, expires_at=now + CODE_LIFETIME_SECONDS)
-        return _with_query(request.redirect_uri, code=code, state=request.state)
+        return with_query(request.redirect_uri, code=code, state=request.state)
 
     def deny(self, request: AuthorizationRequest) -> str:
         """The person declined: where the browser goes next (RFC 6749 4.1.2.1, ``access_denied``)."""
-        return _with_query(
+        return with_query(
             request.redirect_uri,
             error="access_denied",
             error_description="the sign-in was declined",
@@ -344,7 +297,7 @@ class LocalIssuer:
         verifier = form.get("code_verifier", "")
         if not VERIFIER.fullmatch(verifier):
             raise OAuthError("invalid_request", "code_verifier is required: 43 to 128 unreserved characters")
-        if not secrets.compare_digest(_s256(verifier), request.code_challenge):
+        if not secrets.compare_digest(s256(verifier), request.code_challenge):
             raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
         token = self.mint(subject=self.person, scopes=request.scopes, client_id=client.client_id)
         self.granted[client.client_id] += 1
@@ -365,7 +318,7 @@ class LocalIssuer:
             return self._redeem(form)
         if grant_type != "client_credentials":
             raise OAuthError("unsupported_grant_type", "the grants are authorization_code and client_credentials")
-        client_id, secret = _client_credentials(form, authorization)
+        client_id, secret = client_credentials(form, authorization)
         client = self._clients.get(client_id)
         if client is None or not secrets.compare_digest(client.secret.encode(), secret.encode()):
             raise OAuthError("invalid_client", "unknown client or wrong secret", status=401)
@@ -395,179 +348,3 @@ class LocalIssuer:
             self._server.shutdown()
             self._thread = None
         self._server.server_close()
-
-    def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
-        issuer = self
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                path, _, query = self.path.partition("?")
-                if path in DISCOVERY_PATHS:
-                    self._send(200, issuer.discovery_document())
-                elif path == JWKS_PATH:
-                    self._send(200, issuer.key_set())
-                elif path == AUTHORIZE_PATH:
-                    self._authorize(_form(query), decision=None)
-                else:
-                    self._send(404, {"error": "not_found"})
-
-            def do_POST(self) -> None:
-                path = self.path.partition("?")[0]
-                if path not in (TOKEN_PATH, AUTHORIZE_PATH):
-                    self._send(404, {"error": "not_found"})
-                    return
-                length = int(self.headers.get("content-length") or 0)
-                if length > MAX_FORM_BYTES:
-                    self._send(413, {"error": "invalid_request", "error_description": "request too large"})
-                    self.close_connection = True
-                    return
-                form = _form(self.rfile.read(length).decode("utf-8", errors="replace"))
-                if path == AUTHORIZE_PATH:  # the consent page's buttons
-                    self._authorize(form, decision=form.get("decision", ""))
-                    return
-                origin = self.headers.get("origin", "")
-                cors = (
-                    {"access-control-allow-origin": origin, "vary": "origin"} if origin in issuer.cors_origins() else {}
-                )
-                try:
-                    answer = issuer.grant(form, self.headers.get("authorization"))
-                except OAuthError as error:
-                    extra = {"www-authenticate": 'Basic realm="token"'} if error.status == 401 else {}
-                    body = {"error": error.error, "error_description": error.description}
-                    self._send(error.status, body, {**extra, **cors})
-                    return
-                self._send(200, answer, {"cache-control": "no-store", **cors})
-
-            def _authorize(self, params: Mapping[str, str], *, decision: str | None) -> None:
-                """The consent page (``decision`` None), or the redirect its buttons lead to."""
-                try:
-                    request = issuer.authorization_request(params)
-                except AuthorizationError as error:
-                    if error.location is not None:
-                        self._redirect(error.location)
-                    else:
-                        self._page(400, _error_page(error))
-                    return
-                if decision is None:
-                    self._page(200, _consent_page(request, person=issuer.person))
-                else:
-                    self._redirect(issuer.approve(request) if decision == "approve" else issuer.deny(request))
-
-            def _send(self, status: int, document: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
-                self._answer(
-                    status, json.dumps(document).encode(), {"content-type": "application/json", **(headers or {})}
-                )
-
-            def _page(self, status: int, page: str) -> None:
-                headers = {"content-type": "text/html; charset=utf-8", "cache-control": "no-store", **PAGE_HEADERS}
-                self._answer(status, page.encode(), headers)
-
-            def _redirect(self, location: str) -> None:
-                # 303: the browser follows with a GET, also after the consent form's POST
-                self._answer(303, b"", {"location": location, "cache-control": "no-store"})
-
-            def _answer(self, status: int, payload: bytes, headers: Mapping[str, str]) -> None:
-                self.send_response(status)
-                self.send_header("content-length", str(len(payload)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                logger.debug("issuer: %s - %s", self.address_string(), format % args)
-
-        return RequestHandler
-
-
-# The consent page: no script, its own inline style; nobody may frame it (a click on it is consent).
-PAGE_HEADERS = {
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
-PAGE_STYLE = (
-    "body{font:15px/1.5 system-ui,sans-serif;background:#f3f4f6;margin:0}"
-    "main{max-width:30rem;margin:12vh auto;background:#fff;padding:1.5rem 2rem;border-radius:8px;"
-    "box-shadow:0 1px 3px #0002}button{font:inherit;padding:.4rem 1rem;margin-right:.5rem;cursor:pointer}"
-    "code{font-size:13px}.note{color:#6b7280;font-size:13px}"
-)
-
-
-def _consent_page(request: AuthorizationRequest, *, person: str) -> str:
-    fields = {
-        "client_id": request.client_id,
-        "redirect_uri": request.redirect_uri,
-        "response_type": "code",
-        "state": request.state,
-        "code_challenge": request.code_challenge,
-        "code_challenge_method": CHALLENGE_METHOD,
-        "scope": " ".join(request.scopes),
-    }
-    hidden = "".join(
-        f'<input type="hidden" name="{name}" value="{html.escape(value)}">' for name, value in fields.items()
-    )
-    return _page(
-        "Sign in",
-        f"<p><strong>{html.escape(request.client_id)}</strong> asks to act as <strong>{html.escape(person)}</strong>"
-        f" with <code>{html.escape(' '.join(request.scopes))}</code>.</p>"
-        f'<form method="post" action="{AUTHORIZE_PATH}">{hidden}'
-        f'<button id="approve" name="decision" value="approve" type="submit">Sign in as {html.escape(person)}</button>'
-        '<button id="deny" name="decision" value="deny" type="submit">Cancel</button></form>'
-        f'<p class="note">You will be sent back to {html.escape(request.redirect_uri)}</p>',
-    )
-
-
-def _error_page(error: AuthorizationError) -> str:
-    return _page(
-        "Sign-in refused",
-        f"<p><code>{html.escape(error.error)}</code>: {html.escape(error.description)}</p>"
-        '<p class="note">The request names a client or a redirect URI this identity provider does not know, '
-        "so it is not sent back anywhere.</p>",
-    )
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}: local identity provider</title>'
-        f'<link rel="icon" href="data:,"><style>{PAGE_STYLE}</style></head>'
-        f"<body><main><h1>{title}</h1>{body}</main></body></html>"
-    )
-
-
-def _form(encoded: str) -> dict[str, str]:
-    return {name: values[-1] for name, values in urllib.parse.parse_qs(encoded).items()}
-
-
-def _with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` (the empty ones left out) added to its query."""
-    query = urllib.parse.urlencode({name: value for name, value in params.items() if value})
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
-def _origin(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _s256(verifier: str) -> str:
-    """RFC 7636 4.2: BASE64URL(SHA256(verifier)), without padding."""
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
-
-
-def _client_credentials(form: Mapping[str, str], authorization: str | None) -> tuple[str, str]:
-    """client_secret_basic (RFC 6749 2.3.1: each part form-urlencoded, then Basic) or client_secret_post."""
-    if authorization and authorization[:6].lower() == "basic ":
-        try:
-            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise OAuthError("invalid_client", "malformed Basic credentials", status=401) from None
-        client_id, separator, secret = decoded.partition(":")
-        if not separator:
-            raise OAuthError("invalid_client", "malformed Basic credentials", status=401)
-        return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
-    if form.get("client_id") and form.get("client_secret"):
-        return form["client_id"], form["client_secret"]
-    raise OAuthError("invalid_client", "client authentication is required", status=401)

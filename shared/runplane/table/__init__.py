@@ -2,6 +2,7 @@
 
 ``records``       the Action and Event records and their item mapping (keys, the run index)
 ``actions``       the actions' store: creates, children, the guarded status update, aborts, reads
+``run_index``     ListRuns' reads of the sharded run index
 ``registry``      the registry's items (tasks, triggers, projects) beside the runs
 ``tasks``         deployed task versions
 ``projects``      projects

@@ -13,7 +13,6 @@ decide what those mean on the wire. Rules enforced here, by the writes themselve
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
@@ -65,6 +64,7 @@ from runplane.table.records import (
     run_partition_key,
     utcnow,
 )
+from runplane.table.run_index import query_run_index
 from runplane.table.specs import SpecBucket, checked_item
 
 if TYPE_CHECKING:
@@ -213,36 +213,20 @@ class ActionStore:
         want: int,
         index: str = RUN_INDEX_NAME,
     ) -> list[dict[str, Any]]:
-        """Up to ``want`` items of one run-index partition in order, within inclusive bounds on
-        the index sort key; Query calls (paginated while a filter drops items), never a Scan.
-        ``index``: the run index's name (``PREVIOUS_RUN_INDEX_NAME`` while a stack moves onto
-        the current one)."""
-        condition = "run_index_pk = :partition"
-        key_values: dict[str, dict[str, str]] = {":partition": {"S": partition}}
-        if lower and upper:
-            condition += " AND run_index_sk BETWEEN :lower AND :upper"
-        elif lower:
-            condition += " AND run_index_sk >= :lower"
-        elif upper:
-            condition += " AND run_index_sk <= :upper"
-        if lower:
-            key_values[":lower"] = {"S": lower}
-        if upper:
-            key_values[":upper"] = {"S": upper}
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": index,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": {**key_values, **values},
-            "ScanIndexForward": ascending,
-            "Limit": want,
-        }
-        if filter_expression:
-            kwargs["FilterExpression"] = filter_expression
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        items = itertools.islice(query_items(self.client, want=want, **kwargs), want)
-        return cast("list[dict[str, Any]]", list(items))
+        """Up to ``want`` items of one run-index partition in order (``runplane.table.run_index``)."""
+        return query_run_index(
+            self.client,
+            table_name=self.table_name,
+            index=index,
+            partition=partition,
+            ascending=ascending,
+            lower=lower,
+            upper=upper,
+            filter_expression=filter_expression,
+            names=names,
+            values=values,
+            want=want,
+        )
 
     def _query_run(self, run: RunKey, sort_prefix: str, **query: Any) -> Iterator[StoredItem]:
         """Items of one run's partition under a sort-key prefix, read consistently: Query calls,
