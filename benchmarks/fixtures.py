@@ -1,14 +1,17 @@
 """What the benchmarks set up before they measure: moto's server in a process of its own (so the
-code measured and moto share no interpreter), and a run's children written fast.
+code measured and moto share no interpreter), a run's children written fast, and a benchmark run
+on another ref's code in a process of its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,3 +67,25 @@ def enqueue_all(store: Any, requests: list[Any]) -> None:
         pending = {store.table_name: writes}
         while pending:
             pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+
+def figures_of(module: str, args: list[str], *, source: Path | None, cwd: Path) -> dict[str, Any]:
+    """Run ``python -m <module> <args>`` (a benchmark printing its figures as JSON on its last
+    line) in a process of its own, on ``source``'s code first on the path (a checkout of another
+    ref; None: this code), and return the figures."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = f"{source}:{source / 'shared'}:{REPO}"
+    output = subprocess.run(
+        [sys.executable, "-m", module, *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if output.returncode != 0:
+        raise RuntimeError(f"{module} failed:\n{output.stderr[-3000:]}")
+    return cast("dict[str, Any]", json.loads(output.stdout.strip().splitlines()[-1]))
+
+
+def save_figures(name: str, figures: dict[str, Any]) -> None:
+    """``benchmarks/results/<name>.json``: what ``python -m benchmarks`` reads back into its report."""
+    results = REPO / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(figures, indent=2))

@@ -30,10 +30,8 @@ import base64
 import contextlib
 import gzip
 import io
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -297,21 +295,12 @@ def write_units(*, baseline_ref: str | None) -> dict[str, Any]:
 
 
 def _write_units_in(source: Path | None) -> dict[str, Any]:
-    env = dict(os.environ)
-    if source is not None:
-        env["PYTHONPATH"] = f"{source}:{source / 'shared'}:{REPO}"
+    from benchmarks.fixtures import figures_of
+
     with tempfile.TemporaryDirectory() as cwd:  # not the repository: its functions/ would come first
-        output = subprocess.run(
-            [sys.executable, "-m", "benchmarks.write_units", "--json"],
-            env=env,
-            cwd=cwd if source is not None else REPO,
-            capture_output=True,
-            text=True,
-            check=False,
+        return figures_of(
+            "benchmarks.write_units", ["--json"], source=source, cwd=Path(cwd) if source is not None else REPO
         )
-    if output.returncode != 0:
-        raise RuntimeError(f"benchmarks.write_units failed:\n{output.stderr[-3000:]}")
-    return cast("dict[str, Any]", json.loads(output.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,11 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         was = f" (baseline {before['total']})" if before else ""
         print(f"  {life:<13}{now['total']:>4}{was}: {steps}")
 
-    results_dir = REPO / "benchmarks" / "results"
-    results_dir.mkdir(exist_ok=True)
-    (results_dir / "handlers.json").write_text(
-        json.dumps({"cold_start": cold, "warm": warm, "write_units": units}, indent=2)
-    )
+    from benchmarks.fixtures import save_figures
+
+    save_figures("handlers", {"cold_start": cold, "warm": warm, "write_units": units})
     return 0
 
 

@@ -16,7 +16,6 @@ in parallel and a page costs about one. The ratio to the 16 raw Queries is this 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -105,15 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         page()
         calls_per_page = len(calls)
 
-        def raw_query() -> None:
+        def index_query(shard: int, limit: int) -> None:
+            """One raw Query of a run-index partition, newest first."""
             client.query(
                 TableName=table.table_name,
                 IndexName=RUN_INDEX_NAME,
                 KeyConditionExpression="run_index_pk = :p",
-                ExpressionAttributeValues={":p": {"S": f"{project}#{DOMAIN}#00"}},
+                ExpressionAttributeValues={":p": {"S": f"{project}#{DOMAIN}#{shard:02d}"}},
                 ScanIndexForward=False,
-                Limit=50,
+                Limit=limit,
             )
+
+        def raw_query() -> None:
+            index_query(0, 50)
 
         from concurrent.futures import ThreadPoolExecutor
 
@@ -123,14 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             """The same 16 Queries a page needs, issued the same way, with nothing around them."""
 
             def one(shard: int) -> None:
-                client.query(
-                    TableName=table.table_name,
-                    IndexName=RUN_INDEX_NAME,
-                    KeyConditionExpression="run_index_pk = :p",
-                    ExpressionAttributeValues={":p": {"S": f"{project}#{DOMAIN}#{shard:02d}"}},
-                    ScanIndexForward=False,
-                    Limit=52,
-                )
+                index_query(shard, 52)
 
             with ThreadPoolExecutor(max_workers=RUN_INDEX_SHARDS) as pool:
                 list(pool.map(one, range(RUN_INDEX_SHARDS)))
@@ -169,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  16 raw shard Queries {result['raw_shard_queries_ms']:.1f} ms: the page is {result['first_page_ratio_to_shard_queries']:.2f}x that"
     )
     print(f"  DynamoDB calls per page: {result['dynamodb_calls_per_page']} (one Query per shard, in parallel)")
-    results = REPO / "benchmarks" / "results"
-    results.mkdir(exist_ok=True)
-    (results / "list_runs.json").write_text(json.dumps(result, indent=2))
+    from benchmarks.fixtures import save_figures
+
+    save_figures("list_runs", result)
     return 0
 
 

@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
-from benchmarks.fixtures import OutOfProcessMoto, enqueue_all
+from benchmarks.fixtures import OutOfProcessMoto, enqueue_all, figures_of, save_figures
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -405,34 +404,11 @@ def measure_baseline(ref: str, *, runs: int, abort_actions: int, concurrency: in
     in a process of its own."""
     from benchmarks import layout
 
+    options = {"--runs": runs, "--abort-actions": abort_actions, "--concurrency": concurrency, "--rounds": rounds}
+    args = ["--json", "--baseline", "", *(str(part) for option in options.items() for part in option)]
     with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as scratch:
         source = layout.checkout(ref, Path(scratch) / "source")
-        output = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.reconcile",
-                "--json",
-                "--baseline",
-                "",
-                "--runs",
-                str(runs),
-                "--abort-actions",
-                str(abort_actions),
-                "--concurrency",
-                str(concurrency),
-                "--rounds",
-                str(rounds),
-            ],
-            env={**os.environ, "PYTHONPATH": f"{source}:{source / 'shared'}:{REPO}"},
-            cwd=scratch,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if output.returncode != 0:
-        raise RuntimeError(f"the baseline's reconcile benchmark failed:\n{output.stderr[-3000:]}")
-    return cast("dict[str, Any]", json.loads(output.stdout.strip().splitlines()[-1]))
+        return figures_of("benchmarks.reconcile", args, source=source, cwd=Path(scratch))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,9 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{label}] Abort of a run of {a['actions']} actions (request -> ...)")
         print(f"  every action ABORTED in the table   {a['seconds_until_all_aborted_in_table']:.2f} s")
         print(f"  last TaskAction gone (GC)           {a['seconds_until_last_taskaction_gone']:.2f} s")
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "reconcile.json").write_text(json.dumps(results, indent=2))
+    save_figures("reconcile", results)
     return 0
 
 

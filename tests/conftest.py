@@ -94,11 +94,16 @@ def custom_objects(kube: KubeControlPlane):
 
 @pytest.fixture(scope="session")
 def get_taskaction(custom_objects) -> Callable[[str], dict | None]:
+    return taskaction_getter(custom_objects, NAMESPACE)
+
+
+def taskaction_getter(custom_objects, namespace: str) -> Callable[[str], dict | None]:
+    """A TaskAction of ``namespace`` by name, read as admin; None once it is gone."""
     from kubernetes.client.exceptions import ApiException
 
     def get(name: str) -> dict | None:
         try:
-            return custom_objects.get_namespaced_custom_object("flyte.org", "v1", NAMESPACE, "taskactions", name)
+            return custom_objects.get_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", name)
         except ApiException as exc:
             if exc.status == 404:
                 return None

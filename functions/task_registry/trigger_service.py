@@ -15,17 +15,12 @@ from functions.task_registry.triggers import Schedules, StaleRevision, TriggerRe
 from runplane.connect.errors import Code, ConnectError, invalid_argument, not_found
 from runplane.connect.listing import list_page
 from runplane.connect.pages import PageTokens
-from runplane.flyte.identifiers import validate_registry_name, validate_scope_name
+from runplane.flyte.identifiers import registry_key, validate_registry_name, validate_scope_name
 
 
 def trigger_key(name: TriggerName, *, field: str = "name") -> tuple[str, str, str, str]:
     """(project, domain, task name, trigger name), validated."""
-    return (
-        validate_scope_name(name.project, field=f"{field}.project"),
-        validate_scope_name(name.domain, field=f"{field}.domain"),
-        validate_registry_name(name.task_name, field=f"{field}.task_name"),
-        validate_registry_name(name.name, field=f"{field}.name"),
-    )
+    return registry_key(name, field=field, names=("task_name", "name"))
 
 
 class TriggerService:

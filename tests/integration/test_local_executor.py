@@ -32,7 +32,7 @@ from local_stack.aws import aws_environment
 from local_stack.executor import FINALIZER, RECORD_PATH, LocalExecutor
 from local_stack.executor import EventSink as ExecutorEventSink
 from runplane.flyte.output_paths import action_output_path
-from tests.conftest import unique_name, wait_for
+from tests.conftest import taskaction_getter, unique_name, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -285,20 +285,6 @@ def create(custom_objects, body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def getter(custom_objects, namespace: str):
-    from kubernetes.client.exceptions import ApiException
-
-    def get(name: str) -> dict[str, Any] | None:
-        try:
-            return custom_objects.get_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    return get
-
-
 def wait_for_phase(get, name: str, phases: tuple[str, ...], timeout: float = 20) -> dict[str, Any]:
     return wait_for(
         lambda: (r := get(name)) and phase_of(r) in phases and r, timeout=timeout, what=f"{name} in {phases}"
@@ -362,11 +348,13 @@ def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
     os.environ["HOST_ONLY_VARIABLE"] = "leaked"  # the executor's environment, when the task starts
     try:
         create(custom_objects, body)
-        resource = wait_for_phase(getter(custom_objects, namespace), name, ("RUNNING", "SUCCEEDED", "FAILED"))
+        resource = wait_for_phase(
+            taskaction_getter(custom_objects, namespace), name, ("RUNNING", "SUCCEEDED", "FAILED")
+        )
     finally:
         del os.environ["HOST_ONLY_VARIABLE"]
 
-    resource = wait_for_phase(getter(custom_objects, namespace), name, ("SUCCEEDED", "FAILED"))
+    resource = wait_for_phase(taskaction_getter(custom_objects, namespace), name, ("SUCCEEDED", "FAILED"))
     assert phase_of(resource) == "SUCCEEDED", resource["status"]
     watcher.join()
     assert watcher.seen == [("QUEUED", 1), ("INITIALIZING", 1), ("RUNNING", 1), ("SUCCEEDED", 1)]
@@ -380,7 +368,10 @@ def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
     assert resource["metadata"]["finalizers"] == [FINALIZER]
     labels = wait_for(
         lambda: (
-            (r := getter(custom_objects, namespace)(name))["metadata"]["labels"].get("flyte.org/completed-time") and r
+            (r := taskaction_getter(custom_objects, namespace)(name))["metadata"]["labels"].get(
+                "flyte.org/completed-time"
+            )
+            and r
         )
     )["metadata"]["labels"]
     assert labels["flyte.org/termination-status"] == "terminated"
@@ -431,7 +422,7 @@ def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
 
 
 def test_invalid_specs_fail_at_once_with_conditions_only(executor, namespace, sink, aws, custom_objects):
-    get = getter(custom_objects, namespace)
+    get = taskaction_getter(custom_objects, namespace)
     condition_run = unique_name("cond")
     condition = taskaction(namespace, aws.bucket, condition_run, "true", actionType="condition")
     for field in ("taskType", "taskTemplate", "inputUri", "runOutputBase"):
@@ -488,7 +479,7 @@ def test_recoverable_failures_are_retried_in_place_then_fail(executor, namespace
         ),
     )
 
-    resource = wait_for_phase(getter(custom_objects, namespace), name, ("FAILED", "SUCCEEDED"), timeout=30)
+    resource = wait_for_phase(taskaction_getter(custom_objects, namespace), name, ("FAILED", "SUCCEEDED"), timeout=30)
     watcher.join()
     attempt = [("QUEUED",), ("INITIALIZING",), ("RUNNING",)]
     # the in-place restart: RUNNING, then Queued of the next attempt; no terminal state between
@@ -538,7 +529,7 @@ def test_a_nonzero_exit_without_an_error_document_fails_with_the_log_tail(
     run = unique_name("exit")
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", "print('boom'); raise SystemExit(3)"))
 
-    resource = wait_for_phase(getter(custom_objects, namespace), f"{run}-a0", ("FAILED", "SUCCEEDED"))
+    resource = wait_for_phase(taskaction_getter(custom_objects, namespace), f"{run}-a0", ("FAILED", "SUCCEEDED"))
     error = resource["status"]["errorState"]
     assert (error["code"], error["kind"]) == ("Error", "USER")
     assert f"[{run}-a0-0] terminated with exit code (3)" in error["message"] and "boom" in error["message"]
@@ -550,7 +541,7 @@ def test_deleting_a_running_action_kills_it_and_lets_the_cascade_complete(
 ):
     from kubernetes.client import V1DeleteOptions
 
-    get = getter(custom_objects, namespace)
+    get = taskaction_getter(custom_objects, namespace)
     run = unique_name("abort")
     parent = create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", SLEEP))
     wait_for_phase(get, f"{run}-a0", ("RUNNING",))
@@ -586,7 +577,7 @@ def test_terminated_actions_are_collected_after_their_ttl(kube, aws, sink, custo
     namespace = collector_namespace
     collector, work_dir = _start_executor(kube, namespace, sink, ttl_seconds=0, gc_interval_seconds=0.2)
     try:
-        get = getter(custom_objects, namespace)
+        get = taskaction_getter(custom_objects, namespace)
         done, running = unique_name("gc"), unique_name("gc")
         create(custom_objects, taskaction(namespace, aws.bucket, running, "python", "-c", SLEEP))
         wait_for_phase(get, f"{running}-a0", ("RUNNING",))
@@ -604,7 +595,7 @@ def test_terminated_actions_are_collected_after_their_ttl(kube, aws, sink, custo
 def test_deleting_an_action_that_succeeded_sends_aborted_then_releases_it(
     executor, namespace, sink, aws, custom_objects
 ):
-    get = getter(custom_objects, namespace)
+    get = taskaction_getter(custom_objects, namespace)
     run = unique_name("ended")
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", "pass"))
     resource = wait_for_phase(get, f"{run}-a0", ("SUCCEEDED", "FAILED"))
@@ -665,7 +656,7 @@ def test_no_status_is_written_while_events_are_refused_and_none_is_lost_after(
     refusing.refusing = 401
     executor, work_dir = _start_executor(kube, namespace, refusing, ttl_seconds=3600, gc_interval_seconds=60)
     try:
-        get = getter(custom_objects, namespace)
+        get = taskaction_getter(custom_objects, namespace)
         runs = [unique_name("outage") for _ in range(3)]
         watchers = {run: PhaseWatcher(custom_objects, namespace, f"{run}-a0") for run in runs}
         for run in runs:

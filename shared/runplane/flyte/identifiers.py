@@ -11,6 +11,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from runplane.errors import InvalidArgument
 
@@ -116,6 +117,17 @@ def validate_registry_name(value: str, *, field: str) -> str:
     if not value or len(value) > REGISTRY_NAME_MAX_LENGTH or "#" in value:
         raise InvalidArgument(f"{field} must be 1-{REGISTRY_NAME_MAX_LENGTH} characters without '#'")
     return value
+
+
+def registry_key(message: Any, *, field: str, names: tuple[str, str]) -> tuple[str, str, str, str]:
+    """(project, domain, *names) of a registry identifier (a task's, a trigger's), validated:
+    the scope as a label value, the two names as parts of a sort key."""
+    return (
+        validate_scope_name(message.project, field=f"{field}.project"),
+        validate_scope_name(message.domain, field=f"{field}.domain"),
+        validate_registry_name(getattr(message, names[0]), field=f"{field}.{names[0]}"),
+        validate_registry_name(getattr(message, names[1]), field=f"{field}.{names[1]}"),
+    )
 
 
 def generate_run_name() -> str:

@@ -195,10 +195,8 @@ class TaskActionClient:
 
     def label(self, name: str, labels: dict[str, str]) -> bool:
         """Merge-patch labels onto a resource; False if it is gone."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self._api.patch_namespaced_custom_object(
+        return _unless_gone(
+            lambda: self._api.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 self.namespace,
@@ -207,11 +205,7 @@ class TaskActionClient:
                 {"metadata": {"labels": labels}},
                 _request_timeout=self._timeout,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        )
 
     def signal(self, name: str, *, value: str, signalled_by: str, signalled_at: str) -> bool:
         """Write a condition's signal into its status (``signalValue``: the base64 of a serialized
@@ -235,10 +229,9 @@ class TaskActionClient:
         removes its dependents. Returns False if it was already gone. The API answers a Status or
         the object itself (when finalizers hold it): both mean the deletion was accepted."""
         from kubernetes.client import V1DeleteOptions
-        from kubernetes.client.exceptions import ApiException
 
-        try:
-            self._api.delete_namespaced_custom_object(
+        return _unless_gone(
+            lambda: self._api.delete_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 self.namespace,
@@ -247,11 +240,7 @@ class TaskActionClient:
                 body=V1DeleteOptions(propagation_policy="Background"),
                 _request_timeout=self._timeout,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        )
 
 
 class _Requests:
@@ -311,6 +300,19 @@ def keep_connections(api_client: ApiClient, connections: int) -> None:
     configuration.connection_pool_maxsize = connections
     previous, api_client.rest_client = api_client.rest_client, RESTClientObject(configuration)
     previous.close()
+
+
+def _unless_gone(call: Callable[[], object]) -> bool:
+    """Make ``call`` on a resource: True, or False when the resource is gone (404)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _status_message(exc: Any) -> str:

@@ -200,32 +200,11 @@ class ActionStore:
         items = self._query_run(run, ACTION_SORT_PREFIX, **projection(attributes))
         return [ActionRecord.from_item(item) for item in items]
 
-    def query_run_index(
-        self,
-        partition: str,
-        *,
-        ascending: bool,
-        lower: str | None,
-        upper: str | None,
-        filter_expression: str | None,
-        names: dict[str, str],
-        values: dict[str, dict[str, str]],
-        want: int,
-        index: str = RUN_INDEX_NAME,
-    ) -> list[dict[str, Any]]:
-        """Up to ``want`` items of one run-index partition in order (``runplane.table.run_index``)."""
+    def query_run_index(self, partition: str, **options: Any) -> list[dict[str, Any]]:
+        """Up to ``want`` items of one run-index partition in order; ``options`` as
+        ``runplane.table.run_index.query_run_index`` takes them (the index: the current one)."""
         return query_run_index(
-            self.client,
-            table_name=self.table_name,
-            index=index,
-            partition=partition,
-            ascending=ascending,
-            lower=lower,
-            upper=upper,
-            filter_expression=filter_expression,
-            names=names,
-            values=values,
-            want=want,
+            self.client, table_name=self.table_name, partition=partition, **{"index": RUN_INDEX_NAME, **options}
         )
 
     def _query_run(self, run: RunKey, sort_prefix: str, **query: Any) -> Iterator[StoredItem]:

@@ -24,14 +24,9 @@ TASK_PARTITION_PREFIX = "TASKS#"
 
 def task_key(task_id: Any, *, field: str = "task_id") -> tuple[str, str, str, str]:
     """(project, domain, name, version) of a flyteidl2 TaskIdentifier, validated."""
-    from runplane.flyte.identifiers import validate_registry_name, validate_scope_name
+    from runplane.flyte.identifiers import registry_key
 
-    return (
-        validate_scope_name(task_id.project, field=f"{field}.project"),
-        validate_scope_name(task_id.domain, field=f"{field}.domain"),
-        validate_registry_name(task_id.name, field=f"{field}.name"),
-        validate_registry_name(task_id.version, field=f"{field}.version"),
-    )
+    return registry_key(task_id, field=field, names=("name", "version"))
 
 
 def task_partition_key(project: str, domain: str) -> str:
