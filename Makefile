@@ -3,6 +3,9 @@
 # Lambda's /var/task is read-only, so without this every cold start compiles every import.
 PYTHON ?= python3.13
 PIP_TARGET = --only-binary=:all: --platform manylinux2014_aarch64 --implementation cp --python-version 3.13
+# Exactly the locks' packages, each checked against its hash (scripts/lock-lambda makes the locks
+# from shared/requirements.txt and functions/reconcile/requirements.txt, for 3.13 and arm64).
+PIP_LOCKED = --no-deps --require-hashes
 
 define precompile
 	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(1)"
@@ -37,7 +40,7 @@ KUBERNETES_UNUSED_DISTS = aiohttp aiohttp_retry aiohappyeyeballs aiosignal attrs
 	yarl requests requests_oauthlib oauthlib charset_normalizer idna certifi websocket_client tzdata
 
 define install_kubernetes
-	$(PYTHON) -m pip install --quiet $(PIP_TARGET) --target "$(ARTIFACTS_DIR)" -r functions/$(1)/requirements.txt
+	$(PYTHON) -m pip install --quiet $(PIP_TARGET) $(PIP_LOCKED) --target "$(ARTIFACTS_DIR)" -r requirements/kubernetes.lock
 	cd "$(ARTIFACTS_DIR)" && rm -rf $(KUBERNETES_UNUSED) $(addsuffix -*.dist-info,$(KUBERNETES_UNUSED_DISTS))
 	$(PYTHON) -c "import pathlib, re, sys; p = pathlib.Path(sys.argv[1]); p.write_text(re.sub(r'(?m)^from \. import .*\n', '', p.read_text()))" "$(ARTIFACTS_DIR)/kubernetes/__init__.py"
 	cd "$(ARTIFACTS_DIR)" && for f in $(KUBERNETES_EMPTIED_INITS); do : > "$$f"; done
@@ -45,7 +48,7 @@ define install_kubernetes
 endef
 
 build-SharedLayer:
-	$(PYTHON) -m pip install --quiet $(PIP_TARGET) --target "$(ARTIFACTS_DIR)/python" -r shared/requirements.txt
+	$(PYTHON) -m pip install --quiet $(PIP_TARGET) $(PIP_LOCKED) --target "$(ARTIFACTS_DIR)/python" -r requirements/layer.lock
 	cp -r shared/runplane "$(ARTIFACTS_DIR)/python/runplane"
 	$(call precompile,$(ARTIFACTS_DIR)/python)
 

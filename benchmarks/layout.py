@@ -7,10 +7,12 @@ the distributions installed in the development environment, so an import is meas
 what is shipped and nothing else:
 
 - **runtime**: boto3 and what it requires (``RUNTIME_DISTRIBUTIONS``);
-- **layer** (``python/``): ``shared/requirements.txt`` and what it requires, plus ``runplane``;
+- **layer** (``python/``): the packages of ``requirements/layer.lock`` (what the Makefile installs;
+  code without the lock: ``shared/requirements.txt`` and what it requires), plus ``runplane``;
 - **one artifact per function**: ``functions/__init__.py`` and the function's folder, and, for the
-  functions with a ``requirements.txt`` (reconcile, mirror_status), those packages trimmed exactly
-  as the Makefile's ``install_kubernetes`` trims them (the lists are read from the Makefile).
+  functions with a ``requirements.txt`` (reconcile, mirror_status), the packages of
+  ``requirements/kubernetes.lock`` (without it: the requirements and what they require) trimmed
+  exactly as the Makefile's ``install_kubernetes`` trims them (the lists are read from the Makefile).
 
 Everything is precompiled as the Makefile ships it (``compileall --invalidation-mode
 unchecked-hash``). The probe runs with ``python -S``: the development environment's
@@ -47,6 +49,19 @@ def requirement_names(path: Path) -> list[str]:
         if line:
             names.append(Requirement(line).name)
     return names
+
+
+def lock_names(path: Path) -> list[str]:
+    """The distribution names a hashed lock pins (``name==version \\`` lines)."""
+    return [line.split("==", 1)[0] for line in path.read_text().splitlines() if re.match(r"[A-Za-z0-9]", line)]
+
+
+def _shipped(lock: Path, requirements: Path, *, exclude: Iterable[str] = ()) -> list[importlib.metadata.Distribution]:
+    """What the Makefile installs: the lock's packages exactly, or, for code without a lock, the
+    requirements and what they require."""
+    if lock.exists():
+        return [importlib.metadata.distribution(name) for name in lock_names(lock)]
+    return closure(requirement_names(requirements), exclude=exclude)
 
 
 def closure(roots: Iterable[str], *, exclude: Iterable[str] = ()) -> list[importlib.metadata.Distribution]:
@@ -129,8 +144,10 @@ def build(target: Path, *, source: Path = REPO) -> dict[str, str]:
     runtime), as Lambda orders them."""
     runtime, layer = target / "runtime", target / "layer" / "python"
     copy_distributions(closure(RUNTIME_DISTRIBUTIONS), runtime)
-    layer_requirements = requirement_names(source / "shared" / "requirements.txt")
-    copy_distributions(closure(layer_requirements, exclude=RUNTIME_DISTRIBUTIONS), layer)
+    layer_lock, kubernetes_lock = source / "requirements" / "layer.lock", source / "requirements" / "kubernetes.lock"
+    copy_distributions(
+        _shipped(layer_lock, source / "shared" / "requirements.txt", exclude=RUNTIME_DISTRIBUTIONS), layer
+    )
     shutil.copytree(source / "shared" / "runplane", layer / "runplane", ignore=shutil.ignore_patterns("__pycache__"))
     paths = {}
     for name in function_names(source):
@@ -142,7 +159,7 @@ def build(target: Path, *, source: Path = REPO) -> dict[str, str]:
         )
         requirements = source / "functions" / name / "requirements.txt"
         if requirements.exists():  # pip install --target: every requirement, whatever the runtime has
-            copy_distributions(closure(requirement_names(requirements)), artifact)
+            copy_distributions(_shipped(kubernetes_lock, requirements), artifact)
             trim_kubernetes(artifact, source=source)
         paths[name] = ":".join(str(p) for p in (artifact, layer, runtime))
     subprocess.run(
