@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 HOST_WHEELS = "--only-binary=:all: --platform manylinux2014_x86_64 --implementation cp --python-version 3.13"
 # A function's probe, by its folder: the benchmark's names include variants and library floors.
 PROBES = {name: COLD_START_PROBES[name] for name in COLD_START_PROBES if (REPO / "functions" / name).is_dir()}
+# Functions the cold-start benchmark does not measure: their first request's set-up, the same way.
+PROBES |= {"cache_service": ("functions.cache_service.handler", "m.cache_service()._store.client")}
 
 pytestmark = pytest.mark.network
 
