@@ -25,7 +25,6 @@ clearly instead of sharing (and corrupting) the first one's state.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from local_stack import single_instance
 from local_stack.apigateway import ApiGatewayFront
 from local_stack.auth import DATA_PLANE_CLIENT, TASK_CLIENT, USER_CLIENT, LocalAuth
 from local_stack.aws import (
@@ -56,6 +56,7 @@ from local_stack.lambda_runtime import load_handler
 from local_stack.lambda_service import LocalLambdaService
 from local_stack.relay import LocalRelay
 from local_stack.scheduler import LocalScheduler
+from local_stack.single_instance import StackAlreadyRunning as StackAlreadyRunning  # its public name here too
 from local_stack.state import StateFolder, StateUnreadable
 from local_stack.stream_poller import StreamPoller
 from local_stack.template import (
@@ -82,10 +83,6 @@ MIRROR_FUNCTION = "MirrorStatusFunction"  # its local name: the template's logic
 STOP_JOIN_SECONDS = 3.0
 # The stack waits this long for each asynchronous invocation still running when it stops.
 INVOCATION_JOIN_SECONDS = 0.2
-
-
-class StackAlreadyRunning(RuntimeError):
-    pass
 
 
 def _concurrently(steps: list[Callable[[], None]]) -> None:
@@ -488,26 +485,9 @@ class LocalStack:
     # --- single instance --------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.config.state_dir / "stack.lock"
-        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held (and locked) until the stack stops
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.seek(0)
-            owner = lock_file.read().strip() or "another process"
-            lock_file.close()
-            raise StackAlreadyRunning(
-                f"a local stack is already running from {self.config.state_dir} (pid {owner}); stop it first"
-            ) from None
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(str(os.getpid()))
-        lock_file.flush()
-        self._lock_file = lock_file
+        self._lock_file = single_instance.acquire(self.config.state_dir)
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+            single_instance.release(self._lock_file)
             self._lock_file = None

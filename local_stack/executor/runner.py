@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
 from flyteidl2.workflow import run_definition_pb2
 
 from local_stack.executor.cache import ActionCache, CacheClient, write_object
+from local_stack.executor.either import EitherEvent
 from local_stack.executor.environment import task_environment_of
 from local_stack.executor.events import EventNotRecorded, EventSink
 from local_stack.executor.outcome import exit_failure, failure_from_error_document, read_object
@@ -81,26 +81,6 @@ class _Interrupted(Exception):
     """The resource is being deleted (or the executor stops): the attempt ends here."""
 
 
-class _EitherEvent(threading.Event):
-    """Set when either event is: a wait on it ends at a deletion or at the executor's stop."""
-
-    def __init__(self, *events: threading.Event) -> None:
-        super().__init__()
-        self._events = events
-
-    def is_set(self) -> bool:
-        return any(event.is_set() for event in self._events)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._events[0].wait(min(PROCESS_POLL_SECONDS, left) if left is not None else PROCESS_POLL_SECONDS)
-        return True
-
-
 @dataclass(frozen=True)
 class _Context:
     """What every runner shares with the executor."""
@@ -136,7 +116,7 @@ class _ActionRunner:
         self._owned = FINALIZER in (metadata.get("finalizers") or [])
         self._lock = threading.Lock()
         self._deleted = threading.Event()
-        self._stop_waiting = _EitherEvent(self._deleted, context.stopping)  # ends a wait for the cache
+        self._stop_waiting = EitherEvent(self._deleted, context.stopping)  # ends a wait for the cache
         self._finished = False
         self.process: TaskProcess | None = None  # the running attempt's process, if any
         # The pod's log context once its process started (Flyte's pod plugin reports it on every
