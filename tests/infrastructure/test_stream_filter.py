@@ -1,7 +1,7 @@
 """The reconcile mapping's event filter (template.yaml, FilterCriteria) against the writes the
-table sees: every record reconcile acts on is delivered, and the writes it would only skip
-(status updates, events, the registry, the mirror's leases, an abort being cleared, removals)
-never invoke it.
+table sees: every record reconcile acts on (new actions, abort requests, condition signals) is
+delivered, and the writes it would only skip (status updates, events, the registry, the mirror's
+leases, an abort being cleared, removals) never invoke it.
 
 "Reconcile acts on it" is decided by the reconciler itself: its handler is given the record with
 a store and a cluster that raise at first use, so a record it acts on is one that reaches either.
@@ -21,7 +21,7 @@ from local_stack.stream_poller import _lambda_attribute, matches
 from local_stack.template import stream_settings
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
-from runplane.table.records import ActionRecord, EventRecord
+from runplane.table.records import ACTION_TYPE_CONDITION, ActionRecord, EventRecord
 from runplane.table.tasks import TaskRecord
 
 ROOT = ActionKey(project="p", domain="d", run="r1", name="a0")
@@ -62,6 +62,11 @@ def _action(key: ActionKey = ROOT, **fields: Any) -> dict[str, Any]:
     return ActionRecord(key=key, parent=parent, task_name="t", **fields).to_item()
 
 
+def _condition(**attributes: Any) -> dict[str, Any]:
+    """A condition child's item, with what a write adds to it (SignalEvent: ``signal_value``)."""
+    return {**_action(CHILD, action_type=ACTION_TYPE_CONDITION), **attributes}
+
+
 def _lease(version: int) -> dict[str, Any]:
     return {"pk": {"S": "MIRROR#0"}, "sk": {"S": "LEASE"}, "holder": {"S": "w"}, "version": {"N": str(version)}}
 
@@ -93,11 +98,17 @@ ACTED_ON = {
         old=_action(phase=phases.RUNNING),
         new=_action(phase=phases.ABORTED, abort_requested_at=REQUESTED, abort_reason="user"),
     ),
+    "a condition's signal": _record(
+        "MODIFY", old=_condition(), new=_condition(signal_value={"B": b"\x0a\x00"}, signalled_by={"S": "someone"})
+    ),
     "an abort request of a child": _record(
         "MODIFY", old=_action(CHILD), new=_action(CHILD, phase=phases.ABORTED, abort_requested_at=REQUESTED)
     ),
 }
 
+# A filter sees one image at a time, so the writes after an abort request (until it is cleared)
+# or after a signal (which stays on the item) are delivered too, and reconcile skips them: the
+# cost of a few invocations for an action in those states, not a wrong decision.
 SKIPPED = {
     "a status update": _record("MODIFY", old=_action(), new=_action(phase=phases.RUNNING, version=2)),
     "a terminal status update": _record(
