@@ -703,7 +703,7 @@ def test_no_status_is_written_while_events_are_refused_and_none_is_lost_after(
 
 
 def test_tasks_are_forked_from_the_executors_fork_server(executor, namespace, sink, aws, custom_objects):
-    get = getter(custom_objects, namespace)
+    get = taskaction_getter(custom_objects, namespace)
     run = unique_name("fork")
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", SLEEP))
     wait_for_phase(get, f"{run}-a0", ("RUNNING",))
