@@ -90,3 +90,34 @@ def test_a_broken_envelope_is_invalid_argument_and_a_wrong_type_is_415(router):
     ((_, payload),) = frames(router.dispatch(broken).body)
     assert json.loads(payload)["error"]["code"] == "invalid_argument"
     assert router.dispatch(stream_request(WatchActionDetailsRequest(), content_type="application/json")).status == 415
+
+
+def test_a_gzip_bomb_in_a_stream_envelope_is_refused_without_inflating_it(router):
+    import tracemalloc
+    import zlib
+
+    # 1 MB of gzip that inflates to about 1 GB of zeros
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1 << 20)
+    parts = []
+    while sum(map(len, parts)) < 1 << 20:
+        parts.append(compressor.compress(chunk))
+    parts.append(compressor.flush())
+    bomb = b"".join(parts)
+    assert len(bomb) >= 1 << 20
+    request = HttpRequest(
+        method="POST",
+        path=PATH,
+        headers={"content-type": "application/connect+proto", "connect-content-encoding": "gzip"},
+        body=envelope(bomb, flags=1),
+    )
+    tracemalloc.start()
+    try:
+        response = router.dispatch(request)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    ((flags, payload),) = frames(response.body)
+    error = json.loads(payload)["error"]
+    assert flags == 2 and error["code"] == "invalid_argument" and "limit" in error["message"]
+    assert peak < 64 * 1024 * 1024

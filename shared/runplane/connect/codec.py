@@ -68,19 +68,26 @@ def request_payload(request: HttpRequest) -> bytes:
         return body
     if encoding != "gzip":
         raise ConnectError(Code.UNIMPLEMENTED, f"unsupported content-encoding {encoding!r}")
-    return _gunzip_bounded(body)
+    return gunzip_bounded(body, what="request body")
 
 
-def _gunzip_bounded(body: bytes) -> bytes:
+def gunzip_bounded(data: bytes, *, what: str, limit: int = MAX_REQUEST_BYTES) -> bytes:
+    """``data`` gunzipped, never holding more than ``limit`` + 1 decompressed bytes.
+
+    The one decompressor of the wire (unary bodies and stream envelopes): ``gzip.decompress``
+    inflates a bomb whole before any size check (1 MB of zeros is 1 GB), so the output is capped
+    by ``max_length`` and anything past the limit is refused without being inflated.
+    """
     decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
-        payload = decompressor.decompress(body, MAX_REQUEST_BYTES + 1)
+        payload = decompressor.decompress(data, limit + 1)
     except zlib.error as exc:
-        raise invalid_argument(f"cannot decompress gzip request body: {exc}") from None
-    if len(payload) > MAX_REQUEST_BYTES:
-        raise invalid_argument(f"decompressed request body exceeds the limit of {MAX_REQUEST_BYTES} bytes")
+        raise invalid_argument(f"cannot decompress gzip {what}: {exc}") from None
+    if len(payload) > limit:
+        # invalid_argument, not resource_exhausted (HTTP 429), which clients retry
+        raise invalid_argument(f"decompressed {what} exceeds the limit of {limit} bytes")
     if not decompressor.eof:
-        raise invalid_argument("truncated gzip request body")
+        raise invalid_argument(f"truncated gzip {what}")
     return payload
 
 

@@ -13,7 +13,6 @@ which cannot stream, carries. Flyte's SDK re-subscribes when a stream ends befor
 
 from __future__ import annotations
 
-import gzip
 import json
 import struct
 from collections.abc import Iterable, Iterator
@@ -21,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from runplane.connect.codec import MAX_REQUEST_BYTES, HttpRequest, HttpResponse, decode_message
+from runplane.connect.codec import MAX_REQUEST_BYTES, HttpRequest, HttpResponse, decode_message, gunzip_bounded
 from runplane.connect.errors import Code, ConnectError, invalid_argument
 
 STREAM_CODECS = {"application/connect+proto": "proto", "application/connect+json": "json"}
@@ -47,12 +46,7 @@ def decode_stream_request(request: HttpRequest, codec: str, message_type: type[M
     if flags & FLAG_COMPRESSED:
         if request.headers.get("connect-content-encoding", "").strip().lower() != "gzip":
             raise invalid_argument("compressed envelope without connect-content-encoding: gzip")
-        try:
-            payload = gzip.decompress(payload)
-        except (OSError, EOFError) as exc:
-            raise invalid_argument(f"cannot decompress stream envelope: {exc}") from None
-        if len(payload) > MAX_REQUEST_BYTES:
-            raise invalid_argument("decompressed stream envelope is too large")
+        payload = gunzip_bounded(payload, what="stream envelope")
     return decode_message(payload, codec, message_type)
 
 
