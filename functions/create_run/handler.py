@@ -17,6 +17,7 @@ from functions.create_run.service import CreateRunService, TriggerFields
 from runplane.aws.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter
+from runplane.flyte.data_scope import DataScope
 from runplane.ops.logs import bind_request, function_logger
 from runplane.ops.metrics import function_metrics
 from runplane.ops.settings import api_settings, project_settings
@@ -44,6 +45,7 @@ def create_run_service() -> CreateRunService:
         storage_prefix=settings.effective_storage_prefix,
         tasks=TaskStore(store),
         projects=ProjectStore(store, seeds=project_settings().seed_projects),
+        data=DataScope.of(data_bucket=settings.data_bucket, storage_prefix=settings.storage_prefix),
     )
 
 

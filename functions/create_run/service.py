@@ -42,6 +42,7 @@ from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import already_exists, invalid_argument, not_found
 from runplane.connect.transformers import action_identifier, run_message
 from runplane.flyte import phases
+from runplane.flyte.data_scope import DataScope
 from runplane.flyte.identifiers import (
     ROOT_ACTION_NAME,
     RunKey,
@@ -88,8 +89,11 @@ class CreateRunService:
         generate_name: Callable[[], str] = generate_run_name,
         tasks: TaskStore | None = None,
         projects: ProjectStore | None = None,
+        data: DataScope | None = None,
     ) -> None:
-        """``projects``: where a run's project must exist, as in Flyte (none: any valid name)."""
+        """``projects``: where a run's project must exist, as in Flyte (none: any valid name);
+        ``data``: where the pointers a request names may lead (by default the storage prefix)."""
+        self._data = data or DataScope(roots=(storage_prefix.rstrip("/"),))
         self._store = store
         self._tasks = tasks
         self._projects = projects
@@ -196,8 +200,10 @@ class CreateRunService:
             run_spec.raw_data_storage.raw_data_prefix = self._storage_prefix
 
         run_base = (run_spec.run_base_dir or self._storage_prefix).rstrip("/")
+        if run_base not in self._data.roots:  # a base of its own: within the run's project and domain
+            self._data.check(run_base, project=run.project, domain=run.domain, field="run_spec.run_base_dir")
         run_dir = f"{run_base}/{run.project}/{run.domain}/{run.name}"
-        input_dir, wrote_inputs = self._store_inputs(request, task_spec=task_spec, run_dir=run_dir)
+        input_dir, wrote_inputs = self._store_inputs(request, run=run, task_spec=task_spec, run_dir=run_dir)
         inputs_uri = f"{input_dir}/{INPUTS_FILE}"
         run_output_base = f"{run_dir}/"
 
@@ -236,13 +242,14 @@ class CreateRunService:
         )
         return record, wrote_inputs
 
-    def _store_inputs(self, request: CreateRunRequest, *, task_spec: TaskSpec, run_dir: str) -> tuple[str, bool]:
+    def _store_inputs(
+        self, request: CreateRunRequest, *, run: RunKey, task_spec: TaskSpec, run_dir: str
+    ) -> tuple[str, bool]:
         """Write the inputs (or adopt the offloaded ones); returns the input directory URI and
         whether this call wrote it."""
         if request.WhichOneof("input_wrapper") == "offloaded_input_data":
             uri = request.offloaded_input_data.uri.rstrip("/")
-            if not uri.startswith("s3://"):
-                raise invalid_argument("offloaded_input_data.uri must be an s3:// URI")
+            self._data.check(uri, project=run.project, domain=run.domain, field="offloaded_input_data.uri")
             return uri, False
         inputs = common_pb2.Inputs()
         inputs.CopyFrom(request.inputs)

@@ -19,6 +19,7 @@ from functions.update_action.signals import SignalService
 from runplane.aws.blobs import BlobStore
 from runplane.connect.apigateway import handle_http_event
 from runplane.connect.router import ConnectRouter, Procedures
+from runplane.flyte.data_scope import DataScope
 from runplane.ops.logs import function_logger
 from runplane.ops.metrics import function_metrics
 from runplane.ops.settings import api_settings
@@ -43,7 +44,8 @@ def lifecycle() -> ActionLifecycleService:
     store = ActionStore(
         table_name=settings.actions_table, blobs=BlobStore(), spec_prefix=settings.effective_storage_prefix
     )
-    return ActionLifecycleService(store=store)
+    data = DataScope.of(data_bucket=settings.data_bucket, storage_prefix=settings.storage_prefix)
+    return ActionLifecycleService(store=store, data=data, namespace=settings.namespace)
 
 
 # procedure -> (request message, service method)

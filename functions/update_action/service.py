@@ -37,7 +37,8 @@ from runplane.connect.errors import (
 )
 from runplane.errors import DomainError
 from runplane.flyte import phases
-from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.data_scope import DataScope, check_log_context
+from runplane.flyte.identifiers import ActionKey, taskaction_name, validate_action_name, validate_run_name
 from runplane.flyte.validation import action_key, known_phase, new_child_key, run_key
 from runplane.ops import metrics
 from runplane.table.actions import (
@@ -47,7 +48,7 @@ from runplane.table.actions import (
     RecordTooLarge,
     StatusUpdate,
 )
-from runplane.table.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, utcnow
+from runplane.table.records import ORIGIN_ENQUEUED, ORIGIN_RECORDED, EventRecord, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,28 @@ _CACHE_STATUSES = frozenset(CatalogCacheStatus.values())
 
 
 class ActionLifecycleService:
-    def __init__(self, *, store: ActionStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        store: ActionStore,
+        clock: Callable[[], datetime] = utcnow,
+        data: DataScope | None = None,
+        namespace: str = "flyte",
+    ) -> None:
+        """``data``: where the pointers a request stores may lead (the handler always sets it;
+        tests of other behaviour may leave it out); ``namespace``: the TaskAction namespace, the
+        only one a recorded log context may name."""
         self._store = store
         self._clock = clock
+        self._data = data
+        self._namespace = namespace
+
+    def _check_pointers(self, key: ActionKey, *, prefix: str, **uris: str) -> None:
+        """Every stored pointer under the request's own project and domain, before anything is written."""
+        if self._data is None:
+            return
+        for name, uri in uris.items():
+            self._data.check_optional(uri, project=key.project, domain=key.domain, field=f"{prefix}{name}")
 
     # --- child actions ----------------------------------------------------------------------
 
@@ -66,6 +86,7 @@ class ActionLifecycleService:
         """ActionsService/Enqueue: a new child under a live parent of the same run."""
         action = request.action
         key = new_child_key(action.action_id, parent=action.parent_action_name, field="action.action_id")
+        self._check_pointers(key, prefix="action.", input_uri=action.input_uri, run_output_base=action.run_output_base)
         child = ChildRequest(
             key=key,
             parent=action.parent_action_name,
@@ -114,6 +135,11 @@ class ActionLifecycleService:
         cluster; its parent is promoted to RUNNING (attempts and cache status untouched, unlike
         docs/flyte-compat.md#q8-promotion-attempts)."""
         key = action_key(request.action_id)
+        validate_action_name(key.name, field="action_id.name")
+        validate_run_name(key.run)
+        if request.parent:
+            validate_action_name(request.parent, field="parent")
+        self._check_pointers(key, prefix="", input_uri=request.input_uri)
         child = ChildRequest(
             key=key,
             parent=request.parent,
@@ -178,6 +204,7 @@ class ActionLifecycleService:
         batch = check_events(request.events, now=self._clock())
         if batch.refused:
             raise invalid_argument(batch.refused[0].message)
+        self._check_log_contexts(request.events, batch.records)
 
         def store() -> None:
             try:
@@ -212,6 +239,17 @@ class ActionLifecycleService:
                 },
             )
         return events_proxy.RecordResponse()
+
+    def _check_log_contexts(self, events, records: list[EventRecord]) -> None:
+        """A log context may name only pods of its own action (TailLogs reads what it names)."""
+        for i, (event, record) in enumerate(zip(events, records, strict=True)):
+            if event.HasField("log_context"):
+                check_log_context(
+                    event.log_context,
+                    namespace=self._namespace,
+                    taskaction=taskaction_name(record.key.run, record.key.name),
+                    field=f"events[{i}].log_context",
+                )
 
     # --- aborts -----------------------------------------------------------------------------
 

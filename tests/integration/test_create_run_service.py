@@ -107,11 +107,46 @@ def test_project_id_generates_a_flyte_style_name(service):
 def test_offloaded_inputs_are_referenced_not_copied(service, store, blobs, aws):
     name = unique_name()
     request = create_run_request(name)
-    request.offloaded_input_data.CopyFrom(OffloadedInputData(uri=f"s3://{aws.bucket}/offloaded/abc", inputs_hash="h"))
+    uri = f"s3://{aws.bucket}/{PROJECT}/{DOMAIN}/offloaded-inputs/abc"
+    request.offloaded_input_data.CopyFrom(OffloadedInputData(uri=uri, inputs_hash="h"))
     service.create_run(request)
     record = store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0"))
-    assert record.inputs_uri == f"s3://{aws.bucket}/offloaded/abc/inputs.pb"
+    assert record.inputs_uri == f"{uri}/inputs.pb"
     assert objects_under(blobs, aws.bucket, f"{PROJECT}/{DOMAIN}/{name}/") == []
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "s3://{bucket}/other-project/{domain}/offloaded-inputs/abc",  # another project's prefix
+        "s3://{bucket}/{project}/production/offloaded-inputs/abc",  # another domain's
+        "s3://elsewhere/{project}/{domain}/offloaded-inputs/abc",  # outside the data bucket
+        "s3://{bucket}/{project}/{domain}/../../other-project/{domain}/x",  # climbing out
+        "file:///etc/passwd",
+    ],
+)
+def test_offloaded_inputs_outside_the_runs_project_are_refused_and_nothing_is_written(service, store, aws, where):
+    name = unique_name()
+    request = create_run_request(name)
+    uri = where.format(bucket=aws.bucket, project=PROJECT, domain=DOMAIN)
+    request.offloaded_input_data.CopyFrom(OffloadedInputData(uri=uri, inputs_hash="h"))
+    with pytest.raises(REFUSED) as refusal:
+        service.create_run(request)
+    assert code_of(refusal.value) is Code.INVALID_ARGUMENT and "offloaded_input_data.uri" in refusal.value.message
+    assert store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0")) is None
+
+
+def test_a_run_base_dir_outside_the_runs_project_is_refused_and_nothing_is_written(service, store, blobs, aws):
+    name = unique_name()
+    request = create_run_request(name)
+    request.run_spec.run_base_dir = f"s3://{aws.bucket}/other-project/{DOMAIN}"
+    with pytest.raises(REFUSED) as refusal:
+        service.create_run(request)
+    assert code_of(refusal.value) is Code.INVALID_ARGUMENT and "run_spec.run_base_dir" in refusal.value.message
+    assert store.get_action(RunKey(PROJECT, DOMAIN, name).action("a0")) is None
+    assert objects_under(blobs, aws.bucket, "other-project/") == []
+    request.run_spec.run_base_dir = f"s3://{aws.bucket}/{PROJECT}/{DOMAIN}/custom"  # its own: fine
+    assert service.create_run(request).run.action.id.run.name == name
 
 
 def test_default_inputs_fill_only_missing_names(service, store, blobs):
