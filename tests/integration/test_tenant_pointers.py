@@ -22,7 +22,7 @@ from runplane.flyte.identifiers import ActionKey, taskaction_name
 from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
 from tests.conftest import unique_name
-from tests.refusals import REFUSED, code_of
+from tests.refusals import REFUSED, as_refusal
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +52,9 @@ def run(aws, store) -> str:
 def refused(call, request) -> str:
     with pytest.raises(REFUSED) as refusal:
         call(request)
-    assert code_of(refusal.value) is Code.INVALID_ARGUMENT
-    return refusal.value.message
+    error = as_refusal(refusal.value)
+    assert error.code is Code.INVALID_ARGUMENT
+    return error.message
 
 
 def enqueue(aws, run: str, name: str, *, input_uri: str | None = None, run_output_base: str | None = None):
