@@ -84,3 +84,10 @@ def action_id(run_name: str, name: str, *, project: str = PROJECT, domain: str =
     from flyteidl2.common.identifier_pb2 import ActionIdentifier
 
     return ActionIdentifier(run=RunIdentifier(org="o", project=project, domain=domain, name=run_name), name=name)
+
+
+def resource_name(run_name: str, action: str = "a0", *, project: str = PROJECT, domain: str = DOMAIN) -> str:
+    """The TaskAction resource of an action (runplane.flyte.identifiers.taskaction_name)."""
+    from runplane.flyte.identifiers import ActionKey, taskaction_name
+
+    return taskaction_name(ActionKey(project=project, domain=domain, run=run_name, name=action))

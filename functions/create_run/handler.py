@@ -20,7 +20,7 @@ from runplane.connect.router import ConnectRouter
 from runplane.flyte.data_scope import DataScope
 from runplane.ops.logs import bind_request, function_logger
 from runplane.ops.metrics import function_metrics
-from runplane.ops.settings import api_settings, project_settings
+from runplane.ops.settings import api_settings, page_token_secret, project_settings
 from runplane.table.actions import ActionStore
 from runplane.table.projects import ProjectStore
 from runplane.table.tasks import TaskStore
@@ -59,7 +59,7 @@ def run_tick(event: dict[str, Any]) -> dict[str, Any]:
     failure worth retrying) fails the invocation: Lambda retries it twice, then sends the event
     to create_run's on-failure queue (Scheduler's dead-letter queue only gets undelivered ticks)."""
     try:
-        tick = tick_from_event(event)
+        tick = tick_from_event(event, secret=page_token_secret())
     except MalformedTick as exc:
         logger.error(
             "malformed scheduler event: goes to the on-failure queue after Lambda's retries",

@@ -7,8 +7,10 @@ in per tick (``<aws.scheduler.scheduled-time>``)::
                       "taskVersion": "...", "revision": 3, "runSpec": {...}, "inputs": {...}},
      "scheduledTime": "2026-01-02T03:04:05Z"}
 
-The run is named deterministically from the trigger and the tick, so a repeated or retried
-delivery of the same tick is a duplicate CreateRun: it creates nothing and materialises nothing.
+The run is named deterministically from the trigger and the tick, keyed with the stack's secret
+(``runplane.flyte.identifiers.scheduled_run_name``: nobody else can predict it, so nobody can take
+the name first), so a repeated or retried delivery of the same tick is a duplicate CreateRun: it
+creates nothing and materialises nothing.
 A malformed event raises ``MalformedTick``, and nothing is written for it. Scheduler invokes
 create_run asynchronously, so a failure *inside* the function (a malformed tick, a throttled
 write) is Lambda's to retry: its asynchronous retries (2), then create_run's on-failure
@@ -52,7 +54,7 @@ def is_tick(event: dict[str, Any]) -> bool:
     return isinstance(event, dict) and TRIGGER_KEY in event
 
 
-def tick_from_event(event: dict[str, Any]) -> Tick:
+def tick_from_event(event: dict[str, Any], *, secret: bytes | None = None) -> Tick:
     trigger = event.get(TRIGGER_KEY)
     if not isinstance(trigger, dict):
         raise MalformedTick(f"{TRIGGER_KEY} must be an object")
@@ -77,6 +79,7 @@ def tick_from_event(event: dict[str, Any]) -> Tick:
                 task=fields["taskName"],
                 trigger=fields["name"],
                 scheduled_at=scheduled_at,
+                secret=secret,
             ),
         ),
         task_id=TaskIdentifier(

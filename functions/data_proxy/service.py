@@ -106,6 +106,8 @@ class DataProxy:
             outputs_uri = (
                 action_output_path(
                     namespace=self._namespace,
+                    project=key.project,
+                    domain=key.domain,
                     run=key.run,
                     action=key.name,
                     run_output_base=run_output_base,

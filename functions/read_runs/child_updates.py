@@ -51,6 +51,8 @@ def output_uri(record: ActionRecord, *, namespace: str, run_output_base: str = "
         return ""
     return action_output_path(
         namespace=namespace,
+        project=record.key.project,
+        domain=record.key.domain,
         run=record.key.run,
         action=record.key.name,
         run_output_base=base,

@@ -238,7 +238,7 @@ class Reconciler:
             return Outcome.REJECTED
         if parent_state.phase == phases.ABORTED:
             return self._abort_with_parent(record, f"parent action {record.parent!r} was aborted")
-        parent_name = taskaction_name(parent_key.run, parent_key.name)
+        parent_name = taskaction_name(parent_key)
         parent = states.resource(parent_name) or self._cluster.get(parent_name)
         if parent is None or identity_of(parent) != _identity(parent_key):
             if phases.is_terminal(parent_state.phase):
@@ -307,7 +307,7 @@ class Reconciler:
         is then sent again (on the local stack, too, the API server's deletions of a large subtree
         no longer compete with the table's writes for the same cores). The resource is deleted
         whatever the cascade did, so a failing table never keeps the work running."""
-        name = taskaction_name(key.run, key.name)
+        name = taskaction_name(key)
         states.forget(name)
         try:
             aborted = self._abort_descendants(key)

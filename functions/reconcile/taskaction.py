@@ -82,7 +82,7 @@ def build_taskaction(
         spec["parentActionName"] = record.parent
     if action_spec.group:
         spec["group"] = action_spec.group
-    metadata: dict[str, Any] = {"name": taskaction_name(key.run, key.name), "namespace": namespace, "labels": labels}
+    metadata: dict[str, Any] = {"name": taskaction_name(key), "namespace": namespace, "labels": labels}
 
     if action_type == "condition":
         spec["conditionSpec"] = base64.b64encode(action_spec.condition.SerializeToString()).decode()

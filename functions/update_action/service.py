@@ -247,7 +247,7 @@ class ActionLifecycleService:
                 check_log_context(
                     event.log_context,
                     namespace=self._namespace,
-                    taskaction=taskaction_name(record.key.run, record.key.name),
+                    taskaction=taskaction_name(record.key),
                     field=f"events[{i}].log_context",
                 )
 

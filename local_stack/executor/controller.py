@@ -20,7 +20,7 @@ from local_stack.executor.runner import LOG_FILE, _ActionRunner, _Context
 from local_stack.executor.status import TERMINATED, is_terminal, should_collect
 from local_stack.executor.taskactions import API_TIMEOUT_SECONDS, TaskActions
 from local_stack.task_logs import LogSink
-from runplane.flyte.identifiers import taskaction_name
+from runplane.flyte.identifiers import ActionKey, taskaction_name
 from runplane.kube.resources import GROUP, LABEL_COMPLETED_TIME, LABEL_TERMINATION_STATUS, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
@@ -165,9 +165,14 @@ class LocalExecutor:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def log_file(self, *, run: str, action: str, attempt: int) -> Path:
+    def log_file(self, *, project: str, domain: str, run: str, action: str, attempt: int) -> Path:
         """Where the stdout and stderr of an attempt are captured."""
-        return self.work_dir / taskaction_name(run, action) / str(attempt) / LOG_FILE
+        return (
+            self.work_dir
+            / taskaction_name(ActionKey(project=project, domain=domain, run=run, name=action))
+            / str(attempt)
+            / LOG_FILE
+        )
 
     # --- garbage collection -----------------------------------------------------------------
 

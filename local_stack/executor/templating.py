@@ -29,6 +29,8 @@ class AttemptPaths:
         def output_prefix(number: int) -> str:
             return action_output_path(
                 namespace=namespace,
+                project=spec["project"],
+                domain=spec["domain"],
                 run=spec["runName"],
                 action=spec["actionName"],
                 run_output_base=spec["runOutputBase"],

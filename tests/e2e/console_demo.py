@@ -27,7 +27,7 @@ from local_stack.aws import TASK_LOG_GROUP
 from local_stack.task_logs import LOCAL_NODE, pod_log_context
 from runplane.aws.log_store import Container, container_insights_stream, fluent_bit_record
 from runplane.flyte import phases
-from tests.builders import action_id, child_task_action, create_run_request, integer_inputs, task_spec
+from tests.builders import action_id, child_task_action, create_run_request, integer_inputs, resource_name, task_spec
 
 RUNS = "/flyteidl2.workflow.RunService"
 INTERNAL = "/flyteidl2.workflow.InternalRunService"
@@ -185,7 +185,7 @@ def seed_demo_run(*, endpoint: str, run: str, now: datetime | None = None) -> No
     )
     set_status(endpoint, run, "c3", phases.FAILED, end=first_end)
     second_start, second_end = ago(96), ago(64)
-    pod = f"{run}-c3-1"
+    pod = f"{resource_name(run, 'c3')}-1"
     set_status(endpoint, run, "c3", phases.RUNNING, attempts=2)
     ship_log(pod=pod, lines=EVALUATION_LOG, at=second_start + timedelta(seconds=2))
     record_attempt(endpoint, run, "c3", attempt=2, phase=phases.RUNNING, start=second_start)

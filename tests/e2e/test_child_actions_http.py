@@ -27,7 +27,7 @@ from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
 from runplane.flyte.output_paths import action_output_path
 from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, resource_name
 from tests.conftest import NAMESPACE, unique_name, wait_for
 from tests.e2e.test_create_run_http import post, post_json, post_proto_gzip
 
@@ -141,6 +141,8 @@ def test_watch_for_updates_sends_the_family_then_the_sentinel_then_a_change(stac
     child = messages[1].action_update
     assert child.output_uri == action_output_path(
         namespace=NAMESPACE,
+        project=PROJECT,
+        domain=DOMAIN,
         run=run,
         action="c1",
         run_output_base=f"s3://flyte-data/{PROJECT}/{DOMAIN}/{run}/",
@@ -228,7 +230,9 @@ def test_enqueue_action_creates_a_child_that_becomes_a_taskaction(stack, store, 
         assert status == 200 and queue.EnqueueActionResponse.FromString(body) == queue.EnqueueActionResponse()
     child = store.get_action(key(run, SDK_CHILD_NAME))
     assert child.parent == "a0" and child.phase == phases.QUEUED and child.run_output_base.endswith(f"/{run}")
-    resource = wait_for(lambda: get_taskaction(f"{run}-{SDK_CHILD_NAME}"), timeout=20, what="the child's TaskAction")
+    resource = wait_for(
+        lambda: get_taskaction(resource_name(run, SDK_CHILD_NAME)), timeout=20, what="the child's TaskAction"
+    )
     assert resource["spec"]["actionName"] == SDK_CHILD_NAME and resource["spec"]["parentActionName"] == "a0"
 
     request.group = "another"

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT, create_run_request
+from tests.builders import DOMAIN, PROJECT, create_run_request, resource_name
 from tests.conftest import unique_name, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +64,7 @@ def store(stack):
 
 
 def assert_taskaction_for(name, get_taskaction, *, envs=None):
-    resource = wait_for(lambda: get_taskaction(f"{name}-a0"), timeout=20, what=f"TaskAction {name}-a0")
+    resource = wait_for(lambda: get_taskaction(resource_name(name)), timeout=20, what=f"TaskAction {name}-a0")
     assert resource["metadata"]["labels"] == {
         "flyte.org/project": PROJECT,
         "flyte.org/domain": DOMAIN,
@@ -117,7 +117,7 @@ def test_duplicate_delivery_returns_the_run_and_materialises_once(stack, get_tas
     resource = assert_taskaction_for(name, get_taskaction)
     second = post_proto_gzip(stack, request)
     assert first[0] == second[0] == 200 and first[2] == second[2]
-    assert get_taskaction(f"{name}-a0")["metadata"]["uid"] == resource["metadata"]["uid"]
+    assert get_taskaction(resource_name(name))["metadata"]["uid"] == resource["metadata"]["uid"]
 
     other = create_run_request(name)
     other.inputs.literals[0].value.scalar.primitive.integer = 7

@@ -102,7 +102,13 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
         ]
     )
     path = action_output_path(
-        namespace="flyte", run=run.name, action="a0", run_output_base=resource["spec"]["runOutputBase"], attempt=1
+        namespace="flyte",
+        project=PROJECT,
+        domain=DOMAIN,
+        run=run.name,
+        action="a0",
+        run_output_base=resource["spec"]["runOutputBase"],
+        attempt=1,
     )
     BlobStore().put(f"{path}/outputs.pb", outputs.SerializeToString())
     # ... and reports the phases

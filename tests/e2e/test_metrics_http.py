@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import create_run_request
+from tests.builders import create_run_request, resource_name
 from tests.conftest import unique_name, wait_for
 from tests.e2e.test_create_run_http import post_json
 
@@ -42,7 +42,7 @@ def test_a_run_its_taskaction_and_a_refused_request_are_counted(stack, emf, get_
     name = unique_name()
     status, _, _ = post_json(stack, create_run_request(name))
     assert status == 200
-    wait_for(lambda: get_taskaction(f"{name}-a0"), what="the run's TaskAction")
+    wait_for(lambda: get_taskaction(resource_name(name)), what="the run's TaskAction")
 
     lines = wait_for(
         lambda: (found := emf()) and count(found, "ActionsMaterialised", service="reconcile") and found,

@@ -15,7 +15,7 @@ from flyteidl2.trigger import trigger_definition_pb2 as trd
 from flyteidl2.trigger import trigger_service_pb2 as tr
 
 from runplane.flyte.identifiers import scheduled_run_name
-from tests.builders import DOMAIN, PROJECT, task_spec
+from tests.builders import DOMAIN, PROJECT, resource_name, task_spec
 from tests.conftest import unique_name, wait_for
 from tests.e2e.test_create_run_http import post_json, post_proto_gzip
 
@@ -48,9 +48,14 @@ def test_a_deployed_trigger_starts_its_runs(stack, get_taskaction):
     stack.scheduler.fire_due(now=start)
     stack.scheduler.fire_due(now=start + timedelta(minutes=6))
     run = scheduled_run_name(
-        project=PROJECT, domain=DOMAIN, task=task, trigger="every5", scheduled_at=datetime(2026, 7, 1, 9, 5, tzinfo=UTC)
+        project=PROJECT,
+        domain=DOMAIN,
+        task=task,
+        trigger="every5",
+        scheduled_at=datetime(2026, 7, 1, 9, 5, tzinfo=UTC),
+        secret=stack.environment["PAGE_TOKEN_SECRET"].encode(),  # the stack's key: only it can name the run
     )
-    resource = wait_for(lambda: get_taskaction(f"{run}-a0"), timeout=20, what="the scheduled run's TaskAction")
+    resource = wait_for(lambda: get_taskaction(resource_name(run)), timeout=20, what="the scheduled run's TaskAction")
     assert resource["spec"]["runName"] == run
 
     status, _, body = post_json(

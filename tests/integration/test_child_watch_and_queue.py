@@ -157,10 +157,22 @@ def test_watch_sends_the_parent_and_direct_children_then_the_sentinel(aws, reade
     assert updates_of(frames) == [("a0", phases.QUEUED), ("c1", phases.QUEUED), ("c2", phases.QUEUED), "sentinel"]
     root = frames[0].action_update
     assert root.action_id.run.name == run and root.output_uri == action_output_path(
-        namespace="flyte", run=run, action="a0", run_output_base=run_base(aws, run), attempt=1
+        namespace="flyte",
+        project=PROJECT,
+        domain=DOMAIN,
+        run=run,
+        action="a0",
+        run_output_base=run_base(aws, run),
+        attempt=1,
     )
     assert frames[1].action_update.output_uri == action_output_path(
-        namespace="flyte", run=run, action="c1", run_output_base=f"s3://flyte-data/{PROJECT}/{DOMAIN}/{run}/", attempt=1
+        namespace="flyte",
+        project=PROJECT,
+        domain=DOMAIN,
+        run=run,
+        action="c1",
+        run_output_base=f"s3://flyte-data/{PROJECT}/{DOMAIN}/{run}/",
+        attempt=1,
     )
 
     of_c1 = list(reader.watch_for_updates(actions.WatchForUpdatesRequest(parent_action_id=action_id(run, "c1"))))

@@ -19,7 +19,7 @@ from runplane.aws.blobs import BlobStore
 from runplane.flyte.identifiers import RunKey
 from runplane.kube.resources import GROUP, LABEL_MIRROR_SHARD, LABEL_RUN, LABEL_TERMINAL_RECORDED, PLURAL, VERSION
 from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
+from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request, resource_name
 from tests.conftest import NAMESPACE, unique_name
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def materialised(aws, cluster) -> Callable[[], tuple[str, str]]:
         # a child carries an owner reference to its parent (blockOwnerDeletion): created as well
         child = store.get_action(run.action("c1"))
         assert child is not None and reconciler.materialize(child) is Outcome.CREATED
-        return name, f"{name}-c1"
+        return name, resource_name(name, "c1")
 
     return make
 
@@ -68,7 +68,7 @@ def test_the_deployed_role_is_enough_for_reconcile_and_the_status_mirror(materia
 
     selector = f"{LABEL_MIRROR_SHARD}=0,{LABEL_RUN}={run}"  # what the status mirror lists and watches
     items, version = cluster.list(label_selector=selector)
-    assert {item["metadata"]["name"] for item in items} == {name, f"{run}-a0"}
+    assert {item["metadata"]["name"] for item in items} == {name, resource_name(run)}
     assert cluster.label(name, {LABEL_TERMINAL_RECORDED: "true"}) is True
     events = list(cluster.watch(label_selector=selector, resource_version=version, timeout_seconds=1))
     assert [e.resource["metadata"]["name"] for e in events if e.type == "MODIFIED"] == [name]  # the label patch

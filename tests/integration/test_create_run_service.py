@@ -149,6 +149,15 @@ def test_a_run_base_dir_outside_the_runs_project_is_refused_and_nothing_is_writt
     assert service.create_run(request).run.action.id.run.name == name
 
 
+@pytest.mark.parametrize("project", ["TASKS", "TRIGGERS"])
+def test_a_project_named_like_a_registry_partition_is_refused_and_nothing_is_written(service, store, project):
+    name = unique_name()
+    with pytest.raises(REFUSED) as refusal:
+        service.create_run(create_run_request(name, project=project))
+    assert code_of(refusal.value) is Code.INVALID_ARGUMENT and "reserved" in refusal.value.message
+    assert store.get_action(RunKey(project, DOMAIN, name).action("a0")) is None
+
+
 def test_default_inputs_fill_only_missing_names(service, store, blobs):
     from flyteidl2.core import interface_pb2, literals_pb2
 

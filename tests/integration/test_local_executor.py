@@ -32,6 +32,7 @@ from local_stack.aws import aws_environment
 from local_stack.executor import FINALIZER, RECORD_PATH, LocalExecutor
 from local_stack.executor import EventSink as ExecutorEventSink
 from runplane.flyte.output_paths import action_output_path
+from tests.builders import resource_name
 from tests.conftest import taskaction_getter, unique_name, wait_for
 
 pytestmark = pytest.mark.integration
@@ -188,7 +189,7 @@ def taskaction(
         "apiVersion": "flyte.org/v1",
         "kind": "TaskAction",
         "metadata": {
-            "name": f"{run}-{action}",
+            "name": resource_name(run, action),
             "namespace": namespace,
             "labels": {
                 "flyte.org/project": PROJECT,
@@ -294,6 +295,8 @@ def wait_for_phase(get, name: str, phases: tuple[str, ...], timeout: float = 20)
 def output_prefix(namespace: str, bucket: str, run: str, action: str = "a0", attempt: int = 1) -> str:
     return action_output_path(
         namespace=namespace,
+        project=PROJECT,
+        domain=DOMAIN,
         run=run,
         action=action,
         run_output_base=f"s3://{bucket}/{PROJECT}/{DOMAIN}/{run}/",
@@ -337,7 +340,7 @@ SLEEP = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
 
 def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
     run = unique_name("ok")
-    name = f"{run}-a0"
+    name = resource_name(run)
     watcher = PhaseWatcher(custom_objects, namespace, name)
     body = taskaction(
         namespace, aws.bucket, run,
@@ -397,7 +400,7 @@ def test_a_task_runs_to_success(executor, namespace, sink, aws, custom_objects):
     assert not any(e.HasField("start_time") or e.HasField("end_time") for e in events)
     assert sink.authorizations == {None}  # the executor has no credentials: the relay adds them
 
-    log = executor.log_file(run=run, action="a0", attempt=1).read_text()
+    log = executor.log_file(project=PROJECT, domain=DOMAIN, run=run, action="a0", attempt=1).read_text()
     inputs = f"s3://{aws.bucket}/{PROJECT}/{DOMAIN}/{run}/inputs/0123abcd/inputs.pb"
     # Flyte's renderer knows no {{.runName}}/{{.actionName}}: they reach the task as they are
     assert f'args {inputs} {prefix} {prefix}/_flytecheckpoints "" {{{{.runName}}}} {{{{.actionName}}}}' in log
@@ -442,27 +445,31 @@ def test_invalid_specs_fail_at_once_with_conditions_only(executor, namespace, si
         (missing_input, "InvalidSpec", "required spec fields are empty: [inputUri]"),
         (no_container, "PluginNotFound", "no plugin found for task type 'python-task'"),
     ):
-        resource = wait_for_phase(get, f"{run}-a0", ("FAILED", "SUCCEEDED"))
+        resource = wait_for_phase(get, resource_name(run), ("FAILED", "SUCCEEDED"))
         assert phase_of(resource) == "FAILED"
         assert conditions_by_type(resource) == {"Failed": ("True", reason), "Progressing": ("False", reason)}
         failed = next(c for c in resource["status"]["conditions"] if c["type"] == "Failed")
         assert text in failed["message"]  # the validation error: the only place it is said
         assert "errorState" not in resource["status"] and "attempts" not in resource["status"]
         assert not resource["metadata"].get("finalizers")
-        labels = wait_for(lambda run=run: get(f"{run}-a0")["metadata"]["labels"].get("flyte.org/termination-status"))
+        labels = wait_for(
+            lambda run=run: get(resource_name(run))["metadata"]["labels"].get("flyte.org/termination-status")
+        )
         assert labels == "terminated"
         assert sink.of(run) == []  # no event: reconcileTask writes the conditions and returns
 
     # A condition has no spec fields of a task: it is Paused (local_stack.executor.conditions),
     # never given the finalizer, and sends no events
-    paused = wait_for(lambda: conditions_by_type(get(f"{condition_run}-a0")).get("Progressing") == ("True", "Paused"))
-    assert paused and not get(f"{condition_run}-a0")["metadata"].get("finalizers")
+    paused = wait_for(
+        lambda: conditions_by_type(get(resource_name(condition_run))).get("Progressing") == ("True", "Paused")
+    )
+    assert paused and not get(resource_name(condition_run))["metadata"].get("finalizers")
     assert sink.of(condition_run) == []
 
 
 def test_recoverable_failures_are_retried_in_place_then_fail(executor, namespace, sink, aws, custom_objects):
     run = unique_name("retry")
-    name = f"{run}-a0"
+    name = resource_name(run)
     watcher = PhaseWatcher(custom_objects, namespace, name)
     create(
         custom_objects,
@@ -516,10 +523,13 @@ def test_recoverable_failures_are_retried_in_place_then_fail(executor, namespace
     assert events[-1].outputs.output_uri == f"{output_prefix(namespace, aws.bucket, run, attempt=3)}/outputs.pb"
 
     first = output_prefix(namespace, aws.bucket, run, attempt=1)
-    assert 'previous checkpoint ""' in executor.log_file(run=run, action="a0", attempt=1).read_text()
+    assert (
+        'previous checkpoint ""'
+        in executor.log_file(project=PROJECT, domain=DOMAIN, run=run, action="a0", attempt=1).read_text()
+    )
     assert (
         f"previous checkpoint {first}/_flytecheckpoints"
-        in executor.log_file(run=run, action="a0", attempt=2).read_text()
+        in executor.log_file(project=PROJECT, domain=DOMAIN, run=run, action="a0", attempt=2).read_text()
     )
 
 
@@ -529,10 +539,10 @@ def test_a_nonzero_exit_without_an_error_document_fails_with_the_log_tail(
     run = unique_name("exit")
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", "print('boom'); raise SystemExit(3)"))
 
-    resource = wait_for_phase(taskaction_getter(custom_objects, namespace), f"{run}-a0", ("FAILED", "SUCCEEDED"))
+    resource = wait_for_phase(taskaction_getter(custom_objects, namespace), resource_name(run), ("FAILED", "SUCCEEDED"))
     error = resource["status"]["errorState"]
     assert (error["code"], error["kind"]) == ("Error", "USER")
-    assert f"[{run}-a0-0] terminated with exit code (3)" in error["message"] and "boom" in error["message"]
+    assert f"[{resource_name(run)}-0] terminated with exit code (3)" in error["message"] and "boom" in error["message"]
     assert sink.phases(run)[-1] == (1, Phase.ACTION_PHASE_FAILED)
 
 
@@ -544,23 +554,36 @@ def test_deleting_a_running_action_kills_it_and_lets_the_cascade_complete(
     get = taskaction_getter(custom_objects, namespace)
     run = unique_name("abort")
     parent = create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", SLEEP))
-    wait_for_phase(get, f"{run}-a0", ("RUNNING",))
+    wait_for_phase(get, resource_name(run), ("RUNNING",))
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", SLEEP, action="c1", owner=parent))
-    wait_for_phase(get, f"{run}-c1", ("RUNNING",))
+    wait_for_phase(get, resource_name(run, "c1"), ("RUNNING",))
     pids = {
         action: int(
-            wait_for(lambda action=action: executor.log_file(run=run, action=action, attempt=1).read_text().strip())
+            wait_for(
+                lambda action=action: (
+                    executor.log_file(project=PROJECT, domain=DOMAIN, run=run, action=action, attempt=1)
+                    .read_text()
+                    .strip()
+                )
+            )
         )
         for action in ("a0", "c1")
     }
-    assert get(f"{run}-c1")["metadata"]["finalizers"] == [FINALIZER]
+    assert get(resource_name(run, "c1"))["metadata"]["finalizers"] == [FINALIZER]
 
     custom_objects.delete_namespaced_custom_object(
-        "flyte.org", "v1", namespace, "taskactions", f"{run}-a0", body=V1DeleteOptions(propagation_policy="Background")
+        "flyte.org",
+        "v1",
+        namespace,
+        "taskactions",
+        resource_name(run),
+        body=V1DeleteOptions(propagation_policy="Background"),
     )
 
     wait_for(
-        lambda: get(f"{run}-a0") is None and get(f"{run}-c1") is None, timeout=20, what="the parent and its child to go"
+        lambda: get(resource_name(run)) is None and get(resource_name(run, "c1")) is None,
+        timeout=20,
+        what="the parent and its child to go",
     )
     for action, pid in pids.items():
         with pytest.raises(ProcessLookupError):
@@ -580,13 +603,13 @@ def test_terminated_actions_are_collected_after_their_ttl(kube, aws, sink, custo
         get = taskaction_getter(custom_objects, namespace)
         done, running = unique_name("gc"), unique_name("gc")
         create(custom_objects, taskaction(namespace, aws.bucket, running, "python", "-c", SLEEP))
-        wait_for_phase(get, f"{running}-a0", ("RUNNING",))
+        wait_for_phase(get, resource_name(running), ("RUNNING",))
         create(custom_objects, taskaction(namespace, aws.bucket, done, "python", "-c", "pass"))
 
-        wait_for(lambda: get(f"{done}-a0") is None, timeout=20, what="the terminated action to be collected")
+        wait_for(lambda: get(resource_name(done)) is None, timeout=20, what="the terminated action to be collected")
         # an ended resource keeps the finalizer, so its collection is a deletion like any: ABORTED
         assert sink.phases(done)[-2:] == [(1, Phase.ACTION_PHASE_SUCCEEDED), (1, Phase.ACTION_PHASE_ABORTED)]
-        assert phase_of(get(f"{running}-a0")) == "RUNNING"  # only terminated ones are collected
+        assert phase_of(get(resource_name(running))) == "RUNNING"  # only terminated ones are collected
     finally:
         collector.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -598,12 +621,12 @@ def test_deleting_an_action_that_succeeded_sends_aborted_then_releases_it(
     get = taskaction_getter(custom_objects, namespace)
     run = unique_name("ended")
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", "pass"))
-    resource = wait_for_phase(get, f"{run}-a0", ("SUCCEEDED", "FAILED"))
+    resource = wait_for_phase(get, resource_name(run), ("SUCCEEDED", "FAILED"))
     assert phase_of(resource) == "SUCCEEDED" and resource["metadata"]["finalizers"] == [FINALIZER]
 
-    custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", f"{run}-a0")
+    custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", resource_name(run))
 
-    wait_for(lambda: get(f"{run}-a0") is None, timeout=20, what="the deletion to complete")
+    wait_for(lambda: get(resource_name(run)) is None, timeout=20, what="the deletion to complete")
     aborted = sink.of(run)[-1]
     assert (aborted.attempt, aborted.phase, aborted.version) == (1, Phase.ACTION_PHASE_ABORTED, 0)
     assert [c.message for c in aborted.cluster_events] == ["aborted"]
@@ -658,7 +681,7 @@ def test_no_status_is_written_while_events_are_refused_and_none_is_lost_after(
     try:
         get = taskaction_getter(custom_objects, namespace)
         runs = [unique_name("outage") for _ in range(3)]
-        watchers = {run: PhaseWatcher(custom_objects, namespace, f"{run}-a0") for run in runs}
+        watchers = {run: PhaseWatcher(custom_objects, namespace, resource_name(run)) for run in runs}
         for run in runs:
             create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", "pass"))
         wait_for(lambda: refusing.refused >= 6, timeout=20, what="the executor to try and be refused")
@@ -667,14 +690,14 @@ def test_no_status_is_written_while_events_are_refused_and_none_is_lost_after(
         seen = refusing.refused
         wait_for(lambda: refusing.refused > seen + 3, timeout=20, what="retries against the 503")
         for run in runs:
-            resource = get(f"{run}-a0")
+            resource = get(resource_name(run))
             assert not (resource.get("status") or {}).get("conditions"), resource.get("status")
             assert resource["metadata"]["finalizers"] == [FINALIZER]  # validated, then waiting on its event
         assert refusing.events == []
 
         refusing.refusing = None
         for run in runs:
-            resource = wait_for_phase(get, f"{run}-a0", ("SUCCEEDED", "FAILED"), timeout=30)
+            resource = wait_for_phase(get, resource_name(run), ("SUCCEEDED", "FAILED"), timeout=30)
             assert phase_of(resource) == "SUCCEEDED"
             watchers[run].join()
             assert watchers[run].seen == [("QUEUED", 1), ("INITIALIZING", 1), ("RUNNING", 1), ("SUCCEEDED", 1)]
@@ -706,7 +729,7 @@ def test_tasks_are_forked_from_the_executors_fork_server(executor, namespace, si
     get = taskaction_getter(custom_objects, namespace)
     run = unique_name("fork")
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", SLEEP))
-    wait_for_phase(get, f"{run}-a0", ("RUNNING",))
+    wait_for_phase(get, resource_name(run), ("RUNNING",))
     pid = int(wait_for(lambda: executor.log_file(run=run, action="a0", attempt=1).read_text().strip()))
     server = executor._started.launcher.fork_server
     assert server is not None and server._process is not None and server.problem is None
@@ -714,8 +737,8 @@ def test_tasks_are_forked_from_the_executors_fork_server(executor, namespace, si
     assert parent == server._process.pid  # forked by the server, not started by the executor
     assert os.getpgid(pid) == pid and os.getsid(pid) == pid
 
-    custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", f"{run}-a0")
-    wait_for(lambda: get(f"{run}-a0") is None, timeout=20, what="the aborted action to go")
+    custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", resource_name(run))
+    wait_for(lambda: get(resource_name(run)) is None, timeout=20, what="the aborted action to go")
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert sink.phases(run)[-1] == (1, Phase.ACTION_PHASE_ABORTED)

@@ -23,7 +23,7 @@ from runplane.flyte.identifiers import ActionKey
 from runplane.kube.resources import mirror_shard
 from runplane.table.actions import ActionStore
 from runplane.table.leases import Checkpoint, MirrorLeases
-from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request
+from tests.builders import DOMAIN, PROJECT, child_task_action, create_run_request, resource_name
 from tests.conftest import NAMESPACE, unique_name, wait_for
 
 pytestmark = pytest.mark.integration
@@ -141,17 +141,17 @@ def test_executor_conditions_flow_into_the_table_and_the_resource_is_labelled(
 ):
     run = run_in()
     outcome = watch()
-    set_status(f"{run}-a0", condition("Progressing", "Queued"))
+    set_status(resource_name(run), condition("Progressing", "Queued"))
     wait_for(
         lambda: phase_of(store, run) == phases.QUEUED and store.get_action(key(run, "a0")).start_time, what="QUEUED"
     )
-    set_status(f"{run}-a0", condition("Progressing", "Executing"))
+    set_status(resource_name(run), condition("Progressing", "Executing"))
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
-    set_status(f"{run}-a0", condition("Progressing", "Completed", "False"), condition("Succeeded", "Completed"))
+    set_status(resource_name(run), condition("Progressing", "Completed", "False"), condition("Succeeded", "Completed"))
     wait_for(lambda: phase_of(store, run) == phases.SUCCEEDED, what="SUCCEEDED")
     resource = wait_for(
         lambda: (
-            (r := cluster.get(f"{run}-a0"))
+            (r := cluster.get(resource_name(run)))
             and r["metadata"]["labels"].get("flyte.org/terminal-status-recorded") == "true"
             and r
         ),
@@ -167,15 +167,15 @@ def test_executor_conditions_flow_into_the_table_and_the_resource_is_labelled(
 def test_a_failure_carries_the_executors_error_and_retries_are_new_attempts(run_in, set_status, watch, store):
     run = run_in()
     watch()
-    set_status(f"{run}-a0", condition("Progressing", "Executing"))
+    set_status(resource_name(run), condition("Progressing", "Executing"))
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
-    set_status(f"{run}-a0", condition("Progressing", "Queued"), attempts=2)  # retried in place
+    set_status(resource_name(run), condition("Progressing", "Queued"), attempts=2)  # retried in place
     wait_for(
         lambda: store.get_action(key(run, "a0")).attempts == 2 and phase_of(store, run) == phases.QUEUED,
         what="attempt 2",
     )
     error = {"code": "MaxRetriesExceeded", "kind": "USER", "message": "ValueError: boom"}
-    set_status(f"{run}-a0", condition("Failed", "PermanentFailure"), attempts=2, error=error)
+    set_status(resource_name(run), condition("Failed", "PermanentFailure"), attempts=2, error=error)
     record = wait_for(lambda: (r := store.get_action(key(run, "a0"))).phase == phases.FAILED and r, what="FAILED")
     assert (record.error_kind, record.error_code, record.error_message) == (
         "KIND_USER",
@@ -203,19 +203,21 @@ def test_deletion_before_a_terminal_phase_aborts_and_after_it_changes_nothing(
 ):
     aborted_run, finished_run = run_in(), run_in()
     watch()
-    set_status(f"{aborted_run}-a0", condition("Progressing", "Executing"))
-    set_status(f"{finished_run}-a0", condition("Succeeded", "Completed"))
+    set_status(resource_name(aborted_run), condition("Progressing", "Executing"))
+    set_status(resource_name(finished_run), condition("Succeeded", "Completed"))
     wait_for(
         lambda: phase_of(store, aborted_run) == phases.RUNNING and phase_of(store, finished_run) == phases.SUCCEEDED,
         what="phases",
     )
     wait_for(
-        lambda: cluster.get(f"{finished_run}-a0")["metadata"]["labels"].get("flyte.org/terminal-status-recorded"),
+        lambda: cluster.get(resource_name(finished_run))["metadata"]["labels"].get(
+            "flyte.org/terminal-status-recorded"
+        ),
         what="label",
     )
     version = store.get_action(key(finished_run, "a0")).version
-    cluster.delete(f"{aborted_run}-a0")
-    cluster.delete(f"{finished_run}-a0")  # the executor's TTL garbage collection
+    cluster.delete(resource_name(aborted_run))
+    cluster.delete(resource_name(finished_run))  # the executor's TTL garbage collection
     wait_for(lambda: phase_of(store, aborted_run) == phases.ABORTED, what="ABORTED")
     time.sleep(1.0)
     assert phase_of(store, finished_run) == phases.SUCCEEDED
@@ -280,11 +282,11 @@ def test_a_watch_resumes_from_its_checkpoint_and_a_replay_changes_nothing(
 ):
     run = run_in()
     first = watch(seconds=3, idle_grace=30)
-    set_status(f"{run}-a0", condition("Progressing", "Executing"))
+    set_status(resource_name(run), condition("Progressing", "Executing"))
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
     wait_for(lambda: "report" in first, timeout=30, what="the first watcher's end")
     # while nobody watches, the executor goes on
-    set_status(f"{run}-a0", condition("Succeeded", "Completed"))
+    set_status(resource_name(run), condition("Succeeded", "Completed"))
     time.sleep(0.5)
     assert phase_of(store, run) == phases.RUNNING
     second = watch(seconds=20)
@@ -307,14 +309,14 @@ def test_an_expired_resource_version_relists_and_finds_deletions_nobody_saw(
 ):
     run = run_in(children=("c1",))
     first = watch(seconds=3, idle_grace=30)
-    set_status(f"{run}-a0", condition("Progressing", "Executing"))
+    set_status(resource_name(run), condition("Progressing", "Executing"))
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
     wait_for(lambda: "report" in first, timeout=30, what="the first watcher's end")
-    cluster.delete(f"{run}-c1")  # deleted while nobody watched
+    cluster.delete(resource_name(run, "c1"))  # deleted while nobody watched
     # the checkpointed version is older than anything the API server still keeps
     holder = "aged"
     saved = leases.acquire(shard, holder=holder, seconds=30).checkpoint
-    assert f"{run}-c1" in saved.open
+    assert resource_name(run, "c1") in saved.open
     assert leases.checkpoint(
         shard, holder=holder, seconds=30, checkpoint=Checkpoint(resource_version="1", open=saved.open)
     )
@@ -341,7 +343,7 @@ def test_a_task_collected_while_nobody_watched_reads_succeeded_after_a_relist(
 
     run = run_in()
     first = watch(seconds=3, idle_grace=30)
-    set_status(f"{run}-a0", condition("Progressing", "Executing"))
+    set_status(resource_name(run), condition("Progressing", "Executing"))
     wait_for(lambda: phase_of(store, run) == phases.RUNNING, what="RUNNING")
     wait_for(lambda: "report" in first, timeout=30, what="the first watcher's end")
 
@@ -355,14 +357,14 @@ def test_a_task_collected_while_nobody_watched_reads_succeeded_after_a_relist(
 
     lifecycle = ActionLifecycleService(store=store)
     lifecycle.record_events(events_proxy.RecordRequest(events=[executor_event(phases.SUCCEEDED, 30)]))
-    set_status(f"{run}-a0", condition("Succeeded", "Completed"))
+    set_status(resource_name(run), condition("Succeeded", "Completed"))
     lifecycle.record_events(events_proxy.RecordRequest(events=[executor_event(phases.ABORTED, 31)]))
-    cluster.delete(f"{run}-a0")
-    wait_for(lambda: cluster.get(f"{run}-a0") is None, what="the collection")
+    cluster.delete(resource_name(run))
+    wait_for(lambda: cluster.get(resource_name(run)) is None, what="the collection")
 
     holder = "aged"  # a stale checkpoint: the API server no longer has its version
     saved = leases.acquire(shard, holder=holder, seconds=30).checkpoint
-    assert f"{run}-a0" in saved.open
+    assert resource_name(run) in saved.open
     assert leases.checkpoint(
         shard, holder=holder, seconds=30, checkpoint=Checkpoint(resource_version="1", open=saved.open)
     )
@@ -383,7 +385,7 @@ def test_an_invalid_spec_fails_with_the_conditions_message_as_the_error(run_in, 
     message = "required spec fields are empty: [inputUri]"
     failed = {**condition("Failed", "InvalidSpec"), "message": message}
     progressing = {**condition("Progressing", "InvalidSpec", "False"), "message": message}
-    set_status(f"{run}-a0", failed, progressing, attempts=0)
+    set_status(resource_name(run), failed, progressing, attempts=0)
     record = wait_for(lambda: (r := store.get_action(key(run, "a0"))).phase == phases.FAILED and r, what="FAILED")
     assert (record.error_code, record.error_message) == ("InvalidSpec", message)
 
@@ -434,7 +436,7 @@ def test_a_watcher_killed_mid_stream_is_resumed_by_the_next_one(
         with_leases=NoRelease(table_name=aws.table_name),
     )
     time.sleep(1.0)
-    set_status(f"{run}-a0", condition("Progressing", "Executing"))
+    set_status(resource_name(run), condition("Progressing", "Executing"))
     time.sleep(1.0)
     assert phase_of(store, run) == phases.QUEUED and "report" not in dying
     wait_for(lambda: not leases.active(shard), timeout=2 * LEASE_SECONDS, what="the dead watcher's lease to expire")

@@ -15,7 +15,7 @@ from runplane.aws.blobs import BlobStore
 from runplane.flyte import phases
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT, create_run_request
+from tests.builders import DOMAIN, PROJECT, create_run_request, resource_name
 from tests.conftest import NAMESPACE, unique_name
 
 pytestmark = pytest.mark.integration
@@ -42,13 +42,13 @@ def test_root_becomes_a_valid_taskaction_once(create_run, reconciler, get_taskac
     record = create_run(name)
 
     assert reconciler.materialize(record) is Outcome.CREATED
-    resource = get_taskaction(f"{name}-a0")
+    resource = get_taskaction(resource_name(name))
     assert resource["metadata"]["labels"]["flyte.org/run"] == name
     assert resource["spec"]["runName"] == name and resource["spec"]["actionName"] == "a0"
     assert resource["spec"]["inputUri"] and resource["spec"]["runOutputBase"] and resource["spec"]["taskTemplate"]
 
     assert reconciler.materialize(record) is Outcome.ALREADY_PRESENT
-    assert get_taskaction(f"{name}-a0")["metadata"]["uid"] == resource["metadata"]["uid"]
+    assert get_taskaction(resource_name(name))["metadata"]["uid"] == resource["metadata"]["uid"]
 
 
 def test_same_run_name_in_another_project_is_a_collision_not_a_success(create_run, reconciler, store, get_taskaction):
@@ -61,7 +61,7 @@ def test_same_run_name_in_another_project_is_a_collision_not_a_success(create_ru
 
     failed = store.get_action(second.key)
     assert failed.phase == phases.FAILED and "already belongs to action team-a/" in failed.error_message
-    assert get_taskaction(f"{name}-a0")["metadata"]["labels"]["flyte.org/project"] == "team-a"
+    assert get_taskaction(resource_name(name))["metadata"]["labels"]["flyte.org/project"] == "team-a"
     assert store.get_action(first.key).phase == phases.QUEUED
 
 
@@ -73,7 +73,7 @@ def test_a_resource_the_api_server_rejects_fails_the_action(create_run, reconcil
 
     failed = store.get_action(record.key)
     assert failed.phase == phases.FAILED and "rejected" in failed.error_message
-    assert get_taskaction(f"{name}-a0") is None
+    assert get_taskaction(resource_name(name)) is None
 
 
 def test_replaying_the_whole_stream_changes_nothing(moto_server, cluster, custom_objects):

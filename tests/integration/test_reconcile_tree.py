@@ -26,7 +26,7 @@ from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey
 from runplane.kube.client import TaskActionClient
 from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, resource_name
 from tests.conftest import NAMESPACE, unique_name, wait_for
 from tests.faults import FaultPlan, FaultyApiServerProxy
 
@@ -230,7 +230,7 @@ def test_a_recreated_parent_is_referenced_by_its_new_uid(harness, cluster, custo
     run, _ = harness.new_tree(fanout=1, depth=2)
     assert harness.reconciler.materialize(harness.record(run, "a0")) is Outcome.CREATED
     old_uid = resources_of(custom_objects, run)["a0"]["metadata"]["uid"]
-    cluster.delete(f"{run}-a0")
+    cluster.delete(resource_name(run))
     wait_for(lambda: "a0" not in resources_of(custom_objects, run), what="the parent to go")
     assert harness.reconciler.materialize(harness.record(run, "a0")) is Outcome.CREATED
     assert harness.reconciler.materialize(harness.record(run, "n1")) is Outcome.CREATED

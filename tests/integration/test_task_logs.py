@@ -26,7 +26,7 @@ from runplane.aws.log_store import Container, ContainerLogs
 from runplane.connect.errors import Code
 from runplane.connect.pages import PageTokens
 from runplane.flyte import phases
-from tests.builders import action_id
+from tests.builders import action_id, resource_name
 from tests.refusals import REFUSED, code_of
 
 pytestmark = pytest.mark.integration
@@ -56,9 +56,9 @@ def record(store, run: str, *, attempt: int, phase: ActionPhase, version: int, l
 
 
 def test_tail_logs_reads_the_attempts_own_lines_from_the_log_group(tmp_path, store, run, tail):
-    pod = f"{run}-a0-0"
+    pod = f"{resource_name(run)}-0"
     ship(tmp_path, pod, ["hello", "from the task", "last line"])
-    ship(tmp_path, f"{run}-a0-9", ["someone else's line"])  # another pod of the same run
+    ship(tmp_path, f"{resource_name(run)}-9", ["someone else's line"])  # another pod of the same run
     started = datetime.now(UTC) - timedelta(seconds=5)
     context = pod_log_context(pod=pod, namespace="flyte", started=started)
     record(store, run, attempt=1, phase=phases.RUNNING, version=0, log_context=context)
@@ -95,7 +95,7 @@ def test_an_attempt_that_never_ran_has_no_logs(store, run, tail):
 
 
 def test_a_running_attempt_is_followed_until_the_window_ends(tmp_path, store, run):
-    pod = f"{run}-a0-0"
+    pod = f"{resource_name(run)}-0"
     context = pod_log_context(pod=pod, namespace="flyte", started=datetime.now(UTC))
     record(store, run, attempt=1, phase=phases.RUNNING, version=0, log_context=context)
     polls = []

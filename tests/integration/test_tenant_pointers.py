@@ -18,9 +18,9 @@ from functions.update_action.service import ActionLifecycleService
 from runplane.aws.blobs import BlobStore
 from runplane.connect.errors import Code
 from runplane.flyte.data_scope import DataScope
-from runplane.flyte.identifiers import ActionKey, taskaction_name
+from runplane.flyte.identifiers import ActionKey
 from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
+from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, resource_name, task_spec
 from tests.conftest import unique_name
 from tests.refusals import REFUSED, as_refusal
 
@@ -132,10 +132,10 @@ def pod_context(*, namespace: str, pod: str, primary: str | None = None) -> exec
 @pytest.mark.parametrize(
     "context",
     [
-        lambda run: pod_context(namespace="kube-system", pod=f"{taskaction_name(run, 'a0')}-0"),  # another namespace
+        lambda run: pod_context(namespace="kube-system", pod=f"{resource_name(run)}-0"),  # another namespace
         lambda run: pod_context(namespace=NAMESPACE, pod="coredns-7f89b7bc75-abcde"),  # not this action's pod
-        lambda run: pod_context(namespace=NAMESPACE, pod=f"{taskaction_name('r-other', 'a0')}-0"),  # another run's
-        lambda run: pod_context(namespace=NAMESPACE, pod=f"{taskaction_name(run, 'a0')}-0", primary="kube-proxy-x"),
+        lambda run: pod_context(namespace=NAMESPACE, pod=f"{resource_name('r-other')}-0"),  # another run's
+        lambda run: pod_context(namespace=NAMESPACE, pod=f"{resource_name(run)}-0", primary="kube-proxy-x"),
     ],
 )
 def test_a_log_context_naming_another_namespace_or_pod_is_refused_and_writes_nothing(lifecycle, store, run, context):
@@ -145,7 +145,7 @@ def test_a_log_context_naming_another_namespace_or_pod_is_refused_and_writes_not
 
 
 def test_a_log_context_of_the_actions_own_pod_is_stored(lifecycle, store, run):
-    context = pod_context(namespace=NAMESPACE, pod=f"{taskaction_name(run, 'a0')}-0")
+    context = pod_context(namespace=NAMESPACE, pod=f"{resource_name(run)}-0")
     response = lifecycle.record_action_events(event_with(run, context))
     assert response.status.code == 0
     assert len(store.list_events(ActionKey(PROJECT, DOMAIN, run, "a0"))) == 1

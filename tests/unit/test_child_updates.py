@@ -7,7 +7,7 @@ from flyteidl2.core.execution_pb2 import ExecutionError
 
 from functions.read_runs.child_updates import action_update, execution_error, family_updates, output_uri
 from runplane.flyte import phases
-from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.identifiers import ActionKey, taskaction_name
 from runplane.flyte.output_paths import SHARD_PREFIXES, action_output_path
 from runplane.ops.settings import ReadSettings
 from runplane.table.records import ACTION_TYPE_CONDITION, ACTION_TYPE_TRACE, ActionRecord
@@ -27,10 +27,10 @@ def fnv32a(data: bytes) -> int:
 
 
 def test_output_path_is_flytes_sharded_executor_layout():
-    shard = SHARD_PREFIXES[fnv32a(b"flyte/r1-c1") % 1296]
-    assert action_output_path(namespace="flyte", run="r1", action="c1", run_output_base=BASE, attempt=2) == (
-        f"s3://flyte-data/{shard}/p/d/r1/c1/2"
-    )
+    shard = SHARD_PREFIXES[fnv32a(f"flyte/{taskaction_name(ActionKey('p', 'd', 'r1', 'c1'))}".encode()) % 1296]
+    assert action_output_path(
+        namespace="flyte", project="p", domain="d", run="r1", action="c1", run_output_base=BASE, attempt=2
+    ) == (f"s3://flyte-data/{shard}/p/d/r1/c1/2")
 
 
 @pytest.mark.parametrize("phase", sorted(phases.ALL_PHASES - {phases.UNSPECIFIED}))
@@ -49,7 +49,7 @@ def test_every_phase_is_reported_as_stored(phase):
 def test_a_task_reports_the_output_directory_of_its_latest_attempt():
     update = action_update(record(phase=phases.SUCCEEDED, attempts=3, run_output_base=BASE), namespace="ns")
     assert update.output_uri == action_output_path(
-        namespace="ns", run="r1", action="c1", run_output_base=BASE, attempt=3
+        namespace="ns", project="p", domain="d", run="r1", action="c1", run_output_base=BASE, attempt=3
     )
     assert update.output_uri.endswith("/p/d/r1/c1/3") and not update.output_uri.endswith("outputs.pb")
 
@@ -57,7 +57,7 @@ def test_a_task_reports_the_output_directory_of_its_latest_attempt():
 def test_a_condition_has_an_output_path_too():
     update = action_update(record(action_type=ACTION_TYPE_CONDITION, run_output_base=BASE), namespace="flyte")
     assert update.output_uri == action_output_path(
-        namespace="flyte", run="r1", action="c1", run_output_base=BASE, attempt=1
+        namespace="flyte", project="p", domain="d", run="r1", action="c1", run_output_base=BASE, attempt=1
     )
 
 
@@ -73,7 +73,7 @@ def test_without_a_run_output_base_the_parents_stands_in_or_nothing():
     child = record(run_output_base="")
     assert output_uri(child, namespace="flyte") == ""
     assert output_uri(child, namespace="flyte", run_output_base=BASE) == action_output_path(
-        namespace="flyte", run="r1", action="c1", run_output_base=BASE, attempt=1
+        namespace="flyte", project="p", domain="d", run="r1", action="c1", run_output_base=BASE, attempt=1
     )
 
 
@@ -115,7 +115,7 @@ def test_the_family_is_the_parent_and_its_direct_children_only():
     assert updates["a0"].phase == phases.RUNNING
     # children without a base of their own are given the parent's: the SDK passes it down
     assert updates["c1"].output_uri == action_output_path(
-        namespace="flyte", run="r1", action="c1", run_output_base=BASE, attempt=1
+        namespace="flyte", project="p", domain="d", run="r1", action="c1", run_output_base=BASE, attempt=1
     )
 
     of_c1 = family_updates(records, parent="c1", namespace="flyte")

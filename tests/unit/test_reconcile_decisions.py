@@ -12,7 +12,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 
 from functions.reconcile.reconciler import Outcome, Reconciler
 from runplane.flyte import phases
-from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.identifiers import ActionKey, taskaction_name
 from runplane.table.actions import ActionNode, ActionState, EndResult
 from runplane.table.records import ActionRecord, utcnow
 from tests.builders import task_spec
@@ -104,7 +104,9 @@ def test_a_new_action_is_created_from_its_image_after_reading_its_phase_alone():
     rec, cluster = reconciler(store)
     assert rec.materialize(root_image()) is Outcome.CREATED
     assert store.calls == ["states", "create"]
-    assert cluster.created[0]["metadata"]["name"] == "r1-a0" and cluster.created[0]["spec"]["taskTemplate"]
+    assert (
+        cluster.created[0]["metadata"]["name"] == taskaction_name(ROOT) and cluster.created[0]["spec"]["taskTemplate"]
+    )
 
 
 @pytest.mark.parametrize("state", [None, ActionState(phase=phases.ABORTED, abort_requested_at=None)])
@@ -121,7 +123,7 @@ def test_an_abort_ends_the_descendants_before_the_resource_goes():
     store = Store({ROOT: ActionState(phase=phases.ABORTED, abort_requested_at=requested)}, tree)
     rec, _ = reconciler(store)
     assert rec.carry_out_abort(ROOT) is Outcome.ABORTED
-    assert store.calls == ["states", "tree", "cascade ['n1']", "delete r1-a0", "finish"]
+    assert store.calls == ["states", "tree", "cascade ['n1']", f"delete {taskaction_name(ROOT)}", "finish"]
 
 
 def test_the_resource_goes_even_when_the_descendants_cannot_be_ended_and_the_record_is_retried():
@@ -130,4 +132,9 @@ def test_the_resource_goes_even_when_the_descendants_cannot_be_ended_and_the_rec
     rec, _ = reconciler(store)
     with pytest.raises(RuntimeError, match="throttled"):
         rec.carry_out_abort(ROOT)
-    assert store.calls == ["states", "tree", "delete r1-a0", "count"]  # not finished: the stream retries it
+    assert store.calls == [
+        "states",
+        "tree",
+        f"delete {taskaction_name(ROOT)}",
+        "count",
+    ]  # not finished: the stream retries it

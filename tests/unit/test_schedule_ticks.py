@@ -18,6 +18,21 @@ def test_flytes_test_vector():
     validate_run_name(name)
 
 
+def test_keyed_names_cannot_be_predicted_without_the_stacks_secret_and_stay_run_names():
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    fields = {"project": "flytesnacks", "domain": "development", "task": "my_task", "trigger": "daily"}
+    keyed = scheduled_run_name(**fields, scheduled_at=at, secret=b"k" * 32)
+    assert keyed == scheduled_run_name(**fields, scheduled_at=at, secret=b"k" * 32)  # a redelivery: a duplicate
+    assert keyed != scheduled_run_name(**fields, scheduled_at=at)  # not Flyte's public formula
+    assert keyed != scheduled_run_name(**fields, scheduled_at=at, secret=b"x" * 32)
+    assert keyed != scheduled_run_name(**fields, scheduled_at=at.replace(second=6), secret=b"k" * 32)
+    assert validate_run_name(keyed) == keyed and len(keyed) == 25
+    parsed = tick_from_event(tick(), secret=b"k" * 32)
+    assert parsed.request.run_id.name == scheduled_run_name(
+        project="p", domain="d", task="t.main", trigger="daily", scheduled_at=at, secret=b"k" * 32
+    )
+
+
 def tick(**trigger):
     return {
         "flyteTrigger": {

@@ -9,7 +9,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 from google.protobuf import wrappers_pb2
 
 from functions.reconcile.taskaction import build_taskaction, input_directory, substitute_run_start_time
-from runplane.flyte.identifiers import ActionKey
+from runplane.flyte.identifiers import ActionKey, taskaction_name
 from runplane.kube.resources import identity_of
 from runplane.table.records import ActionRecord
 from tests.builders import task_spec
@@ -33,7 +33,10 @@ def root_record(*, run_spec=None, args=("pyflyte-execute",)):
 def test_root_taskaction_has_flytes_name_labels_and_spec():
     body = build_taskaction(root_record(), namespace="flyte")
     assert body["apiVersion"] == "flyte.org/v1" and body["kind"] == "TaskAction"
-    assert body["metadata"]["name"] == "r1-a0" and body["metadata"]["namespace"] == "flyte"
+    assert (
+        body["metadata"]["name"] == taskaction_name(ActionKey("p", "d", "r1", "a0"))
+        and body["metadata"]["namespace"] == "flyte"
+    )
     assert body["metadata"]["labels"] == {
         "flyte.org/project": "p",
         "flyte.org/domain": "d",
@@ -141,7 +144,10 @@ def test_a_child_has_exactly_one_owner_reference_to_its_parent():
             "blockOwnerDeletion": True,
         }
     ]
-    assert body["metadata"]["name"] == "r1-b1" and body["spec"]["parentActionName"] == "a0"
+    assert (
+        body["metadata"]["name"] == taskaction_name(ActionKey("p", "d", "r1", "b1"))
+        and body["spec"]["parentActionName"] == "a0"
+    )
     assert body["metadata"]["labels"]["flyte.org/is-root"] == "false"
 
 

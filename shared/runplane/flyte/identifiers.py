@@ -7,6 +7,8 @@ service names from it; a generated name is ``r`` + 19 characters from Kubernetes
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -98,9 +100,17 @@ def validate_action_name(name: str, *, field: str = "action name") -> str:
     return name
 
 
+# The table's partitions of its own (runplane.table: tasks, triggers, projects, mirror leases) are
+# keyed ``<NAME>#...``, as a run's partition is ``<project>#<domain>#<run>``: a project (or domain)
+# with one of these names would read and write the registry's items as if they were its runs.
+RESERVED_SCOPE_NAMES = frozenset({"TASKS", "TRIGGERS", "PROJECTS", "MIRROR"})
+
+
 def validate_scope_name(value: str, *, field: str) -> str:
     if not value:
         raise InvalidArgument(f"{field} must not be empty")
+    if value.upper() in RESERVED_SCOPE_NAMES:
+        raise InvalidArgument(f"{field} {value!r} is reserved: it names one of the table's own partitions")
     if len(value) > SCOPE_NAME_MAX_LENGTH or not _LABEL_VALUE.match(value):
         raise InvalidArgument(
             f"{field} {value!r} must be at most {SCOPE_NAME_MAX_LENGTH} characters of letters, digits, "
@@ -135,12 +145,26 @@ def generate_run_name() -> str:
     return "r" + suffix
 
 
-def scheduled_run_name(*, project: str, domain: str, task: str, trigger: str, scheduled_at: datetime) -> str:
-    """Flyte's deterministic name of a trigger's run: ``r`` + lowercase hex (no padding) of FNV-1
-    (not 1a) 64-bit over ``project:domain:task:trigger:Y:M:D:h:m:s`` of the UTC scheduled time.
-    The same tick always names the same run, which makes a repeated delivery a duplicate."""
+# "r" + 24 hex characters: 96 bits of an HMAC, within Flyte's 30-character run names.
+SCHEDULED_NAME_HEX_LENGTH = 24
+_SCHEDULED_NAME_LABEL = b"flyte-serverless scheduled run name\x00"  # keeps this use of the key apart
+
+
+def scheduled_run_name(
+    *, project: str, domain: str, task: str, trigger: str, scheduled_at: datetime, secret: bytes | None = None
+) -> str:
+    """A trigger's run for one tick: the same tick always names the same run, which makes a
+    repeated delivery a duplicate.
+
+    With the stack's ``secret`` (what create_run uses): ``r`` + an HMAC-SHA256 of the trigger and
+    the tick, so nobody without the key can predict the name of a project's next scheduled run.
+    Without it, Flyte's own name: ``r`` + lowercase hex (no padding) of FNV-1 (not 1a) 64-bit over
+    ``project:domain:task:trigger:Y:M:D:h:m:s`` of the UTC scheduled time."""
     at = scheduled_at.astimezone(UTC)
     text = f"{project}:{domain}:{task}:{trigger}:{at.year}:{at.month}:{at.day}:{at.hour}:{at.minute}:{at.second}"
+    if secret is not None:
+        digest = hmac.new(secret, _SCHEDULED_NAME_LABEL + text.encode(), hashlib.sha256).hexdigest()
+        return "r" + digest[:SCHEDULED_NAME_HEX_LENGTH]
     value = _FNV64_OFFSET
     for byte in text.encode():
         value = (value * _FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
@@ -148,6 +172,20 @@ def scheduled_run_name(*, project: str, domain: str, task: str, trigger: str, sc
     return "r" + format(value, "x")
 
 
-def taskaction_name(run: str, action: str) -> str:
-    """The TaskAction resource of an action: ``<run>-<action>``, no hashing, no truncation."""
-    return f"{run}-{action}"
+# A TaskAction's name is a DNS-1123 label (services and pods take their names from it): at most
+# 63 characters, the readable ``<run>-<action>`` cut to leave room for the hash.
+TASKACTION_NAME_MAX_LENGTH = 63
+# 48 bits of SHA-256 over project, domain, run and action: two actions of different projects never
+# share a resource (one cannot squat another's name), and finding a colliding project name takes
+# ~2^47 hashes plus creating that project.
+TASKACTION_HASH_LENGTH = 12
+
+
+def taskaction_name(key: ActionKey) -> str:
+    """The TaskAction resource of an action: ``<run>-<action>-<hash>``, where the hash covers the
+    project and domain, so the single namespace holds every project's resources without two of
+    them ever claiming one name (Flyte's ``<run>-<action>`` is unique only within a project).
+    Nothing maps a name back to its action: the resource's labels and spec say which it is."""
+    digest = hashlib.sha256(f"{key.project}/{key.domain}/{key.run}/{key.name}".encode()).hexdigest()
+    readable = f"{key.run}-{key.name}"[: TASKACTION_NAME_MAX_LENGTH - TASKACTION_HASH_LENGTH - 1]
+    return f"{readable}-{digest[:TASKACTION_HASH_LENGTH]}"

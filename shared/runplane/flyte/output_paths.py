@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 
-from runplane.flyte.identifiers import taskaction_name
+from runplane.flyte.identifiers import ActionKey, taskaction_name
 
 _ALPHABET = string.ascii_lowercase + string.digits
 SHARD_PREFIXES = [a + b for a in _ALPHABET for b in _ALPHABET]  # 36 x 36 = 1,296
@@ -23,9 +23,12 @@ def fnv32a(data: bytes) -> int:
     return value
 
 
-def action_output_path(*, namespace: str, run: str, action: str, run_output_base: str, attempt: int) -> str:
+def action_output_path(
+    *, namespace: str, project: str, domain: str, run: str, action: str, run_output_base: str, attempt: int
+) -> str:
     scheme, _, rest = run_output_base.partition("://")
     bucket, _, base_path = rest.partition("/")
-    shard = SHARD_PREFIXES[fnv32a(f"{namespace}/{taskaction_name(run, action)}".encode()) % len(SHARD_PREFIXES)]
+    resource = taskaction_name(ActionKey(project=project, domain=domain, run=run, name=action))
+    shard = SHARD_PREFIXES[fnv32a(f"{namespace}/{resource}".encode()) % len(SHARD_PREFIXES)]
     parts = [shard, base_path.strip("/"), action, str(attempt)]
     return f"{scheme}://{bucket}/" + "/".join(part for part in parts if part)
