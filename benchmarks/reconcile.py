@@ -127,7 +127,7 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
     from local_stack.stream_poller import StreamPoller
     from runplane.aws.blobs import BlobStore
     from runplane.flyte import phases
-    from runplane.flyte.identifiers import ActionKey
+    from runplane.flyte.identifiers import ActionKey, taskaction_name
     from runplane.kube.client import TaskActionClient
     from runplane.table.actions import ActionStore
     from runplane.table.records import ActionRecord
@@ -257,7 +257,8 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
                         parent = image.get("parent", {}).get("S")
                         action = records[(run, name)]
                         waits: list[Future[Any]] = [chunks[json.dumps(record["dynamodb"]["Keys"], sort_keys=True)]]
-                        parent_name = f"{run}-{parent}" if parent else None
+                        scope = {"project": image["project"]["S"], "domain": image["domain"]["S"], "run": run}
+                        parent_name = taskaction_name(ActionKey(**scope, name=parent)) if parent else None
                         if parent_name in in_batch:
                             waits.append(created[parent_name])
                         else:
@@ -271,9 +272,10 @@ def measure(*, runs: int, abort_actions: int, concurrency: int, rounds: int = 3)
                                 parent_body = cast("dict[str, Any]", created[parent_name].result())
                             return cluster.create(body_of(action, parent_body))
 
-                        created[f"{run}-{name}"] = Future()
-                        tasks.append((create_one, waits, created[f"{run}-{name}"]))
-                        in_batch.add(f"{run}-{name}")
+                        own_name = taskaction_name(ActionKey(**scope, name=name))
+                        created[own_name] = Future()
+                        tasks.append((create_one, waits, created[own_name]))
+                        in_batch.add(own_name)
                     run_with_prerequisites(workers, tasks)
                     for future in list(created.values()):
                         future.result()  # batches one after another, as the stream delivers them
