@@ -23,6 +23,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from runplane.connect.errors import Code, ConnectError
+from runplane.connect.run_scope import RUN_CLAIM, check_run_scope
 
 PROJECTS_CLAIM = "projects"
 PROJECT_FIELD = "project"
@@ -60,7 +61,10 @@ def named_projects(message: Message) -> set[str]:
 
 
 def check_project_access(message: Message, claims: Mapping[str, str]) -> None:
-    """Raise ``permission_denied`` if the token's projects do not cover the request."""
+    """Raise ``permission_denied`` if the token's projects do not cover the request, or if a
+    run-scoped token's request names anything but its run (``run_scope``)."""
+    if RUN_CLAIM in claims:
+        check_run_scope(message, claims)
     allowed = allowed_projects(claims)
     if allowed is None:
         return
