@@ -112,7 +112,7 @@ def _json(message) -> bytes:
     return json_format.MessageToJson(message).encode()
 
 
-def b_actions(store, run: str) -> dict[str, tuple[int, int]]:
+def b_actions(store, run: str) -> dict[str, tuple]:
     """Every action of B's run: phase and attempts; what a refused call must leave as it was."""
     items = {}
     for name in ("a0", "c1", "c9"):
