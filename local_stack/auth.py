@@ -82,7 +82,43 @@ class LocalAuth:
             path = self.secret_file(client_id)
             path.touch(mode=0o600)
             path.write_text(self.issuer.client(client_id).secret)
+        self.run_token_key_file.touch(mode=0o600)  # reconcile's key, as the KMS key is on AWS
+        self.run_token_key_file.write_bytes(self.issuer.private_key_pem())
         return self
+
+    @property
+    def run_token_key_file(self) -> Path:
+        return self.state_dir / "run-token-key.pem"
+
+    def run_token_environment(self) -> dict[str, str]:
+        """What template.yaml gives ReconcileFunction to mint run tokens (runplane.aws.run_tokens),
+        with this issuer as the signer: the front's authorizers accept its tokens as any other."""
+        return {
+            "RUN_TOKEN_ISSUER": self.issuer.url,
+            "RUN_TOKEN_AUDIENCE": LOCAL_AUDIENCE,
+            "RUN_TOKEN_SCOPE": self.data_plane_scope,
+            "RUN_TOKEN_KEY_FILE": str(self.run_token_key_file),
+            "RUN_TOKEN_KEY_ID": self.issuer.key_id,
+        }
+
+    def task_flyte_config(self, *, endpoint: str) -> Path:
+        """The flyte config of a task pod: no client secret; the SDK sends its run's token, which
+        reconcile put in the pod's environment (``FLYTE_RUN_TOKEN``), as ExternalCommand prints it."""
+        from runplane.aws.run_tokens import RUN_TOKEN_ENV
+
+        document = {
+            "admin": {
+                "endpoint": endpoint,
+                "insecure": False,
+                "caCertFilePath": str(self.ca_cert),
+                "authType": "ExternalCommand",
+                "command": ["printenv", RUN_TOKEN_ENV],
+                "disableKeyring": True,
+            }
+        }
+        path = self.state_dir / "flyte-task-run-token.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
 
     def stop(self) -> None:
         self.issuer.stop()
@@ -131,8 +167,10 @@ class LocalAuth:
         return self.tls_files.ca_cert
 
     def function_environment(self) -> dict[str, str]:
-        """What template.yaml gives AuthMetadataFunction and ConsoleFunction, with the local issuer's values."""
+        """What template.yaml gives AuthMetadataFunction and ConsoleFunction, with the local issuer's
+        values, and reconcile's run-token settings."""
         return {
+            **self.run_token_environment(),
             "AUTH_ISSUER": self.issuer.url,
             "AUTH_METADATA_PATH": ".well-known/openid-configuration",
             "AUTH_CLIENT_ID": BROWSER_CLIENT,

@@ -173,6 +173,11 @@ class LocalIssuer:
         """The private key as a JWK, for the stack's state folder (``key=`` of the next issuer)."""
         return dict(self._key.as_dict(private=True))
 
+    def private_key_pem(self) -> bytes:
+        """The signing key, for the one other signer of this issuer's tokens: reconcile's run
+        tokens (runplane.aws.run_tokens.PemSigner), as a KMS key is on AWS."""
+        return bytes(self._key.as_pem(private=True))
+
     def key_set(self) -> dict[str, Any]:
         return {"keys": [self._key.as_dict(private=False)]}
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from local_stack import single_instance
 from local_stack.apigateway import ApiGatewayFront
-from local_stack.auth import DATA_PLANE_CLIENT, TASK_CLIENT, USER_CLIENT, LocalAuth
+from local_stack.auth import DATA_PLANE_CLIENT, USER_CLIENT, LocalAuth
 from local_stack.aws import (
     CREATE_RUN_ARN,
     REGION,
@@ -350,14 +350,14 @@ class LocalStack:
     def task_environment(self) -> dict[str, str]:
         """What a task pod of this stack gets beyond Flyte's own variables: the API endpoint
         (the SDK inside a task enqueues its children there) and the local bucket. While the front
-        enforces authentication, client credentials as Flyte's chart mounts them: a flyte config
-        file (``FLYTECTL_CONFIG``: https to the front trusting the local CA, the task client's id
-        and secret file), which the SDK's ``init_in_cluster`` prefers to everything else."""
+        enforces authentication, a flyte config file (``FLYTECTL_CONFIG``: https to the front
+        trusting the local CA), which the SDK's ``init_in_cluster`` prefers to everything else,
+        whose credential is the run token reconcile put in the pod's env (docs/security.md)."""
         assert self.aws is not None and self.auth is not None, "the stack is not started"
         storage = {**aws_environment(self.aws.endpoint), "AWS_ALLOW_HTTP": "true"}
         if not self.authenticating:
             return {"_U_EP_OVERRIDE": self.endpoint, "_U_INSECURE": "true", "_U_USE_ACTIONS": "1", **storage}
-        config = self.auth.flyte_config(TASK_CLIENT, endpoint=self.tls_endpoint)
+        config = self.auth.task_flyte_config(endpoint=self.tls_endpoint)  # the run's token, no client secret
         return {"_U_EP_OVERRIDE": self.tls_endpoint, "FLYTECTL_CONFIG": str(config), "_U_USE_ACTIONS": "1", **storage}
 
     # --- authentication ---------------------------------------------------------------------

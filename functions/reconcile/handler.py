@@ -16,12 +16,13 @@ from typing import Any
 from functions.reconcile.batch import PartialBatchResponse, RunOrderedBatchProcessor, handling_order
 from functions.reconcile.reconciler import METRIC_OUTCOMES, RETRIED, ActionChange, BatchState, Outcome, Reconciler
 from runplane.aws.blobs import BlobStore
+from runplane.aws.run_tokens import KmsSigner, PemSigner, RunTokenMinter, Signer
 from runplane.aws.wake import MirrorWaker
 from runplane.kube.client import TaskActionClient
 from runplane.kube.resources import mirror_shard
 from runplane.ops.logs import bind, function_logger
 from runplane.ops.metrics import ACTIONS_MATERIALISED, RECONCILE_OUTCOMES, function_metrics
-from runplane.ops.settings import reconcile_settings
+from runplane.ops.settings import RunTokenSettings, reconcile_settings
 from runplane.table.actions import ActionStore
 from runplane.table.leases import MirrorLeases
 
@@ -43,6 +44,27 @@ def reconciler() -> Reconciler:
         store=ActionStore(table_name=settings.actions_table, blobs=BlobStore()),
         max_attempts=settings.max_attempts,
         mirror_shards=settings.mirror_shards,
+        run_tokens=run_token_minter(),
+    )
+
+
+def run_token_minter() -> RunTokenMinter | None:
+    """The minter of the run tokens pods hold (``RUN_TOKEN_*``; None when not configured)."""
+    settings = RunTokenSettings.from_env()
+    if not settings.issuer:
+        return None
+    signer: Signer
+    if settings.kms_key_id:
+        signer = KmsSigner(key_id=settings.kms_key_id)
+    else:
+        with open(settings.key_file, "rb") as key_file:
+            signer = PemSigner(key_id=settings.key_id, pem=key_file.read())
+    return RunTokenMinter(
+        signer=signer,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        scope=settings.scope,
+        lifetime_seconds=settings.lifetime_seconds,
     )
 
 

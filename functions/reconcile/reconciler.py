@@ -38,6 +38,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from functions.reconcile.taskaction import build_taskaction
+from runplane.aws.run_tokens import RunTokenMinter
 from runplane.flyte import phases
 from runplane.flyte.identifiers import ActionKey, taskaction_name
 from runplane.kube.client import AlreadyExists, ResourceRejected
@@ -158,12 +159,21 @@ class ActionChange:
 
 class Reconciler:
     def __init__(
-        self, *, cluster: ReconcileCluster, store: ReconcileStore, max_attempts: int = 5, mirror_shards: int = 1
+        self,
+        *,
+        cluster: ReconcileCluster,
+        store: ReconcileStore,
+        max_attempts: int = 5,
+        mirror_shards: int = 1,
+        run_tokens: RunTokenMinter | None = None,
     ) -> None:
+        """``run_tokens``: mints the run token a root TaskAction carries for its pods (and its
+        children inherit); None: pods get none from here."""
         self._cluster = cluster
         self._store = store
         self._max_attempts = max_attempts
         self.mirror_shards = mirror_shards
+        self._run_tokens = run_tokens
 
     def current_states(self, changes: list[ActionChange], *, pool: Executor | None = None) -> BatchState:
         """The current states a batch's records are decided on (the actions new or to abort, and
@@ -251,8 +261,9 @@ class Reconciler:
 
     def _create(self, record: ActionRecord, *, parent: dict[str, Any] | None, states: BatchState) -> Outcome:
         record = self._store.resolve_specs(record)  # a large spec lives in the data bucket
+        token = self._run_tokens.mint(record.key.run_key) if self._run_tokens and record.is_root else ""
         body = build_taskaction(
-            record, namespace=self._cluster.namespace, parent=parent, mirror_shards=self.mirror_shards
+            record, namespace=self._cluster.namespace, parent=parent, mirror_shards=self.mirror_shards, run_token=token
         )
         name = body["metadata"]["name"]
         try:

@@ -23,6 +23,7 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 from flyteidl2.task.run_pb2 import RunSpec
 from flyteidl2.workflow.run_definition_pb2 import ActionSpec
 
+from runplane.aws.run_tokens import RUN_TOKEN_ENV
 from runplane.flyte.identifiers import taskaction_name
 from runplane.kube.resources import (
     API_VERSION,
@@ -46,11 +47,18 @@ INPUTS_FILE_SUFFIX = "/inputs.pb"
 
 
 def build_taskaction(
-    record: ActionRecord, *, namespace: str, parent: dict[str, Any] | None = None, mirror_shards: int = 1
+    record: ActionRecord,
+    *,
+    namespace: str,
+    parent: dict[str, Any] | None = None,
+    mirror_shards: int = 1,
+    run_token: str = "",
 ) -> dict[str, Any]:
     """The TaskAction body of an action; a child needs its parent's resource as read from the
     API server (for the owner's uid and the run context). ``mirror_shards`` is the number of
-    status-mirror shards the resource is labelled for."""
+    status-mirror shards the resource is labelled for; ``run_token`` (roots only) the run token
+    its pods get as ``RUN_TOKEN_ENV`` (children inherit the root's envVars, so the run's pods all
+    hold the one token of their run)."""
     key = record.key
     if record.parent and parent is None:
         raise ValueError(f"action {key} has a parent: its TaskAction needs the parent's resource")
@@ -91,6 +99,8 @@ def build_taskaction(
         _embed_task(spec, action_spec, run_spec)
         if record.is_root:
             _project_run_spec(spec, metadata, run_spec)
+            if run_token:  # after the run's own envs: a run cannot name its own token
+                spec["envVars"] = {**spec.get("envVars", {}), RUN_TOKEN_ENV: run_token}
         else:
             assert parent is not None  # a child: its parent's resource is required above
             _inherit_run_context(spec, metadata, parent)
@@ -136,7 +146,7 @@ def _project_run_spec(spec: dict[str, Any], metadata: dict[str, Any], run_spec: 
 def _inherit_run_context(spec: dict[str, Any], metadata: dict[str, Any], parent: dict[str, Any]) -> None:
     parent_spec = parent.get("spec") or {}
     if parent_spec.get("envVars"):
-        spec["envVars"] = dict(parent_spec["envVars"])
+        spec["envVars"] = dict(parent_spec["envVars"])  # the run token too: the same run
     if "interruptible" in parent_spec:
         spec["interruptible"] = parent_spec["interruptible"]
     parent_metadata = parent.get("metadata") or {}

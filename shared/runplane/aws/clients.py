@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # The services the functions call through botocore (the table, the bucket and EKS go through
 # runplane.aws.http). A client of any other is refused: add it here first (the loader answers only
 # for these, so botocore could not load its model anyway).
-SERVICES = frozenset({"lambda", "scheduler", "logs"})
+SERVICES = frozenset({"lambda", "scheduler", "logs", "kms"})  # kms: reconcile signs run tokens
 
 _lock = threading.Lock()
 _sessions: list[Session] = []  # the process's one session, made on the first client

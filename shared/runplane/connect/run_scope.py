@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from runplane.aws.run_tokens import RUN_CLAIM
 from runplane.connect.errors import Code, ConnectError
 
-RUN_CLAIM = "flyte_run"
 _RUN_IDENTIFIER = "flyteidl2.common.RunIdentifier"
 _PROJECT_IDENTIFIER = "flyteidl2.common.ProjectIdentifier"
+__all__ = ["RUN_CLAIM", "RunScope", "check_run_scope", "run_scope_of"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,40 @@ class MirrorSettings(_ClusterAccess):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunTokenSettings:
+    """How reconcile mints the run tokens task pods hold (runplane.aws.run_tokens); ``issuer``
+    empty: no tokens (pods then need a credential of their own)."""
+
+    issuer: str = ""
+    audience: str = ""
+    scope: str = ""
+    kms_key_id: str = ""  # on AWS
+    key_file: str = ""  # the local stack: a PEM only its user can read
+    key_id: str = ""  # the JWK ``kid`` of key_file's key
+    lifetime_seconds: int = 24 * 3600
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RunTokenSettings:
+        env = _Environment(environ)
+        settings = cls(
+            issuer=env.get("RUN_TOKEN_ISSUER", default=""),
+            audience=env.get("RUN_TOKEN_AUDIENCE", default=""),
+            scope=env.get("RUN_TOKEN_SCOPE", default=""),
+            kms_key_id=env.get("RUN_TOKEN_KMS_KEY_ID", default=""),
+            key_file=env.get("RUN_TOKEN_KEY_FILE", default=""),
+            key_id=env.get("RUN_TOKEN_KEY_ID", default=""),
+            lifetime_seconds=int(
+                env.get("RUN_TOKEN_LIFETIME_SECONDS", default="86400", pattern=re.compile(r"^[0-9]{2,7}$"))
+            ),
+        )
+        if settings.issuer and not (settings.audience and settings.scope):
+            raise SettingsError("RUN_TOKEN_ISSUER needs RUN_TOKEN_AUDIENCE and RUN_TOKEN_SCOPE")
+        if settings.issuer and bool(settings.kms_key_id) == bool(settings.key_file):
+            raise SettingsError("RUN_TOKEN_ISSUER needs exactly one of RUN_TOKEN_KMS_KEY_ID and RUN_TOKEN_KEY_FILE")
+        return settings
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReadSettings:
     """Settings of the read function (Get/List/Watch)."""
 
