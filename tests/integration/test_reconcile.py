@@ -51,18 +51,20 @@ def test_root_becomes_a_valid_taskaction_once(create_run, reconciler, get_taskac
     assert get_taskaction(resource_name(name))["metadata"]["uid"] == resource["metadata"]["uid"]
 
 
-def test_same_run_name_in_another_project_is_a_collision_not_a_success(create_run, reconciler, store, get_taskaction):
+def test_same_run_name_in_another_project_gets_its_own_resource(create_run, reconciler, store, get_taskaction):
+    """Squatting: a run named as another project's next run (a scheduled name, say) no longer
+    takes that project's TaskAction name: the name carries the project and domain (issue 22)."""
     name = unique_name()
     first = create_run(name, project="team-a")
     second = create_run(name, project="team-b")
     assert reconciler.materialize(first) is Outcome.CREATED
+    assert reconciler.materialize(second) is Outcome.CREATED
 
-    assert reconciler.materialize(second) is Outcome.NAME_COLLISION
-
-    failed = store.get_action(second.key)
-    assert failed.phase == phases.FAILED and "already belongs to action team-a/" in failed.error_message
-    assert get_taskaction(resource_name(name))["metadata"]["labels"]["flyte.org/project"] == "team-a"
-    assert store.get_action(first.key).phase == phases.QUEUED
+    for project, record in (("team-a", first), ("team-b", second)):
+        resource = get_taskaction(resource_name(name, project=project))
+        assert resource["metadata"]["labels"]["flyte.org/project"] == project
+        assert store.get_action(record.key).phase == phases.QUEUED
+    assert resource_name(name, project="team-a") != resource_name(name, project="team-b")
 
 
 def test_a_resource_the_api_server_rejects_fails_the_action(create_run, reconciler, store, get_taskaction):
