@@ -424,13 +424,14 @@ def test_the_page_token_key_is_generated_per_stack(cloudformation):
     (secret,) = resources_of(cloudformation, "AWS::SecretsManager::Secret").values()
     assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
     resolved = {"Fn::Sub": "{{resolve:secretsmanager:${PageTokenSecret}:SecretString}}"}
-    signers = {"ReadRunsFunction", "ReadRunsStreamFunction", "TaskRegistryFunction"}  # WatchRuns lists runs
+    # create_run keys the scheduled runs' names with it (an outsider cannot predict one); WatchRuns lists runs
+    signers = {"ReadRunsFunction", "ReadRunsStreamFunction", "TaskRegistryFunction", "CreateRunFunction"}
     for name in signers:
         assert (
             cloudformation["Resources"][name]["Properties"]["Environment"]["Variables"]["PAGE_TOKEN_SECRET"] == resolved
         )
     others = set(_functions(cloudformation)) - signers
-    for name in others:  # only the functions that sign page tokens see the key
+    for name in others:  # only the functions that sign page tokens or name scheduled runs see the key
         variables = cloudformation["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {})
         assert "PAGE_TOKEN_SECRET" not in variables, name
 
@@ -572,3 +573,32 @@ def test_the_watches_stream_from_a_function_url_behind_the_apis_host(cloudformat
     # the buffered fallback stays on the HTTP API (it cannot stream), with the same scopes
     routes = {r.path: r for r in http_routes()}
     assert set(READ_RUNS_STREAMS) <= set(routes)
+
+
+LONG_CALLS = (
+    "/flyteidl2.workflow.RunService/WatchActionDetails",
+    "/flyteidl2.workflow.RunService/WatchRunDetails",
+    "/flyteidl2.workflow.RunService/WatchRuns",
+    "/flyteidl2.workflow.RunService/WatchActions",
+    "/flyteidl2.actions.ActionsService/WatchForUpdates",
+    "/flyteidl2.workflow.StateService/Watch",
+    "/flyteidl2.dataproxy.DataProxyService/TailLogs",
+)
+
+
+def test_the_long_calls_cannot_take_the_accounts_concurrency(cloudformation):
+    """Issue 22: watches and TailLogs hold executions for 20-28 s; their functions have reserved
+    concurrency, and their routes a throttle of their own under the stage's."""
+    functions = resources_of(cloudformation, "AWS::Lambda::Function")
+    assert functions["ReadRunsFunction"]["Properties"]["ReservedConcurrentExecutions"] == {"Ref": "ReadRunsConcurrency"}
+    assert functions["DataProxyFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Ref": "DataProxyConcurrency"
+    }
+    (stage,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Stage").values()
+    route_settings = stage["Properties"]["RouteSettings"]
+    for path in LONG_CALLS:
+        assert route_settings[f"POST {path}"] == {
+            "ThrottlingRateLimit": {"Ref": "LongCallThrottlingRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "LongCallThrottlingRateLimit"},
+        }
+    assert {("POST", path) for path in LONG_CALLS} <= set(_route_security(cloudformation))  # each route exists
