@@ -291,6 +291,15 @@ class Listed:
     record: ActionRecord | None = None  # None until read (an entry not listed as it is)
 
 
+# A page reads at most about MAX_ROUNDS_PER_PAGE x MAX_SCANNED_PER_ROUND index entries (each
+# shard its share of a round): a filter that matches nothing answers a short page (maybe empty)
+# and a token after ~4,000 entries read, not a walk of the whole index in one call.
+MAX_SCANNED_PER_ROUND = 2_000
+MAX_ROUNDS_PER_PAGE = 2
+# The cursor's own entry comes back first (the bounds are inclusive): two a shard always advance.
+MIN_SCANNED_PER_SHARD = 2
+
+
 def read_page(
     store: Any, query: RunQuery, *, limit: int, after: str | None, index: str = RUN_INDEX_NAME
 ) -> tuple[list[ActionRecord], str | None]:
@@ -306,12 +315,19 @@ def read_page(
     has no more."""
     found: list[Listed] = []
     cursor = after
+    rounds = 0
     while True:
         entries, complete = _read_round(store, query, limit=limit, after=cursor, index=index)
+        rounds += 1
         found.extend(_passing(store, query, entries, wanted=limit + 1 - len(found)))
         if len(found) > limit or complete is None:
             break
         cursor = complete
+        if rounds >= MAX_ROUNDS_PER_PAGE:
+            # A filter that matches little: the page so far (maybe none), and a token that goes on
+            # from where the reading stopped; never a walk of the whole index in one call.
+            _read_current(store, [listed for listed in found if listed.record is None])
+            return [listed.record for listed in found if listed.record is not None], complete
     page = found[:limit]
     _read_current(store, [listed for listed in page if listed.record is None])
     records = [listed.record for listed in page if listed.record is not None]  # None: the item is gone
@@ -333,7 +349,7 @@ def _read_round(
         return [], None  # an empty window: DynamoDB refuses a BETWEEN whose bounds are reversed
     want = limit + 2
 
-    def shard(number: int) -> list[dict[str, Any]]:
+    def shard(number: int) -> tuple[list[dict[str, Any]], str | None]:
         return store.query_run_index(
             f"{query.project}#{query.domain}#{number:02d}",
             ascending=query.ascending,
@@ -344,11 +360,16 @@ def _read_round(
             values=query.values,
             want=want,
             index=index,
+            max_scanned=max(MIN_SCANNED_PER_SHARD, MAX_SCANNED_PER_ROUND // RUN_INDEX_SHARDS),
         )
 
     with ThreadPoolExecutor(max_workers=RUN_INDEX_SHARDS) as pool:
-        parts = list(pool.map(shard, range(RUN_INDEX_SHARDS)))
-    ends = [_sort_key(part[-1]) for part in parts if len(part) >= want]  # shards that may have more
+        answers = list(pool.map(shard, range(RUN_INDEX_SHARDS)))
+    parts = [items for items, _ in answers]
+    # shards that may have more: those that returned all they were asked for, and those whose
+    # reading stopped at the scan budget (read up to ``resume``)
+    ends = [_sort_key(items[-1]) for items, resume in answers if resume is None and len(items) >= want]
+    ends += [resume for _, resume in answers if resume is not None]
     complete = (min(ends) if query.ascending else max(ends)) if ends else None
     entries = [
         item

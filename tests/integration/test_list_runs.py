@@ -200,3 +200,27 @@ def test_org_scope_is_refused_not_silently_global(listing):
     reader, *_ = listing
     with pytest.raises(REFUSED, match="org"):
         reader.list_runs(runs.ListRunsRequest(org="o"))
+
+
+def test_a_filter_that_matches_nothing_reads_a_bounded_share_of_the_index_per_page(listing, monkeypatch):
+    """Issue 22: each page reads at most its scan budget and answers with a token to go on from
+    there (a short or empty page), so no filter makes one ListRuns walk the whole index."""
+    from functions.read_runs import run_listing
+
+    reader, store, project, names = listing
+    monkeypatch.setattr(run_listing, "MAX_SCANNED_PER_ROUND", RUN_INDEX_SHARDS)  # one entry a shard a round
+    monkeypatch.setattr(run_listing, "MAX_ROUNDS_PER_PAGE", 1)
+    calls: list[int] = []
+    count_queries(monkeypatch, store, calls)
+    nothing = [{"function": "EQUAL", "field": "phase", "values": ["ABORTED"]}]
+    request = json_format.ParseDict({"filters": nothing}, list_pb2.ListRequest())
+    request.limit = 1
+    scope = ProjectIdentifier(name=project, domain=DOMAIN)
+    first = reader.list_runs(runs.ListRunsRequest(request=request, project_id=scope))
+    assert list(first.runs) == [] and first.token  # a short page and a way on
+    assert len(calls) <= RUN_INDEX_SHARDS  # one bounded Query a shard
+    listed, pages = list_all(reader, project, limit=1, filters=nothing)
+    assert listed == [] and pages > 1  # the walk still ends, a bounded page at a time
+    running = [n for i, n in enumerate(names) if i % 5 == 0]
+    some = [{"function": "EQUAL", "field": "phase", "values": ["4"]}]
+    assert list_all(reader, project, limit=1, filters=some)[0] == list(reversed(running))  # nothing lost

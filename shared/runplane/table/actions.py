@@ -200,7 +200,7 @@ class ActionStore:
         items = self._query_run(run, ACTION_SORT_PREFIX, **projection(attributes))
         return [ActionRecord.from_item(item) for item in items]
 
-    def query_run_index(self, partition: str, **options: Any) -> list[dict[str, Any]]:
+    def query_run_index(self, partition: str, **options: Any) -> tuple[list[dict[str, Any]], str | None]:
         """Up to ``want`` items of one run-index partition in order; ``options`` as
         ``runplane.table.run_index.query_run_index`` takes them (the index: the current one)."""
         return query_run_index(

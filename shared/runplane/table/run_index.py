@@ -7,10 +7,7 @@ sort key, never a Scan, and ``functions/read_runs/run_listing.py`` merges the sh
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any, cast
-
-from runplane.table.dynamo import query_items
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -29,10 +26,14 @@ def query_run_index(
     names: dict[str, str],
     values: dict[str, dict[str, str]],
     want: int,
-) -> list[dict[str, Any]]:
+    max_scanned: int | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
     """Up to ``want`` items of one run-index partition in order, within inclusive bounds on the
     index sort key; Query calls (paginated while a filter drops items), never a Scan. ``index``:
-    the run index's name (``PREVIOUS_RUN_INDEX_NAME`` while a stack moves onto the current one)."""
+    the run index's name (``PREVIOUS_RUN_INDEX_NAME`` while a stack moves onto the current one).
+    ``max_scanned``: a filter that matches little stops after reading about that many entries;
+    the second value is then the sort key read up to (everything up to it was considered), else
+    None."""
     condition = "run_index_pk = :partition"
     key_values: dict[str, dict[str, str]] = {":partition": {"S": partition}}
     if lower and upper:
@@ -51,11 +52,21 @@ def query_run_index(
         "KeyConditionExpression": condition,
         "ExpressionAttributeValues": {**key_values, **values},
         "ScanIndexForward": ascending,
-        "Limit": want,
+        "Limit": want if max_scanned is None else min(want, max_scanned),
     }
     if filter_expression:
         kwargs["FilterExpression"] = filter_expression
     if names:
         kwargs["ExpressionAttributeNames"] = names
-    items = itertools.islice(query_items(client, want=want, **kwargs), want)
-    return cast("list[dict[str, Any]]", list(items))
+    items: list[dict[str, Any]] = []
+    scanned = 0
+    while True:
+        response = client.query(**kwargs)
+        items.extend(cast("list[dict[str, Any]]", response.get("Items", [])))
+        scanned += int(response.get("ScannedCount", 0))
+        start = response.get("LastEvaluatedKey")
+        if not start or len(items) >= want:
+            return items[:want], None
+        if max_scanned is not None and scanned >= max_scanned:
+            return items, str(start["run_index_sk"]["S"])
+        kwargs["ExclusiveStartKey"] = start
