@@ -37,6 +37,7 @@ import yaml
 from functions.console.site import CALLBACK_PATH
 from local_stack.issuer import Client, LocalIssuer, PublicClient
 from local_stack.jwt_authorizer import JwtAuthorizer
+from local_stack.private import private_directory, write_secret
 from local_stack.template import http_api_authorizers, parameter_values
 from local_stack.tls import TlsFiles, create_certificates, server_context
 
@@ -76,14 +77,12 @@ class LocalAuth:
         self._lock = threading.Lock()
 
     def start(self) -> LocalAuth:
+        private_directory(self.state_dir)
         self.tls_files = create_certificates(self.state_dir / "tls")
         self.issuer.start()
-        for client_id in (USER_CLIENT, TASK_CLIENT, DATA_PLANE_CLIENT):  # what a mounted secret is in a pod
-            path = self.secret_file(client_id)
-            path.touch(mode=0o600)
-            path.write_text(self.issuer.client(client_id).secret)
-        self.run_token_key_file.touch(mode=0o600)  # reconcile's key, as the KMS key is on AWS
-        self.run_token_key_file.write_bytes(self.issuer.private_key_pem())
+        for client_id in (USER_CLIENT, TASK_CLIENT, DATA_PLANE_CLIENT):  # what a mounted secret is
+            write_secret(self.secret_file(client_id), self.issuer.client(client_id).secret)
+        write_secret(self.run_token_key_file, self.issuer.private_key_pem())  # reconcile's, as KMS on AWS
         return self
 
     @property

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -36,16 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local_stack.private import private_directory, write_secret
 from local_stack.template import REPO_ROOT
 
 CLUSTER_RESOURCES_DIR = REPO_ROOT / "deploy" / "kubernetes"  # what `kubectl apply -k` installs on EKS
 CRD_PATH = CLUSTER_RESOURCES_DIR / "taskactions.flyte.org.yaml"  # the project's copy of Flyte's CRD
 CRD_NAME = "taskactions.flyte.org"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-k8s-testbins.sh"
-TOKEN = "local-admin-token"
-# The control plane's static token: a user in the group the deployed RoleBinding binds (read from
-# rbac.yaml, so the local identity is bound exactly as EKS access entries bind the functions' roles).
-CONTROL_PLANE_TOKEN = "local-control-plane-token"
+# The static tokens are drawn per control plane (secrets.token_urlsafe) and kept in 0600 files of
+# its state folder: never a constant anyone on the host could send to the apiserver. The control
+# plane's is a user in the group the deployed RoleBinding binds (read from rbac.yaml, so the local
+# identity is bound exactly as EKS access entries bind the functions' roles).
 CONTROL_PLANE_USER = "flyte-serverless-control-plane"
 START_TIMEOUT_SECONDS = 90
 # How long a component may take to exit on SIGTERM before it is killed (Ctrl-C stops the stack in
@@ -137,6 +139,8 @@ class KubeControlPlane:
         self.namespaces = namespaces
         self._processes: list[subprocess.Popen] = []
         self._endpoints: KubeEndpoints | None = None
+        self._admin_token = secrets.token_urlsafe(32)
+        self._control_plane_token = secrets.token_urlsafe(32)
 
     @property
     def endpoints(self) -> KubeEndpoints:
@@ -154,7 +158,7 @@ class KubeControlPlane:
         etcd = shutil.which("etcd")
         if etcd is None:
             raise ControlPlaneError("etcd is not installed (apt-get install etcd-server)")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.state_dir)  # its tokens and etcd's data: this user's alone
         try:
             self._start_etcd(etcd)
             self._start_apiserver(bin_dir / "kube-apiserver", group=control_plane_group(resources))
@@ -217,9 +221,10 @@ class KubeControlPlane:
         )
 
     def _start_apiserver(self, binary: Path, *, group: str) -> None:
-        (self.state_dir / "tokens.csv").write_text(
-            f"{TOKEN},admin,admin,system:masters\n"
-            f'{CONTROL_PLANE_TOKEN},{CONTROL_PLANE_USER},{CONTROL_PLANE_USER},"{group}"\n'
+        write_secret(
+            self.state_dir / "tokens.csv",
+            f"{self._admin_token},admin,admin,system:masters\n"
+            f'{self._control_plane_token},{CONTROL_PLANE_USER},{CONTROL_PLANE_USER},"{group}"\n',
         )
         key, pub = self.state_dir / "sa.key", self.state_dir / "sa.pub"
         if not key.exists():
@@ -258,18 +263,22 @@ class KubeControlPlane:
             time.sleep(0.2)
         ca_file = self.state_dir / "certs" / "apiserver.crt"
         kubeconfig = self.state_dir / "kubeconfig"
-        kubeconfig.write_text(_kubeconfig(server=server, user="admin", token=TOKEN, ca_file=ca_file))
+        write_secret(kubeconfig, _kubeconfig(server=server, user="admin", token=self._admin_token, ca_file=ca_file))
         control_plane = self.state_dir / "control-plane.kubeconfig"
-        control_plane.write_text(
-            _kubeconfig(server=server, user=CONTROL_PLANE_USER, token=CONTROL_PLANE_TOKEN, ca_file=ca_file)
+        write_secret(
+            control_plane,
+            _kubeconfig(server=server, user=CONTROL_PLANE_USER, token=self._control_plane_token, ca_file=ca_file),
         )
         self._endpoints = KubeEndpoints(
-            server=server, token=TOKEN, kubeconfig=kubeconfig, ca_file=ca_file, control_plane_kubeconfig=control_plane
+            server=server,
+            token=self._admin_token,
+            kubeconfig=kubeconfig,
+            ca_file=ca_file,
+            control_plane_kubeconfig=control_plane,
         )
 
-    @staticmethod
-    def _ready(server: str) -> bool:
-        request = urllib.request.Request(f"{server}/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+    def _ready(self, server: str) -> bool:
+        request = urllib.request.Request(f"{server}/readyz", headers={"Authorization": f"Bearer {self._admin_token}"})
         try:
             with urllib.request.urlopen(request, timeout=2, context=ssl._create_unverified_context()) as response:
                 return response.status == 200

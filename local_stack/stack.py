@@ -54,6 +54,7 @@ from local_stack.aws import (
 from local_stack.kube import KubeControlPlane, KubeEndpoints
 from local_stack.lambda_runtime import load_handler
 from local_stack.lambda_service import LocalLambdaService
+from local_stack.private import private_directory
 from local_stack.relay import LocalRelay
 from local_stack.scheduler import LocalScheduler
 from local_stack.single_instance import StackAlreadyRunning as StackAlreadyRunning  # its public name here too
@@ -485,6 +486,7 @@ class LocalStack:
     # --- single instance --------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
+        private_directory(self.config.state_dir)  # 0700 and this user's, or the stack does not start
         self._lock_file = single_instance.acquire(self.config.state_dir)
 
     def _release_lock(self) -> None:
