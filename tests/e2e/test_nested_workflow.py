@@ -20,7 +20,7 @@ from local_stack.auth import DATA_PLANE_CLIENT, USER_CLIENT
 from runplane.flyte import phases
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
-from tests.builders import DOMAIN, PROJECT
+from tests.builders import DOMAIN, PROJECT, resource_name
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -85,10 +85,10 @@ def test_a_parent_fans_out_to_children_and_a_grandchild(flyte_client, store, get
 
     # the TaskActions' owner chain mirrors the tree
     for record in [*children, *grandchildren]:
-        resource = get_taskaction(f"{run.name}-{record.key.name}")
+        resource = get_taskaction(resource_name(run.name, record.key.name))
         assert resource is not None
         (owner,) = resource["metadata"]["ownerReferences"]
-        parent = get_taskaction(f"{run.name}-{record.parent}")
+        parent = get_taskaction(resource_name(run.name, record.parent))
         assert (owner["name"], owner["uid"]) == (parent["metadata"]["name"], parent["metadata"]["uid"])
 
 
@@ -119,7 +119,7 @@ def test_aborting_a_run_midway_kills_its_processes_and_aborts_what_had_not_ended
     names = list(actions_of(store, run.name))
     run.abort(reason="enough")
     wait_for(
-        lambda: all(get_taskaction(f"{run.name}-{name}") is None for name in names),
+        lambda: all(get_taskaction(resource_name(run.name, name)) is None for name in names),
         timeout=60,
         interval=0.5,
         what="every TaskAction of the run to be deleted",
@@ -131,3 +131,41 @@ def test_aborting_a_run_midway_kills_its_processes_and_aborts_what_had_not_ended
     )
     assert {r.phase for r in final.values()} == {phases.ABORTED}
     wait_for(lambda: not data_plane.executor.running_processes(run.name), timeout=20, what="the processes to be killed")
+
+
+def test_under_authentication_the_pods_enqueue_and_watch_with_their_runs_token_alone(data_plane, get_taskaction):
+    """Issue 22: a task pod holds no client secret, only its run's token (reconcile put it in the
+    root TaskAction's envVars; the children inherit it), and the SDK inside it enqueues and
+    watches its children with that token."""
+    import base64
+    import json
+
+    import flyte
+
+    from local_stack.auth import USER_CLIENT
+    from runplane.aws.run_tokens import RUN_TOKEN_ENV
+    from tests.e2e.sdk_tasks.nested import fan_out
+
+    client = data_plane.auth.issuer.client(USER_CLIENT)
+    with data_plane.authentication():
+        assert "clientSecretLocation" not in data_plane.task_environment()  # no secret for the pods
+        flyte.init(
+            endpoint=data_plane.tls_endpoint,
+            ca_cert_file_path=str(data_plane.ca_cert),
+            auth_type="ClientSecret",
+            client_id=client.client_id,
+            client_credentials_secret=client.secret,
+            disable_keyring=True,
+            org="testorg",
+            project=PROJECT,
+            domain=DOMAIN,
+        )
+        run = flyte.with_runcontext(mode="remote").run(fan_out, n=2)
+        run.wait(quiet=True)
+        assert run.phase == "succeeded", run.phase
+    root = get_taskaction(resource_name(run.name))
+    token = root["spec"]["envVars"][RUN_TOKEN_ENV]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert (
+        claims["flyte_run"] == f"{PROJECT}/{DOMAIN}/{run.name}" and claims["scope"] == data_plane.auth.data_plane_scope
+    )
