@@ -204,7 +204,7 @@ def status_latency(stack: Any, *, samples: int) -> list[float]:
                         break
                 time.sleep(POLL_SECONDS)
             for phase, in_table in seen.items():
-                at = written.get((taskaction_name(run, "a0"), phase))
+                at = written.get((taskaction_name(ActionKey(PROJECT, DOMAIN, run, "a0")), phase))
                 if at is not None:
                     latencies.append(max(0.0, in_table - at))
     finally:

@@ -214,7 +214,7 @@ class Reconciler:
         """SignalEvent's write, onto the condition's TaskAction status; the executor resolves it.
         A resource already gone (the condition ended or was aborted) leaves nothing to do."""
         value, signalled_by, signalled_at = signal
-        name = taskaction_name(key.run, key.name)
+        name = taskaction_name(key)
         if self._cluster.signal(name, value=value, signalled_by=signalled_by, signalled_at=signalled_at):
             logger.info("condition signalled", extra={"taskaction": name, "action": str(key)})
             return Outcome.SIGNALLED

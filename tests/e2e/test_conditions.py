@@ -13,7 +13,7 @@ from flyteidl2.core.types_pb2 import LiteralType, SimpleType
 from flyteidl2.workflow import run_definition_pb2 as wf
 from flyteidl2.workflow import run_service_pb2 as runs
 
-from runplane.flyte.identifiers import taskaction_name
+from runplane.flyte.identifiers import ActionKey, taskaction_name
 from tests.builders import DOMAIN, PROJECT, action_id, child_task_action, create_run_request, task_spec
 from tests.conftest import unique_name, wait_for
 from tests.e2e.test_create_run_http import post, post_proto_gzip
@@ -41,7 +41,11 @@ def _paused_condition(stack, get_taskaction, *, simple: SimpleType, timeout_seco
     run = unique_name()
     sleeper = task_spec(name="sleep.main", args=("python", "-c", "import time; time.sleep(60)"))
     assert post_proto_gzip(stack, create_run_request(run, spec=sleeper), headers=stack.user_headers())[0] == 200
-    wait_for(lambda: get_taskaction(taskaction_name(run, "a0")), timeout=20, what="the root's TaskAction")
+    wait_for(
+        lambda: get_taskaction(taskaction_name(ActionKey(PROJECT, DOMAIN, run, "a0"))),
+        timeout=20,
+        what="the root's TaskAction",
+    )
     request = child_task_action(run, "approve")
     request.action.ClearField("task")
     condition = wf.ConditionAction(name="approve", type=LiteralType(simple=simple), prompt="ok?")
@@ -50,7 +54,7 @@ def _paused_condition(stack, get_taskaction, *, simple: SimpleType, timeout_seco
     request.action.condition.CopyFrom(condition)
     status, _, body = post_proto_gzip(stack, request, path=ENQUEUE, headers=stack.data_plane_headers())
     assert status == 200, body
-    name = taskaction_name(run, "approve")
+    name = taskaction_name(ActionKey(PROJECT, DOMAIN, run, "approve"))
     wait_for(
         lambda: _condition_of((get_taskaction(name) or {}).get("status") or {}) == ("Progressing", "Paused"),
         timeout=30,

@@ -18,7 +18,7 @@ from flyteidl2.workflow import run_definition_pb2 as wf
 
 from local_stack.auth import USER_CLIENT
 from runplane.flyte import phases
-from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
+from tests.builders import DOMAIN, PROJECT, action_id, create_run_request, resource_name
 from tests.conftest import unique_name
 from tests.e2e.test_create_run_http import post_proto_gzip
 
@@ -89,7 +89,7 @@ def test_the_sdk_runs_a_task_remotely_and_reads_its_outputs(stack, flyte_client,
     from tests.e2e.sdk_tasks.hello import double
 
     run = flyte_client.with_runcontext(mode="remote").run(double, x=21)
-    resource = wait_for(lambda: get_taskaction(f"{run.name}-a0"), timeout=20, what="the run's TaskAction")
+    resource = wait_for(lambda: get_taskaction(resource_name(run.name)), timeout=20, what="the run's TaskAction")
     assert resource["spec"]["taskType"] and resource["spec"]["inputUri"].startswith("s3://")
 
     # play the data plane: the executor writes the outputs where Flyte's layout puts them ...
@@ -137,7 +137,7 @@ def test_deploy_then_run_the_deployed_task_by_reference(stack, flyte_client, get
 
     task = flyte.remote.Task.get("hello_env.double", auto_version="latest")
     run = flyte_client.with_runcontext(mode="remote").run(task, x=5)
-    resource = wait_for(lambda: get_taskaction(f"{run.name}-a0"), timeout=20, what="the run's TaskAction")
+    resource = wait_for(lambda: get_taskaction(resource_name(run.name)), timeout=20, what="the run's TaskAction")
     assert resource["spec"]["taskType"]
     details = flyte.remote.Run.get(name=run.name)
     assert details.name == run.name
@@ -157,9 +157,9 @@ def test_an_abort_through_the_sdk_reaches_the_cluster(stack, flyte_client, get_t
     from tests.e2e.sdk_tasks.hello import double
 
     run = flyte_client.with_runcontext(mode="remote").run(double, x=3)
-    wait_for(lambda: get_taskaction(f"{run.name}-a0"), timeout=20, what="the run's TaskAction")
+    wait_for(lambda: get_taskaction(resource_name(run.name)), timeout=20, what="the run's TaskAction")
     run.abort(reason="not needed")
-    wait_for(lambda: get_taskaction(f"{run.name}-a0") is None, timeout=20, what="the TaskAction to be deleted")
+    wait_for(lambda: get_taskaction(resource_name(run.name)) is None, timeout=20, what="the TaskAction to be deleted")
     import flyte.remote
 
     assert flyte.remote.Run.get(name=run.name).phase == "aborted"

@@ -710,14 +710,16 @@ def test_no_status_is_written_while_events_are_refused_and_none_is_lost_after(
 
         # a deletion while the endpoint refuses: the finalizer stays until the ABORTED is accepted
         refusing.refusing = 503
-        custom_objects.delete_namespaced_custom_object("flyte.org", "v1", namespace, "taskactions", f"{runs[0]}-a0")
+        custom_objects.delete_namespaced_custom_object(
+            "flyte.org", "v1", namespace, "taskactions", resource_name(runs[0])
+        )
         seen = refusing.refused
         wait_for(lambda: refusing.refused > seen + 2, timeout=20, what="the abort's event to be refused")
-        held = get(f"{runs[0]}-a0")
+        held = get(resource_name(runs[0]))
         assert held is not None and held["metadata"].get("deletionTimestamp")
         assert held["metadata"]["finalizers"] == [FINALIZER]
         refusing.refusing = None
-        wait_for(lambda: get(f"{runs[0]}-a0") is None, timeout=20, what="the deletion to complete")
+        wait_for(lambda: get(resource_name(runs[0])) is None, timeout=20, what="the deletion to complete")
         assert refusing.phases(runs[0])[-1] == (1, Phase.ACTION_PHASE_ABORTED)
     finally:
         executor.stop()
