@@ -591,6 +591,9 @@ def test_the_long_calls_cannot_take_the_accounts_concurrency(cloudformation):
     concurrency, and their routes a throttle of their own under the stage's."""
     functions = resources_of(cloudformation, "AWS::Lambda::Function")
     assert functions["ReadRunsFunction"]["Properties"]["ReservedConcurrentExecutions"] == {"Ref": "ReadRunsConcurrency"}
+    assert functions["ReadRunsStreamFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Ref": "ReadRunsConcurrency"
+    }
     assert functions["DataProxyFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
         "Ref": "DataProxyConcurrency"
     }
