@@ -732,7 +732,13 @@ def test_tasks_are_forked_from_the_executors_fork_server(executor, namespace, si
     run = unique_name("fork")
     create(custom_objects, taskaction(namespace, aws.bucket, run, "python", "-c", SLEEP))
     wait_for_phase(get, resource_name(run), ("RUNNING",))
-    pid = int(wait_for(lambda: executor.log_file(run=run, action="a0", attempt=1).read_text().strip()))
+    pid = int(
+        wait_for(
+            lambda: (
+                executor.log_file(project=PROJECT, domain=DOMAIN, run=run, action="a0", attempt=1).read_text().strip()
+            )
+        )
+    )
     server = executor._started.launcher.fork_server
     assert server is not None and server._process is not None and server.problem is None
     parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
