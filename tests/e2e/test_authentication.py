@@ -30,6 +30,7 @@ from google.protobuf import json_format
 
 from local_stack.auth import BROWSER_CLIENT, DATA_PLANE_CLIENT, TASK_CLIENT, USER_CLIENT
 from local_stack.issuer import LocalIssuer
+from runplane.aws.run_tokens import RUN_TOKEN_ENV
 from runplane.flyte import phases
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
@@ -287,6 +288,16 @@ def test_a_record_batch_across_projects_writes_what_the_token_allows_and_names_t
 # --- the real SDK and real tasks ------------------------------------------------------------
 
 
+def custom_objects_root(stack, run: str) -> dict:
+    """The run's root TaskAction, read with the admin kubeconfig."""
+    from kubernetes import client, config
+
+    from tests.builders import resource_name
+
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(stack.kube.kubeconfig)))
+    return api.get_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", resource_name(run))
+
+
 def test_real_tasks_run_with_the_credentials_task_processes_get(stack, store):
     """Everything authenticated: the SDK on the "laptop" (user client), the SDK inside the parent
     task enqueuing and watching its children (task client, via the config file the stack mounts),
@@ -316,7 +327,12 @@ def test_real_tasks_run_with_the_credentials_task_processes_get(stack, store):
     assert "30" in str(run.outputs())
     actions = store.list_actions(RunKey(PROJECT, DOMAIN, run.name))
     assert len(actions) == 5 and {a.phase for a in actions} == {phases.SUCCEEDED}
-    # the SDK logged in (discovery, then the token endpoint) as the user client, the tasks as the task client
+    # the SDK logged in (discovery, then the token endpoint) as the user client; the tasks used no
+    # client at all: each pod sent its run's token, which reconcile put in its env (issue 22)
     assert stack.auth.issuer.granted[USER_CLIENT] > granted.get(USER_CLIENT, 0)
-    assert stack.auth.issuer.granted[TASK_CLIENT] > granted.get(TASK_CLIENT, 0)
+    assert stack.auth.issuer.granted.get(TASK_CLIENT, 0) == granted.get(TASK_CLIENT, 0)
+    root = custom_objects_root(stack, run.name)
+    token = root["spec"]["envVars"][RUN_TOKEN_ENV]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["flyte_run"] == f"{PROJECT}/{DOMAIN}/{run.name}" and claims["scope"] == stack.auth.data_plane_scope
     assert stack.auth.issuer.granted[DATA_PLANE_CLIENT] >= 1  # the relay's token, cached
