@@ -295,7 +295,7 @@ def custom_objects_root(stack, run: str) -> dict:
     from tests.builders import resource_name
 
     api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(stack.kube.kubeconfig)))
-    return api.get_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", resource_name(run))
+    return dict(api.get_namespaced_custom_object("flyte.org", "v1", "flyte", "taskactions", resource_name(run)))  # type: ignore[call-overload]
 
 
 def test_real_tasks_run_with_the_credentials_task_processes_get(stack, store):
