@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         def new_run() -> str:
             name = f"b{uuid.uuid4().hex[:12]}"
             create.create_run(create_run_request(name))
-            reconciler.materialize(stored(ActionKey(PROJECT, DOMAIN, name, "a0")))
+            reconciler.materialise(stored(ActionKey(PROJECT, DOMAIN, name, "a0")))
             return name
 
         def executing(name: str) -> None:

@@ -201,7 +201,7 @@ class Reconciler:
             return self._skip(change, "not an action, or removed")
         states = states or BatchState()
         if change.event_name == "INSERT":
-            return self.materialize(change.new, states=states)
+            return self.materialise(change.new, states=states)
         if change.event_name == "MODIFY" and change.requests_abort:
             return self.carry_out_abort(change.new.key, states=states)
         if change.event_name == "MODIFY" and change.signal is not None:
@@ -222,7 +222,7 @@ class Reconciler:
 
     # --- new actions ------------------------------------------------------------------------
 
-    def materialize(self, record: ActionRecord, *, states: BatchState | None = None) -> Outcome:
+    def materialise(self, record: ActionRecord, *, states: BatchState | None = None) -> Outcome:
         """Create the TaskAction of ``record`` (the INSERT's image, or the stored item), unless
         the action's current phase says it has ended."""
         if not record.needs_taskaction:
@@ -234,11 +234,11 @@ class Reconciler:
         return self._bounded(
             record.key,
             MATERIALIZE_ATTEMPTS,
-            lambda: self._materialize(record, states),
+            lambda: self._materialise(record, states),
             lambda error, attempts: self._give_up_creating(record, error, attempts),
         )
 
-    def _materialize(self, record: ActionRecord, states: BatchState) -> Outcome:
+    def _materialise(self, record: ActionRecord, states: BatchState) -> Outcome:
         if record.parent is None:
             return self._create(record, parent=None, states=states)
         parent_key = _parent_key(record.key, record.parent)

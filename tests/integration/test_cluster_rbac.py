@@ -41,11 +41,11 @@ def materialised(aws, cluster) -> Callable[[], tuple[str, str]]:
         )
         run = RunKey(PROJECT, DOMAIN, name)
         root = store.get_action(run.action("a0"))
-        assert root is not None and reconciler.materialize(root) is Outcome.CREATED
+        assert root is not None and reconciler.materialise(root) is Outcome.CREATED
         ActionLifecycleService(store=store).enqueue(child_task_action(name, "c1"))
         # a child carries an owner reference to its parent (blockOwnerDeletion): created as well
         child = store.get_action(run.action("c1"))
-        assert child is not None and reconciler.materialize(child) is Outcome.CREATED
+        assert child is not None and reconciler.materialise(child) is Outcome.CREATED
         return name, resource_name(name, "c1")
 
     return make

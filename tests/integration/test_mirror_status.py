@@ -59,10 +59,10 @@ def run_in(shard, aws, store, cluster):
     def create(*, children: tuple[str, ...] = ()) -> str:
         name = next(n for n in (unique_name("m") for _ in range(100_000)) if mirror_shard(n, shards=SHARDS) == shard)
         creator.create_run(create_run_request(name))
-        reconciler.materialize(store.get_action(key(name, "a0")))
+        reconciler.materialise(store.get_action(key(name, "a0")))
         for child in children:
             lifecycle.enqueue(child_task_action(name, child))
-            reconciler.materialize(store.get_action(key(name, child)))
+            reconciler.materialise(store.get_action(key(name, child)))
         return name
 
     return create

@@ -41,13 +41,13 @@ def test_root_becomes_a_valid_taskaction_once(create_run, reconciler, get_taskac
     name = unique_name()
     record = create_run(name)
 
-    assert reconciler.materialize(record) is Outcome.CREATED
+    assert reconciler.materialise(record) is Outcome.CREATED
     resource = get_taskaction(resource_name(name))
     assert resource["metadata"]["labels"]["flyte.org/run"] == name
     assert resource["spec"]["runName"] == name and resource["spec"]["actionName"] == "a0"
     assert resource["spec"]["inputUri"] and resource["spec"]["runOutputBase"] and resource["spec"]["taskTemplate"]
 
-    assert reconciler.materialize(record) is Outcome.ALREADY_PRESENT
+    assert reconciler.materialise(record) is Outcome.ALREADY_PRESENT
     assert get_taskaction(resource_name(name))["metadata"]["uid"] == resource["metadata"]["uid"]
 
 
@@ -57,8 +57,8 @@ def test_same_run_name_in_another_project_gets_its_own_resource(create_run, reco
     name = unique_name()
     first = create_run(name, project="team-a")
     second = create_run(name, project="team-b")
-    assert reconciler.materialize(first) is Outcome.CREATED
-    assert reconciler.materialize(second) is Outcome.CREATED
+    assert reconciler.materialise(first) is Outcome.CREATED
+    assert reconciler.materialise(second) is Outcome.CREATED
 
     for project, record in (("team-a", first), ("team-b", second)):
         resource = get_taskaction(resource_name(name, project=project))
@@ -71,7 +71,7 @@ def test_a_resource_the_api_server_rejects_fails_the_action(create_run, reconcil
     name = unique_name()
     record = create_run(name, run_spec=run_pb2.RunSpec(labels=run_pb2.Labels(values={"team": "not a valid label!"})))
 
-    assert reconciler.materialize(record) is Outcome.REJECTED
+    assert reconciler.materialise(record) is Outcome.REJECTED
 
     failed = store.get_action(record.key)
     assert failed.phase == phases.FAILED and "rejected" in failed.error_message

@@ -207,8 +207,8 @@ def test_a_missing_parent_resource_is_retried_then_failed_visibly(harness, custo
     child = harness.record(run, "n1")
     for _ in range(2):
         with pytest.raises(ParentNotMaterialized):
-            harness.reconciler.materialize(child)
-    assert harness.reconciler.materialize(child) is Outcome.GAVE_UP
+            harness.reconciler.materialise(child)
+    assert harness.reconciler.materialise(child) is Outcome.GAVE_UP
     failed = harness.record(run, "n1")
     assert failed.phase == phases.FAILED and "parent action 'a0' does not exist yet" in failed.error_message
     assert "n1" not in resources_of(custom_objects, run)
@@ -221,19 +221,19 @@ def test_a_parent_that_ended_and_is_gone_takes_its_child_with_it(harness, custom
             action_id=action_id(run, "a0"), status=wf.ActionStatus(phase=phases.SUCCEEDED, attempts=1)
         )
     )
-    assert harness.reconciler.materialize(harness.record(run, "n1")) is Outcome.PARENT_GONE
+    assert harness.reconciler.materialise(harness.record(run, "n1")) is Outcome.PARENT_GONE
     assert harness.record(run, "n1").phase == phases.ABORTED
     assert resources_of(custom_objects, run) == {}
 
 
 def test_a_recreated_parent_is_referenced_by_its_new_uid(harness, cluster, custom_objects):
     run, _ = harness.new_tree(fanout=1, depth=2)
-    assert harness.reconciler.materialize(harness.record(run, "a0")) is Outcome.CREATED
+    assert harness.reconciler.materialise(harness.record(run, "a0")) is Outcome.CREATED
     old_uid = resources_of(custom_objects, run)["a0"]["metadata"]["uid"]
     cluster.delete(resource_name(run))
     wait_for(lambda: "a0" not in resources_of(custom_objects, run), what="the parent to go")
-    assert harness.reconciler.materialize(harness.record(run, "a0")) is Outcome.CREATED
-    assert harness.reconciler.materialize(harness.record(run, "n1")) is Outcome.CREATED
+    assert harness.reconciler.materialise(harness.record(run, "a0")) is Outcome.CREATED
+    assert harness.reconciler.materialise(harness.record(run, "n1")) is Outcome.CREATED
     resources = resources_of(custom_objects, run)
     new_uid = resources["a0"]["metadata"]["uid"]
     assert new_uid != old_uid and resources["n1"]["metadata"]["ownerReferences"][0]["uid"] == new_uid

@@ -102,7 +102,7 @@ def reconciler(store: Store) -> tuple[Reconciler, Cluster]:
 def test_a_new_action_is_created_from_its_image_after_reading_its_phase_alone():
     store = Store({ROOT: ActionState(phase=phases.QUEUED, abort_requested_at=None)})
     rec, cluster = reconciler(store)
-    assert rec.materialize(root_image()) is Outcome.CREATED
+    assert rec.materialise(root_image()) is Outcome.CREATED
     assert store.calls == ["states", "create"]
     assert (
         cluster.created[0]["metadata"]["name"] == taskaction_name(ROOT) and cluster.created[0]["spec"]["taskTemplate"]
@@ -113,7 +113,7 @@ def test_a_new_action_is_created_from_its_image_after_reading_its_phase_alone():
 def test_an_action_gone_or_ended_since_its_image_gets_no_resource(state):
     store = Store({ROOT: state} if state else {})
     rec, cluster = reconciler(store)
-    assert rec.materialize(root_image()) is Outcome.SKIPPED
+    assert rec.materialise(root_image()) is Outcome.SKIPPED
     assert cluster.created == []
 
 
