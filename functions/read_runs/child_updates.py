@@ -6,6 +6,8 @@ Flyte's rules (docs/flyte-compat.md#watch-for-updates):
 - the update carries the action's phase and ``output_uri``: for a task or condition, the
   directory its executor writes ``outputs.pb`` to (``ComputeActionOutputPath`` of the run output
   base, the action and its attempt); for a trace, the outputs the SDK reported with it;
+- ``value``: a signalled condition's Literal, inline (Flyte's ``SignalValueFromStatus``): the SDK's
+  ``condition.wait()`` returns it, and reads no ``output_uri`` for a condition;
 - ``error`` only when the phase is FAILED and an error was recorded: the ``ExecutionError``
   kind is USER or SYSTEM when recorded so, UNKNOWN otherwise;
 - the watch covers the parent itself and its direct children, never grandchildren.
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from typing import cast
 
 from flyteidl2.common.phase_pb2 import ActionPhase
+from flyteidl2.core.literals_pb2 import Literal
 from flyteidl2.core.execution_pb2 import ExecutionError
 from flyteidl2.workflow.state_service_pb2 import ActionUpdate
 
@@ -66,6 +69,8 @@ def action_update(record: ActionRecord, *, namespace: str, run_output_base: str 
         phase=cast("ActionPhase", record.phase),
         output_uri=output_uri(record, namespace=namespace, run_output_base=run_output_base),
     )
+    if record.signal_value:
+        update.value.CopyFrom(Literal.FromString(record.signal_value))
     if record.phase == phases.FAILED:
         error = execution_error(record)
         if error is not None:

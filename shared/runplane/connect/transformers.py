@@ -81,6 +81,10 @@ def action_metadata(record: ActionRecord) -> wf.ActionMetadata:
                 short_name=record.task_short_name,
             )
         )
+    if record.action_type == wf.ActionType.ACTION_TYPE_CONDITION:
+        # Flyte names it by its function name (run_service.go); flyte.remote.Condition.get finds a
+        # condition by this name. Its declared type lives in the spec, which a listing never reads.
+        metadata.condition.CopyFrom(wf.ConditionActionMetadata(name=record.function_name))
     return metadata
 
 

@@ -98,7 +98,7 @@ RUN_INDEX_PROJECTION = (
 # the specs.
 ACTION_STATE_ATTRIBUTES = (
     "project", "domain", "run_name", "name", "parent", "phase", "action_type", "attempts", "created_at",
-    "error_kind", "error_code", "error_message", "run_output_base", "output_uri", "version",
+    "error_kind", "error_code", "error_message", "run_output_base", "output_uri", "version", "signal_value",
 )  # fmt: skip
 # What the family index projects beside its keys: what an ActionUpdate needs. template.yaml lists
 # the same names (checked by a test).
@@ -227,6 +227,9 @@ class ActionRecord:
     # kept on the item so watches compute output URIs without reading the spec.
     run_output_base: str = ""
     output_uri: str = ""  # traces only: the trace's own outputs, reported by the SDK
+    # Conditions only: the serialized core.Literal SignalEvent wrote (runplane.table.signals); the
+    # watch hands it to the waiting SDK inline (ActionUpdate.value), as Flyte does.
+    signal_value: bytes = b""
     trigger_name: str = ""  # runs a schedule started
     trigger_task_name: str = ""
     trigger_revision: int = 0
@@ -308,6 +311,8 @@ class ActionRecord:
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"S": format_time(value)}
+        if self.signal_value:
+            item["signal_value"] = {"B": self.signal_value}  # raw, as record_signal writes it
         if self.trigger_revision:
             item["trigger_revision"] = {"N": str(self.trigger_revision)}
         if self.parent is not None:
@@ -358,6 +363,7 @@ class ActionRecord:
             updated_at=parse_time(get.string("updated_at")) if "updated_at" in item else None,
             version=get.number("version", default=1),
             trigger_revision=get.number("trigger_revision"),
+            signal_value=get.binary("signal_value"),
             **optional,
         )
 
