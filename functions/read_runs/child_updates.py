@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from typing import cast
 
 from flyteidl2.common.phase_pb2 import ActionPhase
-from flyteidl2.core.literals_pb2 import Literal
 from flyteidl2.core.execution_pb2 import ExecutionError
+from flyteidl2.core.literals_pb2 import Literal
 from flyteidl2.workflow.state_service_pb2 import ActionUpdate
 
 from runplane.connect.transformers import action_identifier
