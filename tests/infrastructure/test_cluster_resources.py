@@ -128,13 +128,15 @@ def test_the_relay_forwards_exactly_the_executors_unauthenticated_procedures():
     from local_stack.relay import relay_module
 
     cache = "/flyteidl2.cacheservice.v2.CacheService"
-    assert relay_module().FORWARDED_PROCEDURES == (
+    expected = (
         "/flyteidl2.workflow.EventsProxyService/Record",
         f"{cache}/Get",
         f"{cache}/Put",
         f"{cache}/GetOrExtendReservation",
         f"{cache}/ReleaseReservation",
     )
+    forwarded = relay_module().FORWARDED_PROCEDURES
+    assert forwarded == expected
     # the deploy guide points both of the executor's URLs at the relay's Service
     guide = (CLUSTER_RESOURCES_DIR.parents[1] / "docs" / "deploy.md").read_text()
     service = f"http://{RELAY}.flyte.svc.cluster.local"
