@@ -76,7 +76,10 @@ def test_a_cached_task_runs_once_and_the_second_call_is_a_cache_hit(flyte_client
     second.wait(quiet=True)
     assert (first.phase, second.phase) == ("succeeded", "succeeded")
     assert second.outputs()[0] == first.outputs()[0]  # the same marker: the body ran once
-    assert data_plane.executor.log_file(run=second.name, action="a0", attempt=1).exists() is False  # no process
+    assert (
+        data_plane.executor.log_file(project=PROJECT, domain=DOMAIN, run=second.name, action="a0", attempt=1).exists()
+        is False
+    )  # no process
     store = ActionStore(table_name=data_plane.aws.table_name)
     assert root_of(store, first.name).cache_status == CatalogCacheStatus.CACHE_POPULATED
     assert wait_for(lambda: root_of(store, second.name).cache_status == CatalogCacheStatus.CACHE_HIT, timeout=10)
@@ -105,7 +108,9 @@ def test_a_serializable_task_started_three_times_at_once_runs_once(flyte_client,
     ran = [
         r
         for r in children_of(store, run.name)
-        if data_plane.executor.log_file(run=run.name, action=r.key.name, attempt=1).exists()
+        if data_plane.executor.log_file(
+            project=PROJECT, domain=DOMAIN, run=run.name, action=r.key.name, attempt=1
+        ).exists()
     ]
     assert len(ran) == 1
 
