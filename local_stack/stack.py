@@ -15,7 +15,7 @@ Authentication (``local_stack.auth``): a local identity provider and TLS for the
 every stack; the front enforces the template's JWT authorizers when ``auth=True`` (what
 ``scripts/stack`` runs) or within ``authentication()``. The data plane started while enforcement
 is on gives task processes client credentials (a flyte config file, https to the front). The
-executor sends its events without credentials to the events relay (local_stack.relay, the script
+executor sends its events and its task-cache calls without credentials to the events relay (local_stack.relay, the script
 deploy/kubernetes/events-relay runs in the cluster), which forwards them to the front with a token
 of the local issuer's data-plane client, as it does in the cluster.
 Everything binds to loopback. A lock file in the state directory makes a second start fail
@@ -319,9 +319,8 @@ class LocalStack:
             ttl_seconds=self.config.executor_ttl_seconds,
             python_bin_dir=str(Path(sys.executable).parent),
             log_group=TASK_LOG_GROUP,
-            # the task cache: the front's CacheService, with a data-plane token (docs/caching.md)
-            cache_endpoint=self.endpoint,
-            cache_authorization=self.data_plane_authorization,
+            # the task cache: through the relay too, without credentials, as Flyte's (docs/caching.md)
+            cache_endpoint=self.events_endpoint,
         )
         self.executor.start()
         self._stop_ticking.clear()
@@ -403,7 +402,7 @@ class LocalStack:
 
     @property
     def events_endpoint(self) -> str:
-        """Where the executor sends its events: the relay (no credentials needed, as in the cluster)."""
+        """Where the executor sends its events and cache calls: the relay (no credentials, as in the cluster)."""
         assert self.relay is not None, "the stack is not started"
         return self.relay.endpoint
 

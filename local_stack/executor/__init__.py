@@ -13,6 +13,9 @@ the garbage collector selects on, and an ``ActionEvent`` per phase transition, P
 proto to ``<events_endpoint>/flyteidl2.workflow.EventsProxyService/Record`` with no credentials
 (setup.go's ``http.DefaultClient``): the local stack points it at the events relay, the same script
 the cluster runs (deploy/kubernetes/events-relay/relay.py), which adds the data-plane client's token.
+Its task-cache calls (``cache``: CacheService Get, Put, GetOrExtendReservation, ReleaseReservation)
+go the same way, to ``cache_endpoint`` without credentials (cache_service/client.go's
+``http.DefaultClient``), which the local stack points at the relay too.
 
 The lifecycle follows ``taskaction_controller.go``:
 
@@ -62,7 +65,7 @@ Where it still differs from the Go code:
 - ``events.EventSink``: 4 flush workers instead of 32 (eventFlushWorkers), on a shared laptop;
 - ``controller.LocalExecutor``: one watch thread and a thread per resource instead of a work queue
   with MaxConcurrentReconciles; a condition action (``actionType: condition``) is skipped, not
-  resolved (reconcileCondition); no cache service (evaluateCacheBeforeExecution).
+  resolved (reconcileCondition).
 
 Run one per namespace: there is no leader election, and two executors would run every task twice.
 

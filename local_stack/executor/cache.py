@@ -15,8 +15,10 @@ For a task whose template is ``discoverable``:
 
 The key is built from what ``buildCacheKey`` hashes: the task's identifier without its version, its
 interface, its inputs (less ``cache_ignore_input_vars``) and the cache version the SDK sent
-(``spec.cacheKey``). Calls go to the control plane's CacheService over Connect (binary proto), with
-the executor's data-plane token; one that fails is a look-up failure and the task simply runs, as
+(``spec.cacheKey``). Calls go to the CacheService over Connect (binary proto) without credentials,
+as Flyte's cache client (``http.DefaultClient``): the local stack sends them through the events
+relay, which adds the data-plane token (``authorization`` is for callers that talk to the API
+directly, such as tests); one that fails is a look-up failure and the task simply runs, as
 in Flyte.
 """
 

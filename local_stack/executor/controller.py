@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,18 +47,16 @@ class LocalExecutor:
         python_bin_dir: str | os.PathLike[str] | None = None,
         log_group: str | None = None,
         cache_endpoint: str = "",
-        cache_authorization: Callable[[], str] | None = None,
     ) -> None:
         """``log_group``: the CloudWatch Logs group the processes' output is shipped to (none: kept
-        in the work folder only). ``cache_endpoint``: where the CacheService is (Flyte's executor
-        calls its cache service directly, with its own credentials: ``cache_authorization``, the
-        Authorization header's value); none: no task cache."""
+        in the work folder only). ``cache_endpoint``: where the CacheService is, called without
+        credentials as Flyte's executor does (``http.DefaultClient``: the relay adds them); none: no
+        task cache."""
         self.kubeconfig = Path(kubeconfig)
         self.namespace = namespace
         self.events_endpoint = events_endpoint
         self.log_group = log_group
         self.cache_endpoint = cache_endpoint
-        self.cache_authorization = cache_authorization
         self.work_dir = Path(work_dir)
         self.task_environment = dict(task_environment or {})
         self.ttl_seconds = ttl_seconds
@@ -91,9 +88,8 @@ class LocalExecutor:
             task_environment=self.task_environment,
             stopping=self._stopping,
             logs=LogSink(log_group=self.log_group, client=boto3.client("logs")) if self.log_group else None,
-            cache=CacheClient(self.cache_endpoint, authorization=self.cache_authorization)
-            if self.cache_endpoint
-            else None,
+            # no credentials, as Flyte's cache client (the relay adds them)
+            cache=CacheClient(self.cache_endpoint) if self.cache_endpoint else None,
             launcher=self._launcher(),
         )
         for name, target in (("executor-watch", self._watch_forever), ("executor-gc", self._collect_forever)):

@@ -299,6 +299,8 @@ def test_record_events_shows_in_the_attempts_and_a_bad_event_is_refused_alone(st
 
 # --- the events relay ----------------------------------------------------------------------------
 
+CACHE_GET = "/flyteidl2.cacheservice.v2.CacheService/Get"
+
 
 def _to_relay(stack, path: str, body: bytes, *, method: str = "POST", headers: dict[str, str] | None = None):
     request = urllib.request.Request(
@@ -334,9 +336,31 @@ def test_the_relay_records_the_executors_unauthenticated_events_with_its_own_tok
     assert [(e.attempt, e.phase) for e in store.list_events(key(run))] == [(1, phases.RUNNING)]
 
 
+def test_the_relay_forwards_the_executors_unauthenticated_cache_get_with_its_own_token(stack):
+    """Flyte's cache client is a plain http.DefaultClient too (cache_service/client.go): a Get
+    without credentials is a 401 straight to the API, and answered by the service through the relay."""
+    from flyteidl2.cacheservice import cacheservice_pb2 as cache_base
+    from flyteidl2.cacheservice.v2 import cacheservice_pb2 as cache_v2
+
+    get = cache_v2.GetCacheRequest(
+        base_request=cache_base.GetCacheRequest(key=unique_name("key")),
+        identifier=cache_v2.Identifier(org="testorg", project=PROJECT, domain=DOMAIN),
+    ).SerializeToString()
+    with stack.authentication():
+        headers = {"Content-Type": "application/proto", "Connect-Protocol-Version": "1"}
+        assert post(stack, get, headers, CACHE_GET)[0] == 401
+        status, _, answer = _to_relay(stack, CACHE_GET, get)
+    assert (status, json.loads(answer)["code"]) == (404, "not_found"), answer  # a miss: the service answered
+
+
 def test_the_relay_refuses_anything_but_record_without_calling_the_api(stack):
     forwarded = stack.relay.relay.forwarded
-    for path in (f"{RUNS}/CreateRun", f"{INTERNAL}/RecordActionEvents", "/"):
+    for path in (
+        f"{RUNS}/CreateRun",
+        f"{INTERNAL}/RecordActionEvents",
+        "/flyteidl2.cacheservice.v2.CacheService/Delete",
+        "/",
+    ):
         status, headers, body = _to_relay(stack, path, b"")
         assert (status, json.loads(body)["code"]) == (404, "not_found"), path
         assert headers["Content-Type"] == "application/json"

@@ -1,6 +1,8 @@
 """The task cache end to end: Flyte's examples/caching patterns through the real SDK, the local
-executor and the CacheService (functions/cache_service), and the service's own guarantees over
-HTTP (reservations, refusals) as Flyte's executor calls it, with a data-plane token."""
+executor and the CacheService (functions/cache_service), with the front enforcing its authorizers,
+and the service's own guarantees over HTTP (reservations, refusals) as Flyte's executor calls it:
+without credentials (its cache client is a plain http.DefaultClient), through the events relay,
+which adds the data-plane token."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from flyteidl2.cacheservice import cacheservice_pb2 as base
 from flyteidl2.cacheservice.v2 import cacheservice_pb2 as v2
 from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
 
+from local_stack.auth import USER_CLIENT
 from local_stack.executor.cache import CacheCallFailed, CacheClient
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
@@ -23,7 +26,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def data_plane(stack):
-    with stack.data_plane():
+    """The executor on, with the front enforcing the routes' authorizers: its cache calls, made
+    without credentials, get through only by the relay."""
+    with stack.authentication(), stack.data_plane():
         yield stack
 
 
@@ -31,7 +36,18 @@ def data_plane(stack):
 def flyte_client(data_plane):
     import flyte
 
-    flyte.init(endpoint=data_plane.endpoint, insecure=True, org="testorg", project=PROJECT, domain=DOMAIN)
+    user = data_plane.auth.issuer.client(USER_CLIENT)
+    flyte.init(
+        endpoint=data_plane.tls_endpoint,
+        ca_cert_file_path=str(data_plane.ca_cert),
+        auth_type="ClientSecret",
+        client_id=user.client_id,
+        client_credentials_secret=user.secret,
+        disable_keyring=True,
+        org="testorg",
+        project=PROJECT,
+        domain=DOMAIN,
+    )
     return flyte
 
 
@@ -53,16 +69,21 @@ def test_a_cached_task_runs_once_and_the_second_call_is_a_cache_hit(flyte_client
     from tests.e2e.sdk_tasks.cached import marked, marked_v2
 
     seed = int(time.time() * 1000) % 1_000_000_000  # inputs no earlier test used
+    forwarded = data_plane.relay.relay.forwarded
     first = flyte_client.with_runcontext(mode="remote").run(marked, seed=seed)
     first.wait(quiet=True)
     second = flyte_client.with_runcontext(mode="remote").run(marked, seed=seed)
     second.wait(quiet=True)
     assert (first.phase, second.phase) == ("succeeded", "succeeded")
     assert second.outputs()[0] == first.outputs()[0]  # the same marker: the body ran once
-    assert data_plane.executor.log_file(run=second.name, action="a0", attempt=1).exists() is False  # no process
+    assert (
+        data_plane.executor.log_file(project=PROJECT, domain=DOMAIN, run=second.name, action="a0", attempt=1).exists()
+        is False
+    )  # no process
     store = ActionStore(table_name=data_plane.aws.table_name)
     assert root_of(store, first.name).cache_status == CatalogCacheStatus.CACHE_POPULATED
     assert wait_for(lambda: root_of(store, second.name).cache_status == CatalogCacheStatus.CACHE_HIT, timeout=10)
+    assert data_plane.relay.relay.forwarded > forwarded  # the executor's cache calls and events, relayed
 
     other = flyte_client.with_runcontext(mode="remote").run(marked, seed=seed + 1)  # a changed input
     other.wait(quiet=True)
@@ -87,7 +108,9 @@ def test_a_serializable_task_started_three_times_at_once_runs_once(flyte_client,
     ran = [
         r
         for r in children_of(store, run.name)
-        if data_plane.executor.log_file(run=run.name, action=r.key.name, attempt=1).exists()
+        if data_plane.executor.log_file(
+            project=PROJECT, domain=DOMAIN, run=run.name, action=r.key.name, attempt=1
+        ).exists()
     ]
     assert len(ran) == 1
 
@@ -97,7 +120,8 @@ def test_a_serializable_task_started_three_times_at_once_runs_once(flyte_client,
 
 @pytest.fixture
 def cache(data_plane):
-    return CacheClient(data_plane.endpoint, authorization=data_plane.data_plane_authorization)
+    """What Flyte's executor has: no credentials, the relay as its cacheServiceURL."""
+    return CacheClient(data_plane.events_endpoint)
 
 
 def _identifier(project: str = PROJECT) -> v2.Identifier:
@@ -183,6 +207,19 @@ def test_entries_are_scoped_to_their_project_and_bad_requests_are_invalid_argume
     with pytest.raises(CacheCallFailed) as no_owner:
         _reserve(cache, key, "")
     assert no_owner.value.code == "invalid_argument"
+
+
+def test_the_executors_unauthenticated_get_works_through_the_relay_only(data_plane):
+    key = unique_name("key")
+    with pytest.raises(CacheCallFailed) as direct:
+        _get(CacheClient(data_plane.endpoint), key)  # straight to the API: no token, refused
+    assert direct.value.code in ("401", "unauthenticated")
+    forwarded = data_plane.relay.relay.forwarded
+    relayed = CacheClient(data_plane.events_endpoint, authorization=lambda: "Bearer not-a-token")
+    with pytest.raises(CacheCallFailed) as missing:
+        _get(relayed, key)  # the caller's Authorization dropped, the relay's token used
+    assert missing.value.code == "not_found"  # the service answered: a miss, not a refusal
+    assert data_plane.relay.relay.forwarded == forwarded + 1
 
 
 def test_the_routes_want_a_data_plane_token(data_plane):

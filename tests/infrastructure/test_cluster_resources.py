@@ -122,6 +122,27 @@ def test_the_relay_script_imports_the_standard_library_only():
     assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
 
 
+def test_the_relay_forwards_exactly_the_executors_unauthenticated_procedures():
+    """Record (setup.go's events client) and the four procedures of Flyte's cache client
+    (catalog/cache_service/client.go), both built on http.DefaultClient; nothing else of the API."""
+    from local_stack.relay import relay_module
+
+    cache = "/flyteidl2.cacheservice.v2.CacheService"
+    expected = (
+        "/flyteidl2.workflow.EventsProxyService/Record",
+        f"{cache}/Get",
+        f"{cache}/Put",
+        f"{cache}/GetOrExtendReservation",
+        f"{cache}/ReleaseReservation",
+    )
+    forwarded = relay_module().FORWARDED_PROCEDURES
+    assert forwarded == expected
+    # the deploy guide points both of the executor's URLs at the relay's Service
+    guide = (CLUSTER_RESOURCES_DIR.parents[1] / "docs" / "deploy.md").read_text()
+    service = f"http://{RELAY}.flyte.svc.cluster.local"
+    assert f"EventsServiceURL: {service}" in guide and f"cacheServiceURL: {service}" in guide
+
+
 def test_only_the_executors_namespace_reaches_the_relay():
     (policy,) = _of_kind("NetworkPolicy")
     (service,) = _of_kind("Service")

@@ -27,6 +27,9 @@ pytestmark = pytest.mark.integration
 CLIENT_ID = "data-plane"
 SCOPE = "flyte/data-plane"
 RECORD = "/flyteidl2.workflow.EventsProxyService/Record"
+CACHE = "/flyteidl2.cacheservice.v2.CacheService"
+# what Flyte's cache client calls (flyteplugins/.../catalog/cache_service/client.go)
+CACHE_PROCEDURES = ("Get", "Put", "GetOrExtendReservation", "ReleaseReservation")
 
 
 class Upstream:
@@ -97,9 +100,9 @@ def relay(issuer, upstream, tmp_path) -> Iterator[LocalRelay]:
     running.stop()
 
 
-def record(relay: LocalRelay, body: bytes = b"\x0a\x00", headers: dict[str, str] | None = None):
+def record(relay: LocalRelay, body: bytes = b"\x0a\x00", headers: dict[str, str] | None = None, *, path: str = RECORD):
     request = urllib.request.Request(
-        relay.endpoint + RECORD,
+        relay.endpoint + path,
         data=body,
         method="POST",
         headers={"Content-Type": "application/proto", "Connect-Protocol-Version": "1", **(headers or {})},
@@ -126,6 +129,28 @@ def test_record_calls_are_forwarded_with_one_cached_token_of_the_data_plane_clie
     assert (claims["sub"], claims["scope"]) == (CLIENT_ID, SCOPE)  # a client's token, the data-plane scope only
     assert all(headers["traceparent"] == "00-ab-cd-01" for _, headers, _ in upstream.received)
     assert all(body == b"\x0a\x00" for _, _, body in upstream.received)
+
+
+def test_the_cache_clients_procedures_are_forwarded_to_the_same_procedure_with_the_token(relay, upstream):
+    """Flyte's cache client is a plain http.DefaultClient too: its four procedures go through."""
+    for name in CACHE_PROCEDURES:
+        status, _, _ = record(relay, headers={"Authorization": "Bearer the-callers"}, path=f"/any/prefix{CACHE}/{name}")
+        assert status == 200, name
+    assert [path for path, _, _ in upstream.received] == [f"/prefix{CACHE}/{name}" for name in CACHE_PROCEDURES]
+    assert all(headers["authorization"] != "Bearer the-callers" for _, headers, _ in upstream.received)
+    assert relay.relay.forwarded == len(CACHE_PROCEDURES)
+
+
+def test_anything_else_is_refused_without_calling_the_control_plane(relay, upstream):
+    for path in (
+        f"{CACHE}/Delete",
+        f"{CACHE}/GetOrExtendReservations",
+        "/flyteidl2.workflow.RunService/CreateRun",
+        "/",
+    ):
+        status, _, body = record(relay, path=path)
+        assert (status, json.loads(body)["code"]) == (404, "not_found"), path
+    assert upstream.received == [] and relay.relay.forwarded == 0
 
 
 def test_the_control_planes_answer_and_its_refusal_header_come_back_as_they_are(relay, upstream):
@@ -167,6 +192,8 @@ def test_the_relay_is_the_stdlib_script_the_cluster_runs():
     module = relay_module()
     assert Path(module.__file__).parts[-4:] == ("deploy", "kubernetes", "events-relay", "relay.py")
     assert module.RECORD_PROCEDURE == RECORD
+    expected = (RECORD, *(f"{CACHE}/{name}" for name in CACHE_PROCEDURES))
+    assert tuple(module.FORWARDED_PROCEDURES) == expected
 
 
 def _b64(segment: str) -> bytes:

@@ -1,21 +1,26 @@
-"""The events relay: Flyte's executor's ActionEvents to the control plane, with the data plane's credentials.
+"""The events relay: Flyte's executor's events and cache calls to the control plane, with the data plane's credentials.
 
 Flyte's executor sends every TaskAction transition to ``EventsProxyService/Record`` with a plain
 ``http.DefaultClient`` and no credentials (flyteorg/flyte ``executor/setup.go``), and records the
 event *before* it writes the TaskAction's status: an event the API refuses (401) means no status is
-ever written. The control plane's Record route requires a token with the data-plane scope. This
-relay sits between them inside the cluster: the executor's ``EventsServiceURL`` points at it, and it
-forwards each Record call to the control plane with a token of a dedicated data-plane client (OAuth
-client credentials; not a person's token, and scoped to the data plane only), cached until close to
-its expiry.
+ever written. Its task cache client is made the same way (``cachecatalog.NewHTTPClient`` in
+setup.go, ``NewClient(http.DefaultClient, ...)`` in
+``flyteplugins/go/tasks/pluginmachinery/catalog/cache_service/client.go``): no credentials either.
+The control plane's Record and CacheService routes require a token with the data-plane scope. This
+relay sits between them inside the cluster: the executor's ``EventsServiceURL`` and
+``cacheServiceURL`` (or the ``BaseURL`` setup.go prefers for both) point at it, and it forwards each
+call to the control plane with a token of a dedicated data-plane client (OAuth client credentials;
+not a person's token, and scoped to the data plane only), cached until close to its expiry.
 
 What it accepts and answers:
 
-- ``POST <any prefix>/flyteidl2.workflow.EventsProxyService/Record`` only (Connect unary, binary or
-  JSON, whatever the executor sends); anything else is answered with a Connect error without
-  contacting the control plane: 404 ``not_found`` for another path, 405 ``unimplemented`` for
-  another method, 413 ``resource_exhausted`` for a body over ``RELAY_MAX_BODY_BYTES``, 411
-  ``invalid_argument`` for a body without a length;
+- ``POST <any prefix><procedure>`` for the procedures in ``FORWARDED_PROCEDURES`` only: Record, and
+  the four CacheService procedures the Go cache client calls (Get, Put, GetOrExtendReservation,
+  ReleaseReservation; it never calls Delete), Connect unary, binary or JSON, whatever the executor
+  sends. The call goes to the same procedure under ``RELAY_UPSTREAM``. Anything else is answered
+  with a Connect error without contacting the control plane: 404 ``not_found`` for another path,
+  405 ``unimplemented`` for another method, 413 ``resource_exhausted`` for a body over
+  ``RELAY_MAX_BODY_BYTES``, 411 ``invalid_argument`` for a body without a length;
 - the control plane's response is passed back as it is: status, body, and the headers that are not
   hop-by-hop (``Content-Type``, ``x-flyte-refused-events`` naming the events of a batch that were
   refused, Connect's headers), so the executor sees exactly what the API decided;
@@ -52,6 +57,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 logger = logging.getLogger("events-relay")
 
 RECORD_PROCEDURE = "/flyteidl2.workflow.EventsProxyService/Record"
+CACHE_SERVICE = "/flyteidl2.cacheservice.v2.CacheService"
+# Exactly what Flyte's executor calls without credentials: Record (setup.go's eventsClient) and the
+# cache client's procedures (cache_service/client.go: Get, Put (Put and Update), GetOrExtendReservation,
+# ReleaseReservation). Nothing else of the API is reachable through the relay.
+FORWARDED_PROCEDURES = (
+    RECORD_PROCEDURE,
+    f"{CACHE_SERVICE}/Get",
+    f"{CACHE_SERVICE}/Put",
+    f"{CACHE_SERVICE}/GetOrExtendReservation",
+    f"{CACHE_SERVICE}/ReleaseReservation",
+)
 # API Gateway's payload limit: a larger body could never be accepted upstream. 400 events of the
 # executor's batch are well under 1 MiB.
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -131,14 +147,14 @@ class TokenSource:
 
 
 class Upstream:
-    """The control plane's Record endpoint, one kept-alive connection per relay thread."""
+    """The control plane's forwarded procedures, one kept-alive connection per relay thread."""
 
     def __init__(self, base_url: str, *, context: ssl.SSLContext | None) -> None:
         parsed = urllib.parse.urlsplit(base_url.rstrip("/"))
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"RELAY_UPSTREAM must be an http(s) URL, got {base_url!r}")
         self._parsed = parsed
-        self.path = parsed.path + RECORD_PROCEDURE
+        self.prefix = parsed.path  # the API's stage or path prefix, before the procedure
         self._context = context
         self._local = threading.local()
 
@@ -155,12 +171,12 @@ class Upstream:
             self._local.connection = connection
         return connection
 
-    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
-        """(status, headers, body) of the control plane's answer; raises Unavailable."""
+    def post(self, procedure: str, body: bytes, headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """(status, headers, body) of the control plane's answer to ``procedure``; raises Unavailable."""
         for attempt in range(2):  # a kept-alive connection the other side closed is opened again once
             connection = self._connection()
             try:
-                connection.request("POST", self.path, body=body, headers=headers)
+                connection.request("POST", self.prefix + procedure, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
                 if response.will_close:
@@ -183,26 +199,37 @@ class Upstream:
 
 
 class Relay:
-    """Forwards Record calls: the token, the upstream, the limits."""
+    """Forwards the executor's calls: the token, the upstream, the limits."""
 
     def __init__(self, *, upstream: Upstream, tokens: TokenSource, max_body_bytes: int) -> None:
         self.upstream = upstream
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
-        self.forwarded = 0  # Record calls passed on (whatever the control plane answered)
+        self.forwarded = 0  # calls passed on (whatever the control plane answered)
 
-    def forward(self, body: bytes, request_headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+    def forward(
+        self, procedure: str, body: bytes, request_headers: dict[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {name: value for name, value in request_headers.items() if name in FORWARDED_REQUEST_HEADERS}
         headers.setdefault("content-type", "application/proto")
         renew = False
         for _ in range(2):
             headers["authorization"] = f"Bearer {self.tokens.token(renew=renew)}"
-            status, response_headers, payload = self.upstream.post(body, headers)
+            status, response_headers, payload = self.upstream.post(procedure, body, headers)
             if status != 401:
                 break
             renew = True  # revoked or expired early: one fresh token, then the answer stands
         self.forwarded += 1
         return status, response_headers, payload
+
+
+def procedure_of(path: str) -> str | None:
+    """The forwarded procedure ``path`` ends with (after any prefix), or None."""
+    path = path.split("?", 1)[0]
+    for procedure in FORWARDED_PROCEDURES:
+        if path.endswith(procedure):
+            return procedure
+    return None
 
 
 def connect_error(status: int, code: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -215,26 +242,28 @@ def handler_class(relay: Relay) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # the executor's client keeps its connections alive
 
         def do_POST(self) -> None:
-            if not self.path.split("?", 1)[0].endswith(RECORD_PROCEDURE):
+            procedure = procedure_of(self.path)
+            if procedure is None:
                 self._drain()
-                self._answer(*connect_error(404, "not_found", f"the events relay serves {RECORD_PROCEDURE} only"))
+                served = ", ".join(FORWARDED_PROCEDURES)
+                self._answer(*connect_error(404, "not_found", f"the events relay serves {served} only"))
                 return
             length = self.headers.get("Content-Length")
             if length is None or not length.isdigit():
                 self.close_connection = True
-                self._answer(*connect_error(411, "invalid_argument", "a Record call needs a Content-Length"))
+                self._answer(*connect_error(411, "invalid_argument", "a call needs a Content-Length"))
                 return
             if int(length) > relay.max_body_bytes:
                 self.close_connection = True  # the body is left unread: the connection cannot be reused
                 self._answer(
-                    *connect_error(413, "resource_exhausted", f"a Record call is at most {relay.max_body_bytes} bytes")
+                    *connect_error(413, "resource_exhausted", f"a call is at most {relay.max_body_bytes} bytes")
                 )
                 return
             body = self.rfile.read(int(length))
             try:
-                answer = relay.forward(body, {name.lower(): value for name, value in self.headers.items()})
+                answer = relay.forward(procedure, body, {name.lower(): value for name, value in self.headers.items()})
             except Unavailable as exc:
-                logger.warning("Record not forwarded: %s", exc)
+                logger.warning("%s not forwarded: %s", procedure, exc)
                 answer = connect_error(503, "unavailable", str(exc))
             self._answer(*answer)
 
