@@ -6,7 +6,7 @@ actions: the watch the SDK holds inside a parent (ActionsService/WatchForUpdates
 Each run has its root, the watched parent (a child of the root) with 10 children, and the rest of
 its actions under the root (other families: what a large fan-out beside the parent looks like).
 For one simulated minute the watch runs through the real code (``RunReader``, streaming, polling
-every ``CHANGE_POLL_SECONDS``) on moto, while every second one of the parent's children and one
+every 50 ms after each change, backing off to ``CHANGE_POLL_SECONDS`` while quiet) on moto, while every second one of the parent's children and one
 action of another family change phase. Every read goes through a counting client that bills it as
 DynamoDB does: a GetItem on the whole item (1 unit per 4 KB, half when eventually consistent); a
 Query on the sum of what it reads (the whole items of the table; the projected entries of an
@@ -30,7 +30,7 @@ from typing import Any, cast
 
 FAMILY_SIZE = 10  # the watched parent's children
 MINUTE = 60.0
-POLL_SECONDS = 0.2  # template.yaml: CHANGE_POLL_SECONDS
+POLL_SECONDS = 1.0  # template.yaml: CHANGE_POLL_SECONDS (the quiet poll; 50 ms after each change)
 OLD_POLL_SECONDS = 0.5
 OLD_STREAM_SECONDS = 5.0  # 4 s window + the SDK's 1 s backoff
 READ_BLOCK = 4096

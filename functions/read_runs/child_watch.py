@@ -32,6 +32,25 @@ from runplane.table.records import ActionRecord
 # own changes are sent too, and the watch ends once it has ended (its task is gone). Less often
 # than the family's polls: the parent's task is the one watching, so its phase rarely matters.
 PARENT_CHECK_SECONDS = 1.0
+# The adaptive poll: right after the stream starts and after each change the family is read every
+# FAST_POLL_SECONDS (a parent that just saw a change usually writes the next one at once: a trace,
+# the next child), then each quiet poll waits IDLE_BACKOFF times longer, up to IDLE_POLL_SECONDS,
+# so a parent waiting on slow children reads about one quiet Query a second.
+FAST_POLL_SECONDS = 0.05
+IDLE_POLL_SECONDS = 1.0
+IDLE_BACKOFF = 1.5
+
+
+class PollPace:
+    """The interval before the next poll: fast after a change, backing off while quiet."""
+
+    def __init__(self, *, fast: float = FAST_POLL_SECONDS, idle: float = IDLE_POLL_SECONDS) -> None:
+        self._fast = fast
+        self._idle = max(fast, idle)
+        self.seconds = fast
+
+    def polled(self, *, changed: bool) -> None:
+        self.seconds = self._fast if changed else min(self._idle, self.seconds * IDLE_BACKOFF)
 
 
 class ChildWatch:
@@ -44,15 +63,16 @@ class ChildWatch:
         polls: Iterable[int],
         streaming: bool,
         clock: Callable[[], datetime],
-        poll_seconds: float = 0.5,
+        pace: PollPace | None = None,
     ) -> None:
+        """``polls``: one tick per poll, each after ``pace.seconds`` (``RunReader._polls``)."""
         self._store = store
         self._parent = parent
         self._namespace = namespace
         self._polls = polls
         self._streaming = streaming
         self._clock = clock
-        self._parent_every = max(1, round(PARENT_CHECK_SECONDS / poll_seconds))
+        self.pace = pace or PollPace()
         self._versions: dict[str, int] = {}
         self._sent: dict[str, ActionUpdate] = {}
         self._base = ""
@@ -72,16 +92,19 @@ class ChildWatch:
         yield None  # the sentinel: the informer's cache is in sync
         if phases.is_terminal(parent.phase):
             return
-        for tick in self._polls:
+        parent_read = self._clock()
+        for _ in self._polls:
             read_at = self._clock()
             changed = list(self._newer(family_changes(client, table_name=table, parent=self._parent, since=since)))
             since = read_at - CHANGE_OVERLAP
             ended = False
-            if tick % self._parent_every == 0:
+            if (read_at - parent_read).total_seconds() >= PARENT_CHECK_SECONDS:
+                parent_read = read_at
                 current = action_state(client, table_name=table, key=self._parent, consistent=False)
                 if current is not None:
                     changed.extend(self._newer([current]))
                     ended = phases.is_terminal(current.phase)
+            self.pace.polled(changed=bool(changed))
             yield from changed
             if ended or (changed and not self._streaming):
                 return

@@ -24,7 +24,7 @@ from flyteidl2.workflow.run_definition_pb2 import Run
 
 from functions.read_runs.action_listing import ACTIONS
 from functions.read_runs.action_tree import ActionFilter, enriched_actions
-from functions.read_runs.child_watch import ChildWatch
+from functions.read_runs.child_watch import FAST_POLL_SECONDS, IDLE_POLL_SECONDS, ChildWatch, PollPace
 from functions.read_runs.details import action_details, run_details
 from functions.read_runs.run_listing import read_page, run_query
 from runplane.connect.errors import invalid_argument, not_found
@@ -54,7 +54,8 @@ class RunReader:
         tokens: PageTokens,
         watch_window_seconds: float = 20.0,
         streaming: bool = False,
-        change_poll_seconds: float = WATCH_POLL_SECONDS,
+        change_poll_seconds: float = IDLE_POLL_SECONDS,
+        fast_poll_seconds: float = FAST_POLL_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = utcnow,
@@ -64,7 +65,8 @@ class RunReader:
         """``streaming``: whether the answer reaches the client frame by frame (the streaming
         route); a watch then sends every change until its window ends. Buffered (API Gateway's
         HTTP API), a watch ends at the first change, since nothing reaches the client before the
-        end. ``change_poll_seconds``: how often a watch of a parent's children reads its changes."""
+        end. ``change_poll_seconds``: how often a quiet watch of a parent's children reads its changes;
+        ``fast_poll_seconds``: how often right after it starts and after each change (``PollPace``)."""
         self._store = store
         self._tokens = tokens
         self._run_index = run_index  # the run index ListRuns reads (runplane.ops.settings.ReadSettings)
@@ -74,6 +76,7 @@ class RunReader:
         # waits 5 s for it when it starts: a buffered child watch ends sooner than that.
         self._child_window = None if streaming else CHILD_WATCH_WINDOW_SECONDS
         self._change_poll_seconds = change_poll_seconds
+        self._fast_poll_seconds = fast_poll_seconds
         self._clock = clock
         self._namespace = namespace
         self._sleep = sleep
@@ -195,23 +198,25 @@ class RunReader:
     def _watch_children(self, parent_id: ActionIdentifier) -> Iterator[state.ActionUpdate | None]:
         """The updates to send, None standing for the sentinel (``child_watch``)."""
         key = action_key(parent_id, field="parent_action_id")
+        pace = PollPace(fast=self._fast_poll_seconds, idle=self._change_poll_seconds)
         yield from ChildWatch(
             store=self._store,
             parent=key,
             namespace=self._namespace,
-            polls=self._polls(self._change_poll_seconds, limit=self._child_window),
+            polls=self._polls(lambda: pace.seconds, limit=self._child_window),
             streaming=self._streaming,
             clock=self._clock,
-            poll_seconds=self._change_poll_seconds,
+            pace=pace,
         )
 
-    def _polls(self, interval: float, *, limit: float | None = None) -> Iterator[int]:
-        """One tick per poll, ``interval`` apart, until the watch's window (or ``limit``) ends."""
+    def _polls(self, interval: float | Callable[[], float], *, limit: float | None = None) -> Iterator[int]:
+        """One tick per poll, ``interval`` apart (or what it says before each poll), until the
+        watch's window (or ``limit``) ends."""
         window = self._window if limit is None else min(self._window, limit)
         deadline = self._monotonic() + window
         tick = 0
         while self._monotonic() < deadline:
-            self._sleep(interval)
+            self._sleep(interval() if callable(interval) else interval)
             tick += 1
             yield tick
 

@@ -221,9 +221,11 @@ class ReadSettings:
     # How long a Watch call waits for a change before it ends the stream (the SDK re-subscribes);
     # under API Gateway's 30 s integration limit.
     watch_window_seconds: float = 20.0
-    # How often a watch of a parent's children reads the family's changes (one Query of the
-    # family index, half a read unit when little changed): the latency of a change to the SDK.
-    change_poll_seconds: float = 0.2
+    # How often a quiet watch of a parent's children reads the family's changes (one Query of the
+    # family index, half a read unit when little changed): it polls every 50 ms right after it
+    # starts and after each change, backing off to this while nothing changes
+    # (functions/read_runs/child_watch.PollPace), so a waiting parent costs about one Query a second.
+    change_poll_seconds: float = 1.0
     # The TaskAction namespace: the output paths watches report are derived from it.
     namespace: str = "flyte"
     # The run index ListRuns reads: the current one, or the previous one while a stack moves onto
@@ -237,7 +239,7 @@ class ReadSettings:
             actions_table=env.get("ACTIONS_TABLE", pattern=_TABLE_NAME_PATTERN, hint="a DynamoDB table name"),
             page_token_secret=_page_token_secret(env),
             watch_window_seconds=float(env.get("WATCH_WINDOW_SECONDS", default="20", pattern=_SECONDS, hint="seconds")),
-            change_poll_seconds=float(env.get("CHANGE_POLL_SECONDS", default="0.2", pattern=_SECONDS, hint="seconds")),
+            change_poll_seconds=float(env.get("CHANGE_POLL_SECONDS", default="1", pattern=_SECONDS, hint="seconds")),
             namespace=env.get(
                 "TASKACTION_NAMESPACE", default="flyte", pattern=_NAMESPACE_PATTERN, hint="a DNS-1123 label"
             ),
