@@ -32,25 +32,48 @@ from runplane.table.records import ActionRecord
 # own changes are sent too, and the watch ends once it has ended (its task is gone). Less often
 # than the family's polls: the parent's task is the one watching, so its phase rarely matters.
 PARENT_CHECK_SECONDS = 1.0
-# The adaptive poll: right after the stream starts and after each change the family is read every
-# FAST_POLL_SECONDS (a parent that just saw a change usually writes the next one at once: a trace,
-# the next child), then each quiet poll waits IDLE_BACKOFF times longer, up to IDLE_POLL_SECONDS,
-# so a parent waiting on slow children reads about one quiet Query a second.
+# The adaptive poll. Right after the stream starts and after each child's end it reads the family
+# every FAST_POLL_SECONDS for FAST_POLLS polls (the parent acts on an end at once: the next trace,
+# the next child), then each poll waits IDLE_BACKOFF times longer, up to BUSY_POLL_SECONDS while a
+# child is in flight (its next change reaches the SDK within that) and IDLE_POLL_SECONDS while
+# none is (a parent busy with its own code, or done: about one quiet Query a second).
 FAST_POLL_SECONDS = 0.05
+FAST_POLLS = 4
+BUSY_POLL_SECONDS = 0.2
 IDLE_POLL_SECONDS = 1.0
 IDLE_BACKOFF = 1.5
 
 
 class PollPace:
-    """The interval before the next poll: fast after a change, backing off while quiet."""
+    """The interval before the next poll: fast after an end, backing off while nothing ends."""
 
-    def __init__(self, *, fast: float = FAST_POLL_SECONDS, idle: float = IDLE_POLL_SECONDS) -> None:
+    def __init__(
+        self, *, fast: float = FAST_POLL_SECONDS, busy: float = BUSY_POLL_SECONDS, idle: float = IDLE_POLL_SECONDS
+    ) -> None:
         self._fast = fast
+        self._busy = max(fast, busy)
         self._idle = max(fast, idle)
+        self._fast_left = FAST_POLLS
         self.seconds = fast
 
-    def polled(self, *, changed: bool) -> None:
-        self.seconds = self._fast if changed else min(self._idle, self.seconds * IDLE_BACKOFF)
+    def polled(self, *, ended: bool, in_flight: bool) -> None:
+        """After a poll: ``ended``, whether it saw a child end (or appear ended, as a trace does);
+        ``in_flight``, whether a child is still running."""
+        if ended:
+            self._fast_left = FAST_POLLS
+        if self._fast_left > 0:
+            self._fast_left -= 1
+            self.seconds = self._fast
+            return
+        cap = self._busy if in_flight else self._idle
+        self.seconds = min(cap, self.seconds * IDLE_BACKOFF)
+
+
+# A stream past its window stays open while a child is in flight and the family changed within
+# the window (bytes keep flowing: CloudFront's 60 s between bytes is not reached), up to this
+# (under the function's 900 s timeout): the SDK sleeps 1 s after every end of stream, and a
+# child's end during that second reached the parent a second late.
+BUSY_STREAM_LIMIT_SECONDS = 600.0
 
 
 class ChildWatch:
@@ -73,6 +96,7 @@ class ChildWatch:
         self._streaming = streaming
         self._clock = clock
         self.pace = pace or PollPace()
+        self._last_change = clock()
         self._versions: dict[str, int] = {}
         self._sent: dict[str, ActionUpdate] = {}
         self._base = ""
@@ -104,10 +128,27 @@ class ChildWatch:
                 if current is not None:
                     changed.extend(self._newer([current]))
                     ended = phases.is_terminal(current.phase)
-            self.pace.polled(changed=bool(changed))
+            self.pace.polled(
+                ended=any(u.action_id.name != self._parent.name and phases.is_terminal(u.phase) for u in changed),
+                in_flight=self._in_flight(),
+            )
+            if changed:
+                self._last_change = read_at
             yield from changed
             if ended or (changed and not self._streaming):
                 return
+
+    def busy(self, *, within_seconds: float) -> bool:
+        """Whether a child is in flight and the family changed within ``within_seconds``: a
+        stream then stays open past its window (``BUSY_STREAM_LIMIT_SECONDS``)."""
+        if (self._clock() - self._last_change).total_seconds() >= within_seconds:
+            return False
+        return self._in_flight()
+
+    def _in_flight(self) -> bool:
+        return any(
+            name != self._parent.name and not phases.is_terminal(update.phase) for name, update in self._sent.items()
+        )
 
     def _newer(self, records: Iterable[ActionRecord]) -> Iterator[ActionUpdate]:
         """The updates of the records newer than what was sent (the index may lag: an older

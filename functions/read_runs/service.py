@@ -24,7 +24,14 @@ from flyteidl2.workflow.run_definition_pb2 import Run
 
 from functions.read_runs.action_listing import ACTIONS
 from functions.read_runs.action_tree import ActionFilter, enriched_actions
-from functions.read_runs.child_watch import FAST_POLL_SECONDS, IDLE_POLL_SECONDS, ChildWatch, PollPace
+from functions.read_runs.child_watch import (
+    BUSY_POLL_SECONDS,
+    BUSY_STREAM_LIMIT_SECONDS,
+    FAST_POLL_SECONDS,
+    IDLE_POLL_SECONDS,
+    ChildWatch,
+    PollPace,
+)
 from functions.read_runs.details import action_details, run_details
 from functions.read_runs.run_listing import read_page, run_query
 from runplane.connect.errors import invalid_argument, not_found
@@ -55,6 +62,7 @@ class RunReader:
         watch_window_seconds: float = 20.0,
         streaming: bool = False,
         change_poll_seconds: float = IDLE_POLL_SECONDS,
+        busy_poll_seconds: float = BUSY_POLL_SECONDS,
         fast_poll_seconds: float = FAST_POLL_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -66,7 +74,8 @@ class RunReader:
         route); a watch then sends every change until its window ends. Buffered (API Gateway's
         HTTP API), a watch ends at the first change, since nothing reaches the client before the
         end. ``change_poll_seconds``: how often a quiet watch of a parent's children reads its changes;
-        ``fast_poll_seconds``: how often right after it starts and after each change (``PollPace``)."""
+        ``busy_poll_seconds`` while a child is in flight; ``fast_poll_seconds`` right after it starts and
+        after each child's end (``child_watch.PollPace``)."""
         self._store = store
         self._tokens = tokens
         self._run_index = run_index  # the run index ListRuns reads (runplane.ops.settings.ReadSettings)
@@ -77,6 +86,7 @@ class RunReader:
         self._child_window = None if streaming else CHILD_WATCH_WINDOW_SECONDS
         self._change_poll_seconds = change_poll_seconds
         self._fast_poll_seconds = fast_poll_seconds
+        self._busy_poll_seconds = busy_poll_seconds
         self._clock = clock
         self._namespace = namespace
         self._sleep = sleep
@@ -198,24 +208,39 @@ class RunReader:
     def _watch_children(self, parent_id: ActionIdentifier) -> Iterator[state.ActionUpdate | None]:
         """The updates to send, None standing for the sentinel (``child_watch``)."""
         key = action_key(parent_id, field="parent_action_id")
-        pace = PollPace(fast=self._fast_poll_seconds, idle=self._change_poll_seconds)
-        yield from ChildWatch(
+        pace = PollPace(fast=self._fast_poll_seconds, busy=self._busy_poll_seconds, idle=self._change_poll_seconds)
+        holder: list[ChildWatch] = []
+        watch = ChildWatch(
             store=self._store,
             parent=key,
             namespace=self._namespace,
-            polls=self._polls(lambda: pace.seconds, limit=self._child_window),
+            polls=self._polls(
+                lambda: pace.seconds,
+                limit=self._child_window,
+                busy=(lambda: holder[0].busy(within_seconds=self._window)) if self._streaming else None,
+            ),
             streaming=self._streaming,
             clock=self._clock,
             pace=pace,
         )
+        holder.append(watch)
+        yield from watch
 
-    def _polls(self, interval: float | Callable[[], float], *, limit: float | None = None) -> Iterator[int]:
+    def _polls(
+        self,
+        interval: float | Callable[[], float],
+        *,
+        limit: float | None = None,
+        busy: Callable[[], bool] | None = None,
+    ) -> Iterator[int]:
         """One tick per poll, ``interval`` apart (or what it says before each poll), until the
-        watch's window (or ``limit``) ends."""
+        watch's window (or ``limit``) ends, or past it while ``busy`` says so, up to
+        ``BUSY_STREAM_LIMIT_SECONDS``."""
         window = self._window if limit is None else min(self._window, limit)
-        deadline = self._monotonic() + window
+        started = self._monotonic()
+        deadline, hard = started + window, started + max(window, BUSY_STREAM_LIMIT_SECONDS)
         tick = 0
-        while self._monotonic() < deadline:
+        while (now := self._monotonic()) < deadline or (busy is not None and now < hard and busy()):
             self._sleep(interval() if callable(interval) else interval)
             tick += 1
             yield tick
