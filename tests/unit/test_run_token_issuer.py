@@ -82,3 +82,15 @@ def test_the_routes_answer_only_their_paths_and_404_when_unconfigured(monkeypatc
 def test_a_malformed_public_key_is_refused():
     with pytest.raises(ValueError):
         rsa_public_numbers(b"\x30\x05\x02\x01\x01")
+
+
+def test_the_streamed_watches_trust_the_issuer_the_http_api_does(monkeypatch):
+    from functions.read_runs.stream import issuer_of
+
+    monkeypatch.setenv("AUTH_ISSUER", "https://idp.example")
+    monkeypatch.delenv("RUN_TOKEN_ISSUER", raising=False)
+    assert issuer_of("/flyteidl2.actions.ActionsService/WatchForUpdates") == "https://idp.example"
+    monkeypatch.setenv("RUN_TOKEN_ISSUER", ISSUER)
+    assert issuer_of("/flyteidl2.actions.ActionsService/WatchForUpdates") == ISSUER
+    assert issuer_of("/flyteidl2.workflow.StateService/Watch") == ISSUER
+    assert issuer_of("/flyteidl2.workflow.RunService/WatchRuns") == "https://idp.example"  # people's
