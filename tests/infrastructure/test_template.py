@@ -409,18 +409,23 @@ def test_the_cluster_facing_roles_are_mapped_to_the_group_deploy_kubernetes_bind
     assert {str(e["Properties"]["PrincipalArn"]) for e in entries.values()} == {
         str({"Fn::GetAtt": [role, "Arn"]}) for role in ("ReconcileFunctionRole", "MirrorStatusFunctionRole")
     }
-    for entry in entries.values():
+    groups = {"ReconcileAccessEntry": "ReconcileGroup", "MirrorStatusAccessEntry": "MirrorGroup"}
+    for name, entry in entries.items():
         assert entry["Condition"] == "WithAccessEntries"
-        assert entry["Properties"]["KubernetesGroups"] == [{"Ref": "ControlPlaneGroup"}]
+        assert entry["Properties"]["KubernetesGroups"] == [{"Ref": groups[name]}]  # one group each
         assert "AccessPolicies" not in entry["Properties"]  # the Role in rbac.yaml is all they get
-    binding = next(
+    bindings = [
         d
         for d in yaml.safe_load_all((TEMPLATE_PATH.parent / "deploy" / "kubernetes" / "rbac.yaml").read_text())
         if d["kind"] == "RoleBinding"
-    )
+    ]
     parameters = load_template()["Parameters"]
-    assert [s["name"] for s in binding["subjects"]] == [parameters["ControlPlaneGroup"]["Default"]]
-    assert binding["metadata"]["namespace"] == parameters["TaskActionNamespace"]["Default"]
+    assert [s["name"] for b in bindings for s in b["subjects"]] == [
+        parameters["ReconcileGroup"]["Default"],
+        parameters["MirrorGroup"]["Default"],
+    ]
+    for binding in bindings:
+        assert binding["metadata"]["namespace"] == parameters["TaskActionNamespace"]["Default"]
     # a private endpoint: both cluster-facing functions in the VPC, only when subnets are given
     for name in ("ReconcileFunction", "MirrorStatusFunction"):
         assert cloudformation["Resources"][name]["Properties"]["VpcConfig"]["Fn::If"][0] == "InClusterVpc"
