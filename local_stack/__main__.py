@@ -124,6 +124,7 @@ def banner(stack: LocalStack, *, state_dir: Path, no_executor: bool) -> str:
             f"  user client  : {user.client_id}, secret {user.secret}   (scope {stack.auth.user_scope})",
             f"  sign-in      : {BROWSER_CLIENT} (PKCE, no secret) as {issuer.person}: the console's Sign in, "
             "the SDK's browser login",
+            f"  consent code : {issuer.consent_code}   (the sign-in page asks for it)",
             "",
             f"A token (scope {stack.auth.user_scope}, valid {issuer.token_lifetime_seconds // 60} minutes):",
             f"  export TOKEN={stack.auth.client_token(USER_CLIENT)}",

@@ -136,8 +136,9 @@ class LocalAuth:
     # --- the front ---------------------------------------------------------------------------
 
     def template_parameters(self) -> dict[str, object]:
-        """The template parameters without defaults, as this stack's issuer answers them."""
-        return {"AuthIssuer": self.issuer.url, "AuthAudiences": [LOCAL_AUDIENCE]}
+        """The template parameters without defaults, as this stack's issuer answers them, and the
+        run tokens' issuer: here the same issuer, whose key signs them (``run_token_settings``)."""
+        return {"AuthIssuer": self.issuer.url, "AuthAudiences": [LOCAL_AUDIENCE], "RunTokenIssuer": self.issuer.url}
 
     def authorizers(self) -> dict[str, JwtAuthorizer]:
         return {

@@ -12,8 +12,8 @@ JWT authorizer, the flyte SDK and the web console read from an IdP:
   (an exact match of one registered) are checked first, and a request that fails there is answered
   with an error page, never redirected (RFC 6749 4.1.2.1); any other fault (response type, a
   missing or ``plain`` challenge, no ``state``, a scope the client may not have) is sent back to the
-  redirect URI. A good request gets a page "Sign in as <person>": there is no password locally,
-  the button is the consent. Its ``POST`` back redirects with a code (one use, a minute) bound to
+  redirect URI. A good request gets a page "Sign in as <person>": there is no password locally;
+  the consent is the button and the consent code the banner prints. Its ``POST`` back redirects with a code (one use, a minute) bound to
   the client, the redirect URI and the challenge, or with ``access_denied``;
 - ``POST /oauth2/token``: the ``client_credentials`` grant, as Cognito's token endpoint answers it
   (client authentication by HTTP Basic or in the form; ``scope`` optional, each requested scope
@@ -30,6 +30,7 @@ pages are ``local_stack.issuer_http``.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 import threading
@@ -78,6 +79,7 @@ ALGORITHM = "RS256"  # API Gateway's JWT authorizers verify RSA signatures only
 KEY_BITS = 2048
 # Cognito's default access-token lifetime: long enough for a session, short enough to matter.
 TOKEN_LIFETIME_SECONDS = 3600
+CONSENT_CODE_DIGITS = 8  # typed once per sign-in; 10^8 guesses, each a POST
 # RFC 6749 4.1.2: a code lives ten minutes at most; a browser brings it back within a second.
 CODE_LIFETIME_SECONDS = 60
 PERSON = "developer"  # who signs in locally: the ``sub`` of the tokens the code grant gives
@@ -101,6 +103,9 @@ class LocalIssuer:
         issued stay valid; a fresh one is generated otherwise."""
         self.audience = audience
         self.person = person
+        # The consent page asks for it, and only the stack's banner prints it: on a shared host,
+        # another user who can reach the port cannot sign in as the person (docs/security.md).
+        self.consent_code = f"{secrets.randbelow(10**CONSENT_CODE_DIGITS):0{CONSENT_CODE_DIGITS}d}"
         self.token_lifetime_seconds = token_lifetime_seconds
         self._clients = {client.client_id: client for client in clients}
         self._public_clients = {client.client_id: client for client in public_clients}
@@ -266,6 +271,10 @@ class LocalIssuer:
             code_challenge=challenge,
             scopes=tuple(requested) or client.scopes,
         )
+
+    def consents(self, code: str) -> bool:
+        """Whether ``code`` is the consent code (compared in constant time)."""
+        return hmac.compare_digest(code.strip().encode(), self.consent_code.encode())
 
     def approve(self, request: AuthorizationRequest) -> str:
         """The person consented: where the browser goes next, with a one-time code bound to the request."""

@@ -55,7 +55,7 @@ def request_handler_class(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
                 return
             form = form_fields(self.rfile.read(length).decode("utf-8", errors="replace"))
             if path == AUTHORIZE_PATH:  # the consent page's buttons
-                self._authorize(form, decision=form.get("decision", ""))
+                self._authorize(form, decision=form.get("decision", ""), code=form.get("consent_code", ""))
                 return
             origin = self.headers.get("origin", "")
             cors = {"access-control-allow-origin": origin, "vary": "origin"} if origin in issuer.cors_origins() else {}
@@ -68,8 +68,9 @@ def request_handler_class(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
                 return
             self._send(200, answer, {"cache-control": "no-store", **cors})
 
-        def _authorize(self, params: Mapping[str, str], *, decision: str | None) -> None:
-            """The consent page (``decision`` None), or the redirect its buttons lead to."""
+        def _authorize(self, params: Mapping[str, str], *, decision: str | None, code: str = "") -> None:
+            """The consent page (``decision`` None), or the redirect its buttons lead to; approving
+            needs the banner's consent code, else the page again (403), saying so."""
             try:
                 request = issuer.authorization_request(params)
             except AuthorizationError as error:
@@ -80,6 +81,8 @@ def request_handler_class(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
                 return
             if decision is None:
                 self._page(200, consent_page(request, person=issuer.person))
+            elif decision == "approve" and not issuer.consents(code):
+                self._page(403, consent_page(request, person=issuer.person, wrong_code=True))
             else:
                 self._redirect(issuer.approve(request) if decision == "approve" else issuer.deny(request))
 
@@ -122,7 +125,7 @@ PAGE_STYLE = (
 )
 
 
-def consent_page(request: AuthorizationRequest, *, person: str) -> str:
+def consent_page(request: AuthorizationRequest, *, person: str, wrong_code: bool = False) -> str:
     fields = {
         "client_id": request.client_id,
         "redirect_uri": request.redirect_uri,
@@ -140,7 +143,10 @@ def consent_page(request: AuthorizationRequest, *, person: str) -> str:
         f"<p><strong>{html.escape(request.client_id)}</strong> asks to act as <strong>{html.escape(person)}</strong>"
         f" with <code>{html.escape(' '.join(request.scopes))}</code>.</p>"
         f'<form method="post" action="{AUTHORIZE_PATH}">{hidden}'
-        f'<button id="approve" name="decision" value="approve" type="submit">Sign in as {html.escape(person)}</button>'
+        '<p><label for="consent-code">Consent code (printed in the local stack\'s banner)</label> '
+        '<input id="consent-code" name="consent_code" autocomplete="off" inputmode="numeric"></p>'
+        + ('<p class="error" id="wrong-code">That is not the consent code.</p>' if wrong_code else "")
+        + f'<button id="approve" name="decision" value="approve" type="submit">Sign in as {html.escape(person)}</button>'
         '<button id="deny" name="decision" value="deny" type="submit">Cancel</button></form>'
         f'<p class="note">You will be sent back to {html.escape(request.redirect_uri)}</p>',
     )

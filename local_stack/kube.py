@@ -118,8 +118,10 @@ def cluster_resources(directory: Path = CLUSTER_RESOURCES_DIR) -> list[dict[str,
     return objects
 
 
-def control_plane_group(objects: list[dict[str, Any]]) -> str:
-    """The group the control plane's RoleBinding binds (what the EKS access entries map to)."""
+def control_plane_groups(objects: list[dict[str, Any]]) -> list[str]:
+    """The groups the control plane's RoleBindings bind (what the EKS access entries map
+    reconcile and the mirror to). The local stack's functions share one process and one
+    kubeconfig, so its control-plane user is in all of them: their union is what it may do."""
     groups = [
         subject["name"]
         for obj in objects
@@ -127,9 +129,11 @@ def control_plane_group(objects: list[dict[str, Any]]) -> str:
         for subject in obj.get("subjects", [])
         if subject["kind"] == "Group"
     ]
-    if len(groups) != 1:
-        raise ControlPlaneError(f"expected one Group subject in the RoleBindings of deploy/kubernetes, got {groups}")
-    return groups[0]
+    if not groups or len(set(groups)) != len(groups):
+        raise ControlPlaneError(
+            f"expected distinct Group subjects in the RoleBindings of deploy/kubernetes, got {groups}"
+        )
+    return groups
 
 
 class KubeControlPlane:
@@ -161,7 +165,7 @@ class KubeControlPlane:
         private_directory(self.state_dir)  # its tokens and etcd's data: this user's alone
         try:
             self._start_etcd(etcd)
-            self._start_apiserver(bin_dir / "kube-apiserver", group=control_plane_group(resources))
+            self._start_apiserver(bin_dir / "kube-apiserver", groups=control_plane_groups(resources))
             self._apply_cluster_resources(resources)
             self._start_controller_manager(bin_dir / "kube-controller-manager")
         except BaseException:
@@ -220,11 +224,11 @@ class KubeControlPlane:
             ],
         )
 
-    def _start_apiserver(self, binary: Path, *, group: str) -> None:
+    def _start_apiserver(self, binary: Path, *, groups: list[str]) -> None:
         write_secret(
             self.state_dir / "tokens.csv",
             f"{self._admin_token},admin,admin,system:masters\n"
-            f'{self._control_plane_token},{CONTROL_PLANE_USER},{CONTROL_PLANE_USER},"{group}"\n',
+            f'{self._control_plane_token},{CONTROL_PLANE_USER},{CONTROL_PLANE_USER},"{",".join(groups)}"\n',
         )
         key, pub = self.state_dir / "sa.key", self.state_dir / "sa.pub"
         if not key.exists():

@@ -120,16 +120,46 @@ def parameter_values(template: dict[str, Any] | None = None, overrides: dict[str
     return values
 
 
-def resolve(value: Any, parameters: dict[str, Any]) -> Any:
-    """A template value with its ``!Ref <Parameter>`` (the only intrinsic the routes' auth uses) resolved."""
+def resolve(value: Any, parameters: dict[str, Any], conditions: dict[str, bool] | None = None) -> Any:
+    """A template value with the intrinsics the routes' auth uses resolved: ``!Ref <Parameter>``,
+    and ``!If [<Condition>, a, b]`` (``conditions``: the template's, evaluated)."""
     if isinstance(value, dict) and set(value) == {"Ref"}:
         name = value["Ref"]
         if name not in parameters:
             raise KeyError(f"template parameter {name} has no value (no default and no override)")
         return parameters[name]
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, when_true, when_false = value["Fn::If"]
+        if conditions is None or condition not in conditions:
+            raise KeyError(f"template condition {condition} is not evaluated")
+        return resolve(when_true if conditions[condition] else when_false, parameters, conditions)
     if isinstance(value, list):
-        return [item for element in value for item in _as_list(resolve(element, parameters))]
+        return [item for element in value for item in _as_list(resolve(element, parameters, conditions))]
     return value
+
+
+def condition_values(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, bool]:
+    """The template's conditions built of ``Fn::Equals`` and ``Fn::Not`` over parameters (the ones
+    the routes' auth uses); others are left out, and an ``!If`` on one fails to resolve."""
+    values: dict[str, bool] = {}
+    for name, condition in (template.get("Conditions") or {}).items():
+        try:
+            values[name] = _condition(condition, parameters)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return values
+
+
+def _condition(condition: Any, parameters: dict[str, Any]) -> bool:
+    if isinstance(condition, dict) and set(condition) == {"Fn::Not"}:
+        (inner,) = condition["Fn::Not"]
+        return not _condition(inner, parameters)
+    if isinstance(condition, dict) and set(condition) == {"Fn::Equals"}:
+        left, right = condition["Fn::Equals"]
+        if isinstance(left, (dict, list)) and not (isinstance(left, dict) and set(left) == {"Ref"}):
+            raise ValueError("only parameters are compared locally")
+        return bool(str(resolve(left, parameters)) == str(resolve(right, parameters)))
+    raise ValueError("only Fn::Not and Fn::Equals are evaluated locally")
 
 
 def http_api_authorizers(
@@ -139,6 +169,7 @@ def http_api_authorizers(
     (``overrides`` supply the ones without defaults: the issuer and the audiences)."""
     template = template or load_template()
     parameters = parameter_values(template, overrides)
+    conditions = condition_values(template, parameters)
     found = {}
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::Serverless::HttpApi":
@@ -154,8 +185,8 @@ def http_api_authorizers(
                 raise ValueError(f"authorizer {name}: only header identity sources are served locally")
             found[name] = JwtAuthorizerConfig(
                 name=name,
-                issuer=str(resolve(jwt["issuer"], parameters)),
-                audience=tuple(str(a) for a in _as_list(resolve(jwt["audience"], parameters))),
+                issuer=str(resolve(jwt["issuer"], parameters, conditions)),
+                audience=tuple(str(a) for a in _as_list(resolve(jwt["audience"], parameters, conditions))),
                 identity_header=source.removeprefix("$request.header.").lower(),
             )
     return found

@@ -1,7 +1,8 @@
 """Lambda entry point of auth_metadata: API Gateway HTTP API -> AuthMetadataService.
 
-Its two routes have no authorizer (``Auth: {Authorizer: NONE}`` in template.yaml): a client asks
-them where to get a token before it has one. Thin: the behaviour is in ``service``.
+Its routes have no authorizer (``Auth: {Authorizer: NONE}`` in template.yaml): a client asks
+them where to get a token before it has one, and API Gateway's RunToken authorizer reads the run
+tokens' issuer documents (``run_token_keys``) from them. Thin: the behaviour is in ``service``.
 """
 
 from __future__ import annotations
@@ -45,4 +46,7 @@ router.mount(PROCEDURES, auth_metadata)
 @metrics.flush_after
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle_http_event(router, event)
+    from functions.auth_metadata import run_token_keys
+
+    issuer_answer = run_token_keys.answer(event.get("rawPath") or "")
+    return issuer_answer if issuer_answer is not None else handle_http_event(router, event)

@@ -21,7 +21,7 @@ from flyteidl2.dataproxy import dataproxy_service_pb2 as proxy
 from flyteidl2.task import common_pb2
 
 from runplane.aws.blobs import BlobStore
-from runplane.connect.errors import invalid_argument, not_found
+from runplane.connect.errors import already_exists, invalid_argument, not_found
 from runplane.flyte.identifiers import validate_scope_name
 from runplane.flyte.output_paths import OUTPUTS_FILE, action_output_path
 from runplane.flyte.validation import action_key
@@ -60,6 +60,8 @@ class DataProxy:
         if not timedelta(0) < expires_in <= MAX_UPLOAD_EXPIRY:
             raise invalid_argument("expires_in must be positive and at most 7 days")
         key = f"{project}/{domain}/{root}/{filename}"
+        if request.filename_root:  # a name the caller chose: only the content already there may go there
+            self._refuse_other_content(key=key, content_md5=request.content_md5)
         md5 = base64.b64encode(request.content_md5).decode()
         params: dict[str, str | int] = {"Bucket": self._bucket, "Key": key, "ContentMD5": md5}
         if request.content_length:
@@ -72,6 +74,22 @@ class DataProxy:
         )
         response.expires_at.FromDatetime(datetime.now(UTC) + expires_in)
         return response
+
+    def _refuse_other_content(self, *, key: str, content_md5: bytes) -> None:
+        """Write-once, as Flyte's data proxy (``checkFileExists``): an object already at ``key``
+        may be uploaded again only with the same MD5 (its single-part ETag), so a member of the
+        project cannot replace another's code bundle. Without filename_root the key is the MD5
+        itself. Best effort, as Flyte's: two URLs signed before either upload race."""
+        from runplane.aws.http.transport import ServiceError
+
+        try:
+            head = self._blobs.client.head_object(Bucket=self._bucket, Key=key)
+        except ServiceError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return
+            raise
+        if str(head.get("ETag", "")).strip('"') != content_md5.hex():
+            raise already_exists(f"a different file already exists at s3://{self._bucket}/{key}")
 
     def upload_inputs(self, request: proxy.UploadInputsRequest) -> proxy.UploadInputsResponse:
         which = request.WhichOneof("id")

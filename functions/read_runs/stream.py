@@ -82,10 +82,17 @@ def _flushing(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 @cache
-def token_check() -> TokenCheck:
-    """From the environment the template sets: AUTH_ISSUER, AUTH_AUDIENCES (comma-separated)."""
+def token_check(issuer: str) -> TokenCheck:
+    """One issuer's check, with AUTH_AUDIENCES (comma-separated) as the template sets them."""
     audiences = [a.strip() for a in os.environ["AUTH_AUDIENCES"].split(",") if a.strip()]
-    return TokenCheck(issuer=os.environ["AUTH_ISSUER"], audiences=audiences)
+    return TokenCheck(issuer=issuer, audiences=audiences)
+
+
+def issuer_of(path: str) -> str:
+    """As the HTTP API's authorizers: the pods' watches (RunToken) trust the run tokens' issuer
+    when there is one (RUN_TOKEN_ISSUER), every other path the identity provider (AUTH_ISSUER)."""
+    run_tokens = os.environ.get("RUN_TOKEN_ISSUER", "")
+    return run_tokens if path in DATA_PLANE_PATHS and run_tokens else os.environ["AUTH_ISSUER"]
 
 
 def authorized_claims(path: str, headers: Mapping[str, str]) -> dict[str, str]:
@@ -93,7 +100,7 @@ def authorized_claims(path: str, headers: Mapping[str, str]) -> dict[str, str]:
     scopes = required_scopes(
         path, user_scope=os.environ["AUTH_USER_SCOPE"], data_plane_scope=os.environ["AUTH_DATA_PLANE_SCOPE"]
     )
-    return token_check().claims(headers, scopes)
+    return token_check(issuer_of(path)).claims(headers, scopes)
 
 
 def write_streamed(handler: BaseHTTPRequestHandler, response: StreamedResponse) -> None:

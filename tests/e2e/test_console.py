@@ -306,6 +306,7 @@ def test_with_authentication_on_sign_in_at_the_identity_provider_and_come_back(s
         browser.click(".error-box [data-sign-in]")  # offered: the API names an authorization endpoint
         browser.find("#approve")
         assert browser.driver.current_url.startswith(stack.auth.issuer.authorization_endpoint + "?")
+        browser.find("#consent-code").send_keys(stack.auth.issuer.consent_code)  # the banner's code
         browser.click("#approve")
         browser.find(f'tr[data-run="{run}"]')  # ListRuns, with the token
         assert browser.driver.current_url == stack.endpoint + RUNS_PAGE  # back where it started

@@ -12,12 +12,12 @@ import sys
 import pytest
 import yaml
 
-from local_stack.kube import CLUSTER_RESOURCES_DIR, cluster_resources, control_plane_group
+from local_stack.kube import CLUSTER_RESOURCES_DIR, cluster_resources, control_plane_groups
 from local_stack.template import load_template
 
 # What reconcile (create, get, delete) and the status mirror (list, watch, patch for the terminal
 # label) do to TaskActions; runplane.kube.client is the only code that calls the cluster.
-CONTROL_PLANE_VERBS = {"create", "get", "delete", "list", "watch", "patch"}
+RECONCILE, MIRROR = "flyte-serverless-reconcile", "flyte-serverless-status-mirror"
 
 
 def _of_kind(kind: str) -> list[dict]:
@@ -36,8 +36,10 @@ def test_the_kustomization_installs_the_crd_the_namespace_the_control_planes_rba
     assert kinds == [
         ("CustomResourceDefinition", "taskactions.flyte.org"),
         ("Namespace", namespace),
-        ("Role", "flyte-serverless-control-plane"),
-        ("RoleBinding", "flyte-serverless-control-plane"),
+        ("Role", RECONCILE),
+        ("RoleBinding", RECONCILE),
+        ("Role", MIRROR),
+        ("RoleBinding", MIRROR),
         ("ServiceAccount", RELAY),
         ("Deployment", RELAY),
         ("Service", RELAY),
@@ -49,29 +51,28 @@ def test_the_kustomization_installs_the_crd_the_namespace_the_control_planes_rba
     assert {obj["metadata"]["namespace"] for obj in relay_objects} == {namespace}
 
 
-def test_the_role_grants_exactly_what_reconcile_and_the_mirror_do_in_one_namespace():
-    (role,) = _of_kind("Role")
-    (binding,) = _of_kind("RoleBinding")
-    rule, status = role["rules"]
-    assert rule["apiGroups"] == ["flyte.org"] and rule["resources"] == ["taskactions"]
+def test_each_role_grants_exactly_what_its_function_does_in_one_namespace():
+    roles = {role["metadata"]["name"]: role for role in _of_kind("Role")}
+    bindings = {binding["metadata"]["name"]: binding for binding in _of_kind("RoleBinding")}
+    assert set(roles) == set(bindings) == {RECONCILE, MIRROR}  # the relay is given no rights in the cluster
+    rule, status = roles[RECONCILE]["rules"]
+    assert rule == {"apiGroups": ["flyte.org"], "resources": ["taskactions"], "verbs": ["create", "get", "delete"]}
     # the status subresource: patch only (reconcile relays a condition's signal, as Flyte's actions service)
     assert status == {"apiGroups": ["flyte.org"], "resources": ["taskactions/status"], "verbs": ["patch"]}
-    assert set(rule["verbs"]) == CONTROL_PLANE_VERBS  # no update, no deletecollection, no "*"
-    assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames to widen or narrow it
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": role["metadata"]["name"],
-    }
-    assert (
-        role["metadata"]["namespace"]
-        == binding["metadata"]["namespace"]
-        == load_template()["Parameters"]["TaskActionNamespace"]["Default"]
-    )
+    (mirror,) = roles[MIRROR]["rules"]  # list, watch and the one label's patch; nothing of the status
+    assert mirror == {"apiGroups": ["flyte.org"], "resources": ["taskactions"], "verbs": ["list", "watch", "patch"]}
+    parameters = load_template()["Parameters"]
+    namespace = parameters["TaskActionNamespace"]["Default"]
+    for name, role in roles.items():
+        binding = bindings[name]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
     assert not _of_kind("ClusterRole") and not _of_kind("ClusterRoleBinding")
-    assert not _of_kind("RoleBinding")[1:]  # the relay is given no rights in the cluster
-    # the group the template's access entries map the two roles to
-    assert control_plane_group(cluster_resources()) == load_template()["Parameters"]["ControlPlaneGroup"]["Default"]
+    # the groups the template's access entries map the two roles to, one each
+    assert control_plane_groups(cluster_resources()) == [
+        parameters["ReconcileGroup"]["Default"],
+        parameters["MirrorGroup"]["Default"],
+    ]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")

@@ -180,7 +180,13 @@ def test_every_route_is_served_by_its_handler():
         assert routes[("POST", path)] == "functions.update_action.handler.handler"
     for path in read_runs_router.paths:
         assert routes[("POST", path)] == "functions.read_runs.handler.handler"
-    assert all(method == "POST" for method, path in routes if path != "/{proxy+}" and path not in CONSOLE_PAGES)
+    assert all(
+        method == "POST"
+        for method, path in routes
+        if path != "/{proxy+}" and path not in CONSOLE_PAGES | RUN_TOKEN_ISSUER
+    )
+    for path in RUN_TOKEN_ISSUER:  # the run tokens' issuer documents, GET only
+        assert routes[("GET", path)] == "functions.auth_metadata.handler.handler", path
     assert routes[("ANY", "/{proxy+}")] == "functions.data_proxy.handler.handler"  # unimplemented, not 404
     for path in CONSOLE_PAGES:  # the web console: its page and assets, GET only
         assert routes[("GET", path)] == "functions.console.handler.handler", path
@@ -403,18 +409,23 @@ def test_the_cluster_facing_roles_are_mapped_to_the_group_deploy_kubernetes_bind
     assert {str(e["Properties"]["PrincipalArn"]) for e in entries.values()} == {
         str({"Fn::GetAtt": [role, "Arn"]}) for role in ("ReconcileFunctionRole", "MirrorStatusFunctionRole")
     }
-    for entry in entries.values():
+    groups = {"ReconcileAccessEntry": "ReconcileGroup", "MirrorStatusAccessEntry": "MirrorGroup"}
+    for name, entry in entries.items():
         assert entry["Condition"] == "WithAccessEntries"
-        assert entry["Properties"]["KubernetesGroups"] == [{"Ref": "ControlPlaneGroup"}]
+        assert entry["Properties"]["KubernetesGroups"] == [{"Ref": groups[name]}]  # one group each
         assert "AccessPolicies" not in entry["Properties"]  # the Role in rbac.yaml is all they get
-    binding = next(
+    bindings = [
         d
         for d in yaml.safe_load_all((TEMPLATE_PATH.parent / "deploy" / "kubernetes" / "rbac.yaml").read_text())
         if d["kind"] == "RoleBinding"
-    )
+    ]
     parameters = load_template()["Parameters"]
-    assert [s["name"] for s in binding["subjects"]] == [parameters["ControlPlaneGroup"]["Default"]]
-    assert binding["metadata"]["namespace"] == parameters["TaskActionNamespace"]["Default"]
+    assert [s["name"] for b in bindings for s in b["subjects"]] == [
+        parameters["ReconcileGroup"]["Default"],
+        parameters["MirrorGroup"]["Default"],
+    ]
+    for binding in bindings:
+        assert binding["metadata"]["namespace"] == parameters["TaskActionNamespace"]["Default"]
     # a private endpoint: both cluster-facing functions in the VPC, only when subnets are given
     for name in ("ReconcileFunction", "MirrorStatusFunction"):
         assert cloudformation["Resources"][name]["Properties"]["VpcConfig"]["Fn::If"][0] == "InClusterVpc"
@@ -444,6 +455,8 @@ DISCOVERY_PROCEDURES = {
 }
 # The web console's page and assets: public, as a sign-in page is; the API calls they make are not.
 CONSOLE_PAGES = {"/", "/v2", "/v2/{proxy+}", "/console/{proxy+}"}
+# The run tokens' issuer, which API Gateway's RunToken authorizer reads without a token.
+RUN_TOKEN_ISSUER = {"/run-tokens/.well-known/openid-configuration", "/run-tokens/.well-known/jwks.json"}
 # What the data plane calls (Flyte's executor, the SDK inside task pods): the data-plane scope.
 DATA_PLANE_PROCEDURES = {
     "/flyteidl2.workflow.InternalRunService/RecordAction",
@@ -465,6 +478,13 @@ DATA_PLANE_PROCEDURES = {
     "/flyteidl2.cacheservice.v2.CacheService/GetOrExtendReservation",
     "/flyteidl2.cacheservice.v2.CacheService/ReleaseReservation",
 }
+# What only task pods call: the RunToken authorizer (the run tokens' issuer); the relay's Record
+# and the executor's cache keep OAuth2 (the identity provider's client-credentials tokens).
+POD_PROCEDURES = (
+    DATA_PLANE_PROCEDURES
+    - {"/flyteidl2.workflow.EventsProxyService/Record"}
+    - {path for path in DATA_PLANE_PROCEDURES if "CacheService" in path}
+)
 
 
 def _route_security(cloudformation):
@@ -482,8 +502,10 @@ def test_every_route_but_discovery_has_the_jwt_authorizer_with_its_scope(cloudfo
     assert set(security) == {(route.method, route.path) for route in http_routes()}
     assert {path for _, path in security} >= DISCOVERY_PROCEDURES | DATA_PLANE_PROCEDURES
     for (method, path), requirement in security.items():
-        if path in DISCOVERY_PROCEDURES | CONSOLE_PAGES:
+        if path in DISCOVERY_PROCEDURES | CONSOLE_PAGES | RUN_TOKEN_ISSUER:
             assert requirement == [{"NONE": []}], path
+        elif path in POD_PROCEDURES:
+            assert requirement == [{"RunToken": [{"Ref": "AuthDataPlaneScope"}]}], path
         elif path in DATA_PLANE_PROCEDURES:
             assert requirement == [{"OAuth2": [{"Ref": "AuthDataPlaneScope"}]}], path
         else:  # user procedures, the unimplemented fallback included
@@ -495,19 +517,47 @@ def test_the_local_front_reads_the_same_authorizers_and_scopes():
     user, data_plane = parameters["AuthUserScope"]["Default"], parameters["AuthDataPlaneScope"]["Default"]
     assert user != data_plane
     for route in http_routes():
-        if route.path in DISCOVERY_PROCEDURES | CONSOLE_PAGES:
+        if route.path in DISCOVERY_PROCEDURES | CONSOLE_PAGES | RUN_TOKEN_ISSUER:
             assert (route.authorizer, route.scopes) == (None, ()), route.path
         else:
             expected = data_plane if route.path in DATA_PLANE_PROCEDURES else user
-            assert (route.authorizer, route.scopes) == ("OAuth2", (expected,)), route.path
-    (authorizer,) = http_api_authorizers(
-        {"AuthIssuer": "https://issuer.example.com", "AuthAudiences": ["a", "b"]}
-    ).values()
-    assert (authorizer.issuer, authorizer.audience, authorizer.identity_header) == (
+            name = "RunToken" if route.path in POD_PROCEDURES else "OAuth2"
+            assert (route.authorizer, route.scopes) == (name, (expected,)), route.path
+    identity = {"AuthIssuer": "https://issuer.example.com", "AuthAudiences": ["a", "b"]}
+    authorizers = http_api_authorizers(identity)
+    assert (authorizers["OAuth2"].issuer, authorizers["OAuth2"].audience, authorizers["OAuth2"].identity_header) == (
         "https://issuer.example.com",
         ("a", "b"),
         "authorization",
     )
+    # run tokens off: the pods' routes trust the identity provider; on: the run tokens' issuer only
+    assert (authorizers["RunToken"].issuer, authorizers["RunToken"].audience) == (
+        "https://issuer.example.com",
+        ("a", "b"),
+    )
+    on = http_api_authorizers({**identity, "RunTokenIssuer": "https://api.example/run-tokens"})
+    assert (on["RunToken"].issuer, on["OAuth2"].issuer) == (
+        "https://api.example/run-tokens",
+        "https://issuer.example.com",
+    )
+
+
+def test_run_tokens_are_signed_by_reconcile_alone_and_published_by_auth_metadata(cloudformation):
+    resources = cloudformation["Resources"]
+    key = resources["RunTokenKey"]
+    assert key["Condition"] == "WithRunTokens"
+    assert (key["Properties"]["KeySpec"], key["Properties"]["KeyUsage"]) == ("RSA_2048", "SIGN_VERIFY")
+    reconcile = resources["ReconcileFunction"]["Properties"]["Environment"]["Variables"]
+    assert reconcile["RUN_TOKEN_ISSUER"] == {"Ref": "RunTokenIssuer"}
+    assert reconcile["RUN_TOKEN_KMS_KEY_ID"] == {"Fn::If": ["WithRunTokens", {"Ref": "RunTokenKey"}, ""]}
+    metadata = resources["AuthMetadataFunction"]["Properties"]["Environment"]["Variables"]
+    assert metadata["RUN_TOKEN_KMS_KEY_ID"] == reconcile["RUN_TOKEN_KMS_KEY_ID"]  # the kid the tokens carry
+    signers = [
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::IAM::Role" and "kms:Sign" in json.dumps(resource["Properties"])
+    ]
+    assert signers == ["ReconcileFunctionRole"]
 
 
 def test_the_authorizer_trusts_the_issuer_and_audiences_of_the_parameters(cloudformation):

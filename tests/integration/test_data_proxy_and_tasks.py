@@ -57,6 +57,20 @@ def test_a_signed_upload_takes_exactly_the_announced_content(data_proxy, aws):
     assert BlobStore().get(location.native_url) == content
 
 
+def test_an_upload_under_a_chosen_name_is_write_once(data_proxy, aws):
+    """Flyte's checkFileExists: the same content may be uploaded again, other content is refused."""
+    root = unique_name("bundle")
+    content = b"first bundle"
+    location = data_proxy.create_upload_location(upload_request(content, filename_root=root))
+    assert httpx.put(location.signed_url, content=content, headers=dict(location.headers)).status_code == 200
+    again = data_proxy.create_upload_location(upload_request(content, filename_root=root))  # unchanged code
+    assert again.native_url == location.native_url
+    with pytest.raises(REFUSED) as info:
+        data_proxy.create_upload_location(upload_request(b"replaced", filename_root=root))
+    assert code_of(info.value) is Code.ALREADY_EXISTS
+    assert BlobStore().get(location.native_url) == content
+
+
 @pytest.mark.parametrize(
     "fields",
     [

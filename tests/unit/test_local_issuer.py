@@ -216,6 +216,12 @@ def test_over_http_the_page_its_button_and_the_browsers_token_request(issuer):
     assert b'id="approve"' in body and issuer.person.encode() in body
 
     form = urllib.parse.urlencode({**authorize_params(), "decision": "approve"}).encode()
+    status, _, body = fetch(issuer.authorization_endpoint, data=form)  # no consent code: no code
+    assert status == 403 and b'id="wrong-code"' in body
+    wrong = urllib.parse.urlencode({**authorize_params(), "decision": "approve", "consent_code": "x"}).encode()
+    assert fetch(issuer.authorization_endpoint, data=wrong)[0] == 403
+    typed = {**authorize_params(), "decision": "approve", "consent_code": issuer.consent_code}
+    form = urllib.parse.urlencode(typed).encode()
     status, headers, _ = fetch(issuer.authorization_endpoint, data=form)
     assert status == 303 and headers["location"].startswith(CALLBACK + "?code=")
     code = code_of(headers["location"])

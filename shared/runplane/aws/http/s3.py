@@ -1,4 +1,4 @@
-"""S3's REST API for the three object calls the functions make, and presigned URLs.
+"""S3's REST API for the object calls the functions make, and presigned URLs.
 
 The data bucket is read and written one whole object at a time (run inputs, code bundles, action
 data): PUT, GET and DELETE of a key, plus presigned PUT/GET URLs handed to the SDK. Those are
@@ -52,6 +52,11 @@ class S3Client:
             "ETag": answer.headers.get("etag", ""),
             "ResponseMetadata": _metadata(answer),
         }
+
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        """An object's ETag without its body (a missing key raises the error coded ``404``)."""
+        answer = self._exchange("HEAD", Bucket, Key, operation="HeadObject")
+        return {"ETag": answer.headers.get("etag", ""), "ResponseMetadata": _metadata(answer)}
 
     def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         answer = self._exchange("DELETE", Bucket, Key, operation="DeleteObject")
