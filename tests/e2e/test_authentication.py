@@ -36,6 +36,7 @@ from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, action_id, create_run_request
 from tests.conftest import unique_name
+from tests.e2e.sdk_login import init_flyte_as_user
 from tests.e2e.test_create_run_http import post, post_proto_gzip
 
 pytestmark = pytest.mark.e2e
@@ -300,27 +301,16 @@ def custom_objects_root(stack, run: str) -> dict:
 
 def test_real_tasks_run_with_the_credentials_task_processes_get(stack, store):
     """Everything authenticated: the SDK on the "laptop" (user client), the SDK inside the parent
-    task enqueuing and watching its children (task client, via the config file the stack mounts),
+    task enqueuing and watching its children (with its run's token alone),
     and the executor's events (no credentials of its own: the events relay logs in as the
     data-plane client)."""
     import flyte
 
     from tests.e2e.sdk_tasks.nested import fan_out
 
-    user = stack.auth.issuer.client(USER_CLIENT)
     granted = dict(stack.auth.issuer.granted)
     with stack.authentication(), stack.data_plane():
-        flyte.init(
-            endpoint=stack.tls_endpoint,
-            ca_cert_file_path=str(stack.ca_cert),
-            auth_type="ClientSecret",
-            client_id=user.client_id,
-            client_credentials_secret=user.secret,
-            disable_keyring=True,
-            org="testorg",
-            project=PROJECT,
-            domain=DOMAIN,
-        )
+        init_flyte_as_user(stack)
         run = flyte.with_runcontext(mode="remote").run(fan_out, n=2)
         run.wait(quiet=True)
     assert run.phase == "succeeded", run.phase

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from local_stack.auth import USER_CLIENT
-from tests.builders import DOMAIN, PROJECT
 from tests.conftest import wait_for
+from tests.e2e.sdk_login import init_flyte_as_user
 
 pytestmark = pytest.mark.e2e
 
@@ -23,21 +22,7 @@ def data_plane(stack):
 
 @pytest.fixture
 def flyte_client(data_plane):
-    import flyte
-
-    user = data_plane.auth.issuer.client(USER_CLIENT)
-    flyte.init(
-        endpoint=data_plane.tls_endpoint,
-        ca_cert_file_path=str(data_plane.ca_cert),
-        auth_type="ClientSecret",
-        client_id=user.client_id,
-        client_credentials_secret=user.secret,
-        disable_keyring=True,
-        org="testorg",
-        project=PROJECT,
-        domain=DOMAIN,
-    )
-    return flyte
+    return init_flyte_as_user(data_plane)
 
 
 def _signal_when_waiting(flyte_client, run, name: str, value) -> None:

@@ -16,10 +16,10 @@ import pytest
 from flyteidl2.workflow import internal_run_service_pb2 as internal
 from flyteidl2.workflow import run_definition_pb2 as wf
 
-from local_stack.auth import USER_CLIENT
 from runplane.flyte import phases
 from tests.builders import DOMAIN, PROJECT, action_id, create_run_request, resource_name
 from tests.conftest import unique_name
+from tests.e2e.sdk_login import init_flyte_as_user
 from tests.e2e.test_create_run_http import post_proto_gzip
 
 pytestmark = pytest.mark.e2e
@@ -35,20 +35,8 @@ def flyte_client(stack, request):
         flyte.init(endpoint=stack.endpoint, insecure=True, org="testorg", project=PROJECT, domain=DOMAIN)
         yield flyte
         return
-    client = stack.auth.issuer.client(USER_CLIENT)
     with stack.authentication():
-        flyte.init(
-            endpoint=stack.tls_endpoint,
-            ca_cert_file_path=str(stack.ca_cert),
-            auth_type="ClientSecret",
-            client_id=client.client_id,
-            client_credentials_secret=client.secret,
-            disable_keyring=True,
-            org="testorg",
-            project=PROJECT,
-            domain=DOMAIN,
-        )
-        yield flyte
+        yield init_flyte_as_user(stack)
 
 
 def test_the_sdk_gets_lists_and_waits_for_a_run(stack, flyte_client):

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import pytest
 
-from local_stack.auth import DATA_PLANE_CLIENT, USER_CLIENT
+from local_stack.auth import DATA_PLANE_CLIENT
 from runplane.flyte import phases
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT, resource_name
 from tests.conftest import wait_for
+from tests.e2e.sdk_login import init_flyte_as_user
 
 pytestmark = pytest.mark.e2e
 
@@ -38,21 +39,7 @@ def data_plane(stack):
 
 @pytest.fixture
 def flyte_client(data_plane):
-    import flyte
-
-    user = data_plane.auth.issuer.client(USER_CLIENT)
-    flyte.init(
-        endpoint=data_plane.tls_endpoint,
-        ca_cert_file_path=str(data_plane.ca_cert),
-        auth_type="ClientSecret",
-        client_id=user.client_id,
-        client_credentials_secret=user.secret,
-        disable_keyring=True,
-        org="testorg",
-        project=PROJECT,
-        domain=DOMAIN,
-    )
-    return flyte
+    return init_flyte_as_user(data_plane)
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from flyteidl2.cacheservice import cacheservice_pb2 as base
 from flyteidl2.cacheservice.v2 import cacheservice_pb2 as v2
 from flyteidl2.core.catalog_pb2 import CatalogCacheStatus
 
-from local_stack.auth import USER_CLIENT
 from local_stack.executor.cache import CacheCallFailed, CacheClient
 from runplane.flyte.identifiers import RunKey
 from runplane.table.actions import ActionStore
 from tests.builders import DOMAIN, PROJECT
 from tests.conftest import unique_name, wait_for
+from tests.e2e.sdk_login import init_flyte_as_user
 
 pytestmark = pytest.mark.e2e
 
@@ -34,21 +34,7 @@ def data_plane(stack):
 
 @pytest.fixture
 def flyte_client(data_plane):
-    import flyte
-
-    user = data_plane.auth.issuer.client(USER_CLIENT)
-    flyte.init(
-        endpoint=data_plane.tls_endpoint,
-        ca_cert_file_path=str(data_plane.ca_cert),
-        auth_type="ClientSecret",
-        client_id=user.client_id,
-        client_credentials_secret=user.secret,
-        disable_keyring=True,
-        org="testorg",
-        project=PROJECT,
-        domain=DOMAIN,
-    )
-    return flyte
+    return init_flyte_as_user(data_plane)
 
 
 @pytest.fixture
